@@ -1,0 +1,128 @@
+"""The backend contract: Backend → BackendModel → BackendInstance.
+
+Lifecycle, as driven by ``airtower.models``:
+
+1. ``Backend.auto_complete_config(config, ctx)`` (unless auto-complete is disabled) fills in
+   what the model file knows (inputs, outputs, max_batch_size). It mutates ``config``.
+2. ``Backend.load(ctx)`` → ``BackendModel`` reads the model once per version.
+3. ``BackendModel.create_instance(spec)`` → ``BackendInstance``, called **on the instance's own
+   thread** (the thread that will later run every ``execute`` of that instance).
+4. ``BackendInstance.execute(requests)`` runs one batch on the instance thread; it may block.
+5. ``BackendInstance.close()`` (finalize) on the instance thread, then ``BackendModel.close()``.
+
+Errors: every method raises ``airtower.errors.TritonError`` subclasses. ``execute`` raising
+fails every request in the batch; a ``TritonError`` *returned* in the list fails only the
+request at that position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
+from airtower.errors import TritonError
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContext:
+    """Where a model lives and how the server was told to run it.
+
+    Attributes:
+        name: the model name (its directory name).
+        model_dir: ``<repository>/<model>``.
+        repository: the model repository holding ``model_dir``.
+        backend_config: ``--backend-config=<backend>,k=v`` settings for this model's backend
+            (merged with the global ones such as ``default-max-batch-size``).
+        version: the version being loaded (0 during auto-complete, which precedes versions).
+    """
+
+    name: str
+    model_dir: Path
+    repository: Path
+    backend_config: dict[str, str] = field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def version_dir(self) -> Path:
+        return self.model_dir / str(self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """One instance of an instance group: ``<group name>_<index>``, kind and device."""
+
+    name: str
+    kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL"
+    device_id: int = 0
+
+
+class BackendInstance(Protocol):
+    """One execution context; at most one ``execute`` runs at a time, on its own thread."""
+
+    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+        """Run ``requests`` as one batch.
+
+        Args:
+            requests: validated requests; ``request.outputs`` names the outputs wanted
+                (empty means all of them).
+
+        Returns:
+            One entry per request, in order: its response, or the error that fails it alone.
+            A response's outputs may include outputs that were not asked for; the caller
+            keeps the ones requested.
+
+        Raises:
+            TritonError: the whole execution failed; every request fails with it.
+        """
+        ...
+
+    def close(self) -> None:
+        """Finalize the instance (Python models' ``finalize()``)."""
+        ...
+
+
+class BackendModel(Protocol):
+    """A loaded model version, shared by its instances."""
+
+    def create_instance(self, spec: InstanceSpec) -> BackendInstance:
+        """Create one instance; called on the thread that will execute it.
+
+        Raises:
+            TritonError: the instance could not be created; the model fails to load.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what ``Backend.load`` acquired."""
+        ...
+
+
+class Backend(Protocol):
+    """A kind of model (onnxruntime, python, ...)."""
+
+    #: The backend name used in config.pbtxt (``backend: "onnxruntime"``).
+    name: str
+
+    def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
+        """Complete ``config`` in place from the model file (inputs, outputs, max_batch_size).
+
+        Called with ``ctx.version`` set to the version whose file is read (the latest one).
+        Must not override anything the user wrote, and must raise ``ModelConfigError`` when
+        what the user wrote contradicts the model file.
+        """
+        ...
+
+    def load(self, config: ModelConfig, ctx: ModelContext) -> BackendModel:
+        """Load version ``ctx.version`` with its complete, normalised ``config``.
+
+        Raises:
+            TritonError: the model cannot be loaded; the reason is shown in the index.
+        """
+        ...
