@@ -1,0 +1,112 @@
+"""Request-against-config checks, with Triton's messages.
+
+A ``RequestValidator`` is built once per model version from its config, so that the
+per-request work is a few dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from airtower.core.request import InferenceRequest
+from airtower.errors import InvalidArgumentError
+from airtower.types import config_to_wire
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """What the config says of one input or output."""
+
+    name: str
+    datatype: str  # wire name
+    dims: tuple[int, ...]  # without the batch dimension
+    optional: bool = False
+
+
+def _format_shape(shape: Sequence[int]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _matches(dims: tuple[int, ...], shape: Sequence[int]) -> bool:
+    if len(dims) != len(shape):
+        return False
+    return all(d == -1 or d == s for d, s in zip(dims, shape, strict=True))
+
+
+class RequestValidator:
+    """Checks requests for one model version; every failure is an ``InvalidArgumentError``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.model_name: str = config.name
+        self.max_batch_size: int = config.max_batch_size
+        self.inputs: dict[str, TensorSpec] = {
+            i.name: TensorSpec(i.name, config_to_wire(model_config_enum_name(i.data_type)), tuple(i.dims), i.optional)
+            for i in config.input
+        }
+        self.outputs: dict[str, TensorSpec] = {
+            o.name: TensorSpec(o.name, config_to_wire(model_config_enum_name(o.data_type)), tuple(o.dims))
+            for o in config.output
+        }
+        self._required = frozenset(name for name, spec in self.inputs.items() if not spec.optional)
+
+    def validate(self, request: InferenceRequest) -> int:
+        """Check ``request``; return its batch size (1 for models without batching)."""
+        prefix = f"[request id: {request.id or '<id_unknown>'}] "
+        inputs = request.inputs
+        given = inputs.keys()
+        if not self._required <= given or not given <= self.inputs.keys():
+            self._raise_input_count(prefix, list(given))
+        batch_size = 0
+        max_batch = self.max_batch_size
+        for name, tensor in inputs.items():
+            spec = self.inputs[name]
+            if tensor.datatype != spec.datatype:
+                raise InvalidArgumentError(
+                    f"{prefix}inference input '{name}' data-type is '{tensor.datatype}', but model "
+                    f"'{self.model_name}' expects '{spec.datatype}'"
+                )
+            shape = tensor.shape
+            if max_batch > 0:
+                if not shape or shape[0] < 1 or shape[0] > max_batch:
+                    raise InvalidArgumentError(
+                        f"{prefix}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
+                    )
+                if batch_size and shape[0] != batch_size:
+                    raise InvalidArgumentError(
+                        f"{prefix}input '{name}' batch size does not match other inputs for '{self.model_name}'"
+                    )
+                batch_size = shape[0]
+                shape = shape[1:]
+            if not _matches(spec.dims, shape):
+                expected = ((-1,) if max_batch > 0 else ()) + spec.dims
+                raise InvalidArgumentError(
+                    f"{prefix}unexpected shape for input '{name}' for model '{self.model_name}'. "
+                    f"Expected {_format_shape(expected)}, got {_format_shape(tensor.shape)}. "
+                )
+        for output in request.outputs:
+            if output.name not in self.outputs:
+                raise InvalidArgumentError(f"unexpected inference output '{output.name}' for model '{self.model_name}'")
+        return batch_size or 1
+
+    def _raise_input_count(self, prefix: str, given: list[str]) -> None:
+        missing = [name for name in self.inputs if name not in given and not self.inputs[name].optional]
+        quoted_given = ",".join(f"'{name}'" for name in given)
+        quoted_missing = ",".join(f"'{name}'" for name in missing)
+        raise InvalidArgumentError(
+            f"{prefix}expected {len(self._required)} inputs but got {len(given)} inputs for model "
+            f"'{self.model_name}'. Got input(s) [{quoted_given}], but missing required input(s) [{quoted_missing}]. "
+            "Please provide all required input(s)."
+        )
+
+
+def model_config_enum_name(data_type: int) -> str:
+    """``TYPE_FP32`` for the DataType enum value of the config protobuf."""
+    from tritonclient.grpc.model_config_pb2 import DataType
+
+    name: str = DataType.Name(data_type)
+    return name

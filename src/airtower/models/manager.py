@@ -1,0 +1,191 @@
+"""ModelManager: owns every model's lifecycle — loading at start-up, look-up, unloading.
+
+Model control mode ``none`` (Triton's default): every model of every repository is loaded at
+start-up; a model whose config or files are broken is UNAVAILABLE with a reason and does not
+take the others down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from airtower.backends.base import ModelContext
+from airtower.backends.registry import get_backend
+from airtower.errors import ModelNotFoundError, ModelNotReadyError, TritonError
+from airtower.models.model import Model, ModelState
+from airtower.options import ServerOptions
+from airtower.repository.config_loader import load_model_config
+from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
+from airtower.types import JSONValue
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+#: Models loaded at the same time (tritonserver's --model-load-thread-count default).
+LOAD_CONCURRENCY = 4
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    """Everything known about one model name: its config, loaded versions, failures."""
+
+    name: str
+    location: ModelLocation | None = None
+    config: ModelConfig | None = None
+    versions: dict[int, Model] = field(default_factory=dict)
+    #: version → reason it is unavailable; key 0 when the model failed before any version.
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def ready_versions(self) -> list[int]:
+        return sorted(v for v, m in self.versions.items() if m.state is ModelState.READY)
+
+
+class ModelManager:
+    """Loads, finds and unloads models."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self._entries: dict[str, ModelEntry] = {}
+
+    async def load_all(self) -> None:
+        """Load every model found in the repositories (control mode ``none``)."""
+        locations, duplicates = scan_repositories(self.options.model_repositories)
+        for name, reason in duplicates.items():
+            self._entries[name] = ModelEntry(name, failures={0: reason})
+        limit = asyncio.Semaphore(LOAD_CONCURRENCY)
+
+        async def load_one(location: ModelLocation) -> None:
+            async with limit:
+                await self._load_model(location)
+
+        async with asyncio.TaskGroup() as group:
+            for location in locations.values():
+                group.create_task(load_one(location))
+
+    async def _load_model(self, location: ModelLocation) -> None:
+        entry = self._entries[location.name] = ModelEntry(location.name, location)
+        options = self.options
+        try:
+            config = await asyncio.to_thread(
+                load_model_config,
+                location,
+                config_name=options.model_config_name,
+                auto_complete=options.auto_complete_config,
+                backend_config=options.backend_settings,
+            )
+            entry.config = config
+            versions = select_versions(config, available_versions(location.model_dir))
+            backend = get_backend(config.backend)
+        except TritonError as exc:
+            logger.error("failed to load model '%s': %s", location.name, exc.message)
+            entry.failures[0] = exc.message
+            return
+        for version in versions:
+            context = ModelContext(
+                location.name,
+                location.model_dir,
+                location.repository,
+                options.backend_settings(config.backend),
+                version,
+            )
+            model = Model(config, version, context)
+            entry.versions[version] = model
+            try:
+                await model.load(backend)
+            except TritonError as exc:
+                self._fail_version(entry, version, exc.message)
+            except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
+                logger.exception("loading model '%s' version %d failed", location.name, version)
+                self._fail_version(entry, version, f"{type(exc).__name__}: {exc}")
+            else:
+                logger.info("successfully loaded '%s' version %d", location.name, version)
+
+    def _fail_version(self, entry: ModelEntry, version: int, reason: str) -> None:
+        logger.error("failed to load '%s' version %d: %s", entry.name, version, reason)
+        entry.versions.pop(version, None)
+        entry.failures[version] = reason
+
+    async def aclose(self) -> None:
+        """Unload every model: finalize instances, release backend models."""
+        for entry in self._entries.values():
+            for model in entry.versions.values():
+                await model.aclose()
+            entry.versions.clear()
+
+    # -- look-ups -------------------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> Model:
+        """The READY model version serving requests for ``name`` / ``version``.
+
+        ``version`` "" picks the highest READY version.
+
+        Raises:
+            ModelNotFoundError: no such model or version.
+            ModelNotReadyError: the version exists but is not READY.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
+        if not version:
+            ready = entry.ready_versions()
+            if not ready:
+                raise ModelNotReadyError(f"Request for unknown model: '{name}' has no available versions")
+            return entry.versions[ready[-1]]
+        number = int(version) if version.isdigit() else -1
+        model = entry.versions.get(number)
+        if model is None:
+            if number in entry.failures:
+                raise ModelNotReadyError(
+                    f"Request for unknown model: '{name}' version {version} is not at ready state"
+                )
+            raise ModelNotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
+        if model.state is not ModelState.READY:
+            raise ModelNotReadyError(f"Request for unknown model: '{name}' version {version} is not at ready state")
+        return model
+
+    def entry(self, name: str) -> ModelEntry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
+        return entry
+
+    def models(self) -> list[Model]:
+        """Every loaded version, by name then version."""
+        return [
+            entry.versions[v] for name in sorted(self._entries) for entry in [self._entries[name]]
+            for v in sorted(entry.versions)
+        ]  # fmt: skip
+
+    def failed(self) -> dict[str, dict[int, str]]:
+        """Models with versions (or configs) that failed to load: name → version → reason."""
+        return {name: dict(e.failures) for name, e in self._entries.items() if e.failures}
+
+    def all_ready(self) -> bool:
+        """Every model has a READY version and nothing failed (strict readiness)."""
+        return all(not e.failures and e.ready_versions() for e in self._entries.values())
+
+    def index(self, ready_only: bool = False) -> list[dict[str, JSONValue]]:
+        """The repository index: one row per model version, as Triton's HTTP API shows it."""
+        rows: list[dict[str, JSONValue]] = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            versions = sorted(set(entry.versions) | set(entry.failures))
+            for version in versions:
+                model = entry.versions.get(version)
+                state = model.state.value if model is not None else ModelState.UNAVAILABLE.value
+                if ready_only and state != ModelState.READY.value:
+                    continue
+                row: dict[str, JSONValue] = {"name": name}
+                if version:
+                    row["version"] = str(version)
+                row["state"] = state
+                reason = entry.failures.get(version, "") if model is None else model.reason
+                if reason:
+                    row["reason"] = reason
+                rows.append(row)
+        return rows

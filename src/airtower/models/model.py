@@ -1,0 +1,178 @@
+"""Model: one loaded version of a model — config, backend model, instances, scheduler, stats.
+
+State machine: LOADING → READY → UNLOADING → (gone); a failed load ends in UNAVAILABLE with a
+reason. ``infer`` is the hot path: validate, enqueue, await the future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from airtower.backends.base import Backend, BackendModel, InstanceSpec, ModelContext
+from airtower.core.classification import classify, read_labels
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
+from airtower.core.tensor import Tensor
+from airtower.core.validation import RequestValidator
+from airtower.errors import InternalError, TritonError
+from airtower.models.instance import ModelInstance
+from airtower.observability.stats import ExecutionTiming, ModelStatistics
+from airtower.scheduling.direct import DirectScheduler
+from airtower.scheduling.scheduler import Pending, Scheduler
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ModelState(enum.Enum):
+    """Triton's model version states, as the repository index reports them."""
+
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+def instance_specs(config: ModelConfig) -> list[InstanceSpec]:
+    """One spec per instance of every instance group (``<group>_<index>``), as Triton names them."""
+    from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
+
+    specs: list[InstanceSpec] = []
+    for group in config.instance_group:
+        kind = ModelInstanceGroup.Kind.Name(group.kind)
+        devices = list(group.gpus) if kind == "KIND_GPU" and group.gpus else [0]
+        for device in devices:
+            for index in range(max(group.count, 1)):
+                specs.append(InstanceSpec(f"{group.name}_{index}", kind, device))
+    return specs
+
+
+class Model:
+    """A loaded model version."""
+
+    def __init__(self, config: ModelConfig, version: int, context: ModelContext) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = version
+        self.version_str = str(version)
+        self.context = context
+        self.state = ModelState.LOADING
+        self.reason = ""
+        self.stats = ModelStatistics(self.name, self.version_str)
+        self.validator = RequestValidator(config)
+        self._labels = self._read_labels()
+        self._batched = config.max_batch_size > 0
+        self._backend_model: BackendModel | None = None
+        self._instances: list[ModelInstance] = []
+        self.scheduler: Scheduler | None = None
+
+    async def load(self, backend: Backend) -> None:
+        """Load the backend model and start every instance; on failure, clean up and raise."""
+        try:
+            self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
+            for spec in instance_specs(self.config):
+                instance = ModelInstance(spec, self._finish, self._record)
+                self._instances.append(instance)
+                await instance.start(self._backend_model)
+        except BaseException:
+            await self.aclose()
+            raise
+        self.scheduler = DirectScheduler(self._instances)
+        self.state = ModelState.READY
+
+    async def aclose(self) -> None:
+        """Finalize every instance (on its thread), then release the backend model."""
+        self.state = ModelState.UNLOADING
+        for instance in self._instances:
+            await instance.aclose()
+        self._instances.clear()
+        if self._backend_model is not None:
+            model, self._backend_model = self._backend_model, None
+            try:
+                await asyncio.to_thread(model.close)
+            except Exception:  # noqa: BLE001 - unloading goes on; the error is logged
+                logger.exception("closing model %s version %s failed", self.name, self.version)
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Validate ``request``, queue it and wait for its response.
+
+        Raises:
+            InvalidArgumentError: the request does not match the config.
+            TritonError: the execution failed (the backend's error).
+        """
+        batch_size = self.validator.validate(request)
+        scheduler = self.scheduler
+        assert scheduler is not None
+        future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
+        pending = Pending(request, future, batch_size, time.monotonic_ns())
+        scheduler.enqueue(pending)
+        return await future
+
+    # -- callbacks from instances ---------------------------------------------------------
+
+    def _finish(self, pending: Pending, answer: InferenceResponse) -> InferenceResponse:
+        """Keep the requested outputs (in the client's order) and apply classification."""
+        request = pending.request
+        answer.model_name = self.name
+        answer.model_version = self.version_str
+        answer.id = request.id
+        if not request.outputs:
+            return answer
+        produced = {tensor.name: tensor for tensor in answer.outputs}
+        outputs: list[Tensor] = []
+        for wanted in request.outputs:
+            tensor = produced.get(wanted.name)
+            if tensor is None:
+                continue
+            if wanted.class_count > 0:
+                tensor = self._classify(tensor, wanted.class_count)
+            outputs.append(tensor)
+        answer.outputs = outputs
+        return answer
+
+    def _classify(self, tensor: Tensor, class_count: int) -> Tensor:
+        if tensor.datatype in ("BYTES", "BOOL"):
+            raise InternalError(f"class result not available for output due to unsupported type '{tensor.datatype}'")
+        labels = self._labels.get(tensor.name, [])
+        data = classify(tensor.data, class_count, labels, batched=self._batched)
+        return Tensor.from_numpy(tensor.name, "BYTES", data)
+
+    def _record(
+        self,
+        batch: Sequence[Pending],
+        results: Sequence[InferenceResponse | TritonError],
+        timing: ExecutionTiming,
+    ) -> None:
+        stats = self.stats
+        now = time.monotonic_ns()
+        executed = 0
+        for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, TritonError):
+                stats.record_failure(pending.enqueue_ns, now)
+            else:
+                stats.record_success(pending.enqueue_ns, timing, now)
+                executed += pending.batch_size
+        # Triton counts only successful inferences and executions
+        if executed:
+            stats.record_execution(executed, timing)
+
+    def _read_labels(self) -> dict[str, list[str]]:
+        labels: dict[str, list[str]] = {}
+        for output in self.config.output:
+            if output.label_filename:
+                path = Path(self.context.model_dir) / output.label_filename
+                try:
+                    labels[output.name] = read_labels(str(path))
+                except OSError as exc:
+                    raise TritonError.from_code(
+                        InternalError.code, f"unable to read labels file '{path}' for model '{self.name}': {exc}"
+                    ) from exc
+        return labels

@@ -1,0 +1,120 @@
+"""Per model-version counters and durations: the source of the statistics extension.
+
+Updated only from the event loop thread (completion callbacks), so no locks are needed.
+Semantics follow Triton's statistics extension: ``inference_count`` counts inferences
+(batch elements), ``execution_count`` counts backend executions, ``inference_stats`` holds
+per-request durations and ``batch_stats`` per-execution durations keyed by batch size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from airtower.types import JSONValue
+
+
+@dataclass(slots=True)
+class Duration:
+    """A count and a total in nanoseconds, as the statistics extension reports them."""
+
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+    def to_json(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass(slots=True)
+class BatchStatistics:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+@dataclass(slots=True)
+class ExecutionTiming:
+    """Monotonic nanosecond timestamps of one execution, taken on the instance thread."""
+
+    start_ns: int = 0
+    input_end_ns: int = 0
+    output_start_ns: int = 0
+    end_ns: int = 0
+
+
+@dataclass(slots=True)
+class ModelStatistics:
+    """Statistics of one model version."""
+
+    name: str
+    version: str
+    last_inference_ms: int = 0
+    inference_count: int = 0
+    execution_count: int = 0
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    cache_hit: Duration = field(default_factory=Duration)
+    cache_miss: Duration = field(default_factory=Duration)
+    batch_stats: dict[int, BatchStatistics] = field(default_factory=dict)
+
+    def record_execution(self, batch_size: int, timing: ExecutionTiming) -> None:
+        """One backend execution of ``batch_size`` inferences finished."""
+        self.execution_count += 1
+        self.inference_count += batch_size
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        stats = self.batch_stats.get(batch_size)
+        if stats is None:
+            stats = self.batch_stats[batch_size] = BatchStatistics()
+        stats.compute_input.add(timing.input_end_ns - timing.start_ns)
+        stats.compute_infer.add(timing.output_start_ns - timing.input_end_ns)
+        stats.compute_output.add(timing.end_ns - timing.output_start_ns)
+
+    def record_success(self, enqueue_ns: int, timing: ExecutionTiming, now_ns: int) -> None:
+        """One request of an execution succeeded."""
+        self.success.add(now_ns - enqueue_ns)
+        self.queue.add(timing.start_ns - enqueue_ns)
+        self.compute_input.add(timing.input_end_ns - timing.start_ns)
+        self.compute_infer.add(timing.output_start_ns - timing.input_end_ns)
+        self.compute_output.add(timing.end_ns - timing.output_start_ns)
+
+    def record_failure(self, enqueue_ns: int, now_ns: int) -> None:
+        self.fail.add(now_ns - enqueue_ns)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """The statistics extension's JSON for this version (HTTP shape)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                "success": self.success.to_json(),
+                "fail": self.fail.to_json(),
+                "queue": self.queue.to_json(),
+                "compute_input": self.compute_input.to_json(),
+                "compute_infer": self.compute_infer.to_json(),
+                "compute_output": self.compute_output.to_json(),
+                "cache_hit": self.cache_hit.to_json(),
+                "cache_miss": self.cache_miss.to_json(),
+            },
+            "response_stats": {},
+            "batch_stats": [
+                {
+                    "batch_size": size,
+                    "compute_input": stats.compute_input.to_json(),
+                    "compute_infer": stats.compute_infer.to_json(),
+                    "compute_output": stats.compute_output.to_json(),
+                }
+                for size, stats in sorted(self.batch_stats.items())
+            ],
+            "memory_usage": [],
+        }

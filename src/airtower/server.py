@@ -1,0 +1,178 @@
+"""InferenceServer: the one object the frontends call.
+
+Frontends (HTTP, later gRPC) decode the wire into ``core`` types, call a method here, and
+encode the result; they never reach into models, schedulers or backends. Every method raises
+``airtower.errors.TritonError`` subclasses, which each frontend maps through its own table.
+
+Shutdown order, written once in :meth:`InferenceServer.stop`: the frontends stop accepting
+(their owner does that first) → in-flight requests drain, bounded by ``--exit-timeout-secs`` →
+models are unloaded (instances finalized on their own threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
+from airtower.errors import ModelNotFoundError, ServerNotReadyError, UnavailableError
+from airtower.models.manager import ModelManager
+from airtower.options import ServerOptions
+from airtower.types import JSONValue, config_to_wire
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+#: The Triton release whose protocol airtower speaks, reported as the server version.
+TRITON_VERSION = "2.51.0"
+
+#: Protocol extensions airtower implements (reported in server metadata).
+EXTENSIONS: tuple[str, ...] = (
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+)
+
+
+class InferenceServer:
+    """Health, metadata, configuration, inference, statistics and the repository index."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.models = ModelManager(options)
+        self._live = False
+        self._accepting = False
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the models of every repository.
+
+        Raises:
+            UnavailableError: a model failed to load and ``exit_on_error`` is set.
+        """
+        self._live = True
+        await self.models.load_all()
+        failed = self.models.failed()
+        if failed and self.options.exit_on_error:
+            names = ", ".join(sorted(failed))
+            raise UnavailableError(f"failed to load all models: {names}")
+        self._accepting = True
+
+    async def stop(self) -> None:
+        """Refuse new requests, wait for in-flight ones (bounded), then unload every model."""
+        self._accepting = False
+        if self._in_flight:
+            logger.info("waiting for %d in-flight inference requests", self._in_flight)
+            try:
+                await asyncio.wait_for(self._drained.wait(), self.options.exit_timeout_secs)
+            except TimeoutError:
+                logger.warning("timeout: %d requests still in flight; unloading anyway", self._in_flight)
+        await self.models.aclose()
+        self._live = False
+
+    # -- health and metadata (KServe v2 core) -------------------------------------------------
+
+    def is_live(self) -> bool:
+        return self._live
+
+    def is_ready(self) -> bool:
+        if not (self._live and self._accepting):
+            return False
+        return self.models.all_ready() if self.options.strict_readiness else True
+
+    def server_metadata(self) -> dict[str, JSONValue]:
+        return {"name": self.options.server_id, "version": TRITON_VERSION, "extensions": list(EXTENSIONS)}
+
+    def is_model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.models.get(name, version)
+        except (ModelNotFoundError, UnavailableError):
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str = "") -> dict[str, JSONValue]:
+        """KServe v2 model metadata of a READY version."""
+        model = self.models.get(name, version)
+        config = model.config
+        batch: list[int] = [-1] if config.max_batch_size > 0 else []
+        versions = [version] if version else [str(v) for v in self.models.entry(name).ready_versions()]
+
+        def describe(tensors: JSONValue) -> list[dict[str, JSONValue]]:
+            return [
+                {"name": t.name, "datatype": _wire(t.data_type), "shape": batch + list(t.dims)} for t in tensors
+            ]
+
+        return {
+            "name": name,
+            "versions": versions,
+            "platform": config.platform or config.backend,
+            "inputs": describe(config.input),
+            "outputs": describe(config.output),
+        }
+
+    def model_config(self, name: str, version: str = "") -> ModelConfig:
+        return self.models.get(name, version).config
+
+    # -- inference ------------------------------------------------------------------------
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Run one request on the model version it names.
+
+        Raises:
+            ModelNotFoundError: unknown model or version.
+            ModelNotReadyError: the version is not READY.
+            InvalidArgumentError: the request does not match the model's config.
+            ServerNotReadyError: the server is exiting.
+            TritonError: the model failed the request.
+        """
+        if not self._accepting:
+            raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
+        model = self.models.get(request.model_name, request.model_version)
+        self._in_flight += 1
+        self._drained.clear()
+        try:
+            return await model.infer(request)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._drained.set()
+
+    # -- statistics and repository extensions ---------------------------------------------
+
+    def model_statistics(self, name: str = "", version: str = "") -> dict[str, JSONValue]:
+        """The statistics extension's JSON: every ready version, or the one named."""
+        if name:
+            if version:
+                models = [self.models.get(name, version)]
+            else:
+                entry = self.models.entry(name)
+                models = [entry.versions[v] for v in entry.ready_versions()]
+        else:
+            models = self.models.models()
+        return {"model_stats": [model.stats.to_json() for model in models]}
+
+    def repository_index(self, ready: bool = False) -> list[dict[str, JSONValue]]:
+        return self.models.index(ready)
+
+    async def load_model(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+        raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+
+    async def unload_model(self, name: str, unload_dependents: bool) -> None:
+        raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+
+
+def _wire(data_type: int) -> str:
+    from airtower.core.validation import model_config_enum_name
+
+    return config_to_wire(model_config_enum_name(data_type))

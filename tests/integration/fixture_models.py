@@ -1,0 +1,132 @@
+"""Python test models, written into a temporary model repository by the tests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+#: Every wire datatype the echo model accepts, with its config type.
+ECHO_TYPES: dict[str, str] = {
+    "BOOL": "TYPE_BOOL",
+    "UINT8": "TYPE_UINT8",
+    "UINT16": "TYPE_UINT16",
+    "UINT32": "TYPE_UINT32",
+    "UINT64": "TYPE_UINT64",
+    "INT8": "TYPE_INT8",
+    "INT16": "TYPE_INT16",
+    "INT32": "TYPE_INT32",
+    "INT64": "TYPE_INT64",
+    "FP16": "TYPE_FP16",
+    "FP32": "TYPE_FP32",
+    "FP64": "TYPE_FP64",
+    "BYTES": "TYPE_STRING",
+}
+
+ECHO_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            outputs = [
+                pb_utils.Tensor(tensor.name().replace("IN_", "OUT_"), tensor.as_numpy())
+                for tensor in request.inputs()
+            ]
+            responses.append(pb_utils.InferenceResponse(outputs))
+        return responses
+"""
+
+# Each instance waits at a barrier shared by the two instances: a request can only finish
+# once the other instance is executing at the same time. The timeout only bounds a failure.
+BARRIER_MODEL = """
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+BARRIER = threading.Barrier(2, timeout=30)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.name = args["model_instance_name"]
+
+    def execute(self, requests):
+        BARRIER.wait()
+        name = np.array([self.name.encode()], dtype=np.object_)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("INSTANCE", name)]) for _ in requests]
+"""
+
+FAILING_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            mode = pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0]
+            if mode == 1:
+                raise RuntimeError("the model raised on purpose")
+            if mode == 2:
+                error = pb_utils.TritonError("request rejected by the model", pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([mode], np.int32))]))
+        return responses
+"""
+
+
+def _write(model_dir: Path, config: str, code: str) -> None:
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(textwrap.dedent(config))
+    (model_dir / "1" / "model.py").write_text(code)
+
+
+def write_echo_model(repository: Path, name: str = "echo") -> None:
+    inputs = ",\n".join(
+        f'  {{ name: "IN_{wire}" data_type: {cfg} dims: [ -1 ] optional: true }}' for wire, cfg in ECHO_TYPES.items()
+    )
+    outputs = ",\n".join(f'  {{ name: "OUT_{wire}" data_type: {cfg} dims: [ -1 ] }}' for wire, cfg in ECHO_TYPES.items())
+    config = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\ninput [\n{inputs}\n]\noutput [\n{outputs}\n]\n'
+    _write(repository / name, config, ECHO_MODEL)
+
+
+def write_barrier_model(repository: Path, name: str = "barrier") -> None:
+    config = f"""\
+        name: "{name}"
+        backend: "python"
+        max_batch_size: 0
+        input [ {{ name: "IN" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+        output [ {{ name: "INSTANCE" data_type: TYPE_STRING dims: [ 1 ] }} ]
+        instance_group [ {{ count: 2 kind: KIND_CPU }} ]
+        """
+    _write(repository / name, config, BARRIER_MODEL)
+
+
+def write_failing_model(repository: Path, name: str = "failing") -> None:
+    config = f"""\
+        name: "{name}"
+        backend: "python"
+        max_batch_size: 0
+        input [ {{ name: "MODE" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+        output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+        """
+    _write(repository / name, config, FAILING_MODEL)
+
+
+def write_broken_models(repository: Path) -> None:
+    """A model whose config does not parse, and one whose model file is missing."""
+    broken = repository / "broken_config"
+    (broken / "1").mkdir(parents=True)
+    (broken / "config.pbtxt").write_text('name: "broken_config"\nbackend: "python"\ninput [ { name: \n')
+    missing = repository / "missing_file"
+    (missing / "1").mkdir(parents=True)
+    (missing / "config.pbtxt").write_text(
+        'name: "missing_file"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+    )
