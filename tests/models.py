@@ -53,6 +53,13 @@ def save_model(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
+def save_onnx_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Write an already built model at ``path`` (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def write_model_dir(repository: Path, name: str, graph: onnx.GraphProto, config: str | None, version: int) -> Path:
     model_dir = repository / name
     save_model(graph, model_dir / str(version) / "model.onnx")
@@ -142,7 +149,8 @@ def load_example_generator() -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

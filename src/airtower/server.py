@@ -109,9 +109,7 @@ class InferenceServer:
         versions = [version] if version else [str(v) for v in self.models.entry(name).ready_versions()]
 
         def describe(tensors: JSONValue) -> list[dict[str, JSONValue]]:
-            return [
-                {"name": t.name, "datatype": _wire(t.data_type), "shape": batch + list(t.dims)} for t in tensors
-            ]
+            return [{"name": t.name, "datatype": _wire(t.data_type), "shape": batch + list(t.dims)} for t in tensors]
 
         return {
             "name": name,

@@ -90,7 +90,9 @@ def write_echo_model(repository: Path, name: str = "echo") -> None:
     inputs = ",\n".join(
         f'  {{ name: "IN_{wire}" data_type: {cfg} dims: [ -1 ] optional: true }}' for wire, cfg in ECHO_TYPES.items()
     )
-    outputs = ",\n".join(f'  {{ name: "OUT_{wire}" data_type: {cfg} dims: [ -1 ] }}' for wire, cfg in ECHO_TYPES.items())
+    outputs = ",\n".join(
+        f'  {{ name: "OUT_{wire}" data_type: {cfg} dims: [ -1 ] }}' for wire, cfg in ECHO_TYPES.items()
+    )
     config = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\ninput [\n{inputs}\n]\noutput [\n{outputs}\n]\n'
     _write(repository / name, config, ECHO_MODEL)
 

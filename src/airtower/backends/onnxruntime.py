@@ -19,14 +19,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+from tritonclient.grpc import model_config_pb2
 
 from airtower.backends.base import InstanceSpec, ModelContext
+from airtower.core.model_config import ModelConfig, parse_default_max_batch_size
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
@@ -34,21 +36,15 @@ from airtower.errors import (
     InternalError,
     InvalidArgumentError,
     ModelConfigError,
-    NotFoundError,
     TritonError,
     UnavailableError,
     UnsupportedError,
 )
 from airtower.types import config_to_wire
 
-if TYPE_CHECKING:
-    from tritonclient.grpc.model_config_pb2 import ModelConfig
-
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_FILENAME = "model.onnx"
-#: onnxruntime_backend's default for ``--backend-config=onnxruntime,default-max-batch-size``.
-DEFAULT_MAX_BATCH_SIZE = "4"
 
 #: ORT type strings → config datatypes (onnxruntime_utils.cc ConvertFromOnnxDataType).
 CONFIG_TYPE_BY_ORT_TYPE: dict[str, str] = {
@@ -79,7 +75,6 @@ GRAPH_LEVEL_BY_CONFIG: dict[int, ort.GraphOptimizationLevel] = {
 _ERROR_BY_ORT_EXCEPTION: tuple[tuple[type[Exception], type[TritonError]], ...] = (
     (ort_state.InvalidArgument, InvalidArgumentError),
     (ort_state.NotImplemented, UnsupportedError),
-    (ort_state.NoSuchFile, NotFoundError),
     (ort_state.InvalidProtobuf, InvalidArgumentError),
     (ort_state.InvalidGraph, InvalidArgumentError),
 )
@@ -184,11 +179,7 @@ def _auto_complete_max_batch(
             )
         return
     if config.max_batch_size == 0:
-        raw = ctx.backend_config.get("default-max-batch-size", DEFAULT_MAX_BATCH_SIZE)
-        try:
-            config.max_batch_size = max(int(raw), 0)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"invalid backend config default-max-batch-size '{raw}'") from exc
+        config.max_batch_size = parse_default_max_batch_size(ctx.backend_config)
         logger.warning(
             "autofilled max_batch_size to %d for model '%s' since batching is supported but no "
             "max_batch_size is specified in model configuration",
@@ -223,8 +214,6 @@ def _fill_ios(config: ModelConfig, ctx: ModelContext, key: str, infos: list[Tens
 
 
 def _fill_io(io: Any, info: TensorInfo, ctx: ModelContext, key: str, batching: bool) -> None:
-    from tritonclient.grpc import model_config_pb2
-
     if io.data_type == 0:
         io.data_type = model_config_pb2.DataType.Value(info.data_type)
     elif model_config_pb2.DataType.Name(io.data_type) != info.data_type:
@@ -440,8 +429,6 @@ def _compare_dims(
 
 
 def _validate_ios(config: ModelConfig, model_name: str, key: str, infos: list[TensorInfo]) -> None:
-    from tritonclient.grpc import model_config_pb2
-
     by_name = {info.name: info for info in infos}
     mbs = config.max_batch_size
     for io in getattr(config, key):
@@ -609,8 +596,6 @@ class OnnxRuntimeInstance:
         self._bf16 = any(info.data_type == "TYPE_BF16" for info in (*inputs, *outputs))
 
     def _output_specs(self, config: ModelConfig) -> dict[str, _OutputSpec]:
-        from tritonclient.grpc import model_config_pb2
-
         specs: dict[str, _OutputSpec] = {}
         for io in config.output:
             model_dims = self._model_outputs[io.name].dims if io.name in self._model_outputs else ()

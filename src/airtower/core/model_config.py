@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from airtower.errors import InvalidArgumentError, ModelConfigError
 
-if TYPE_CHECKING:
-    from google.protobuf.descriptor import Descriptor
-
-ModelConfig = model_config_pb2.ModelConfig
-ModelInput = model_config_pb2.ModelInput
-ModelOutput = model_config_pb2.ModelOutput
+# tritonclient ships no type stubs, so these are ``Any`` to mypy; the aliases document intent.
+ModelConfig: TypeAlias = model_config_pb2.ModelConfig
+ModelInput: TypeAlias = model_config_pb2.ModelInput
+ModelOutput: TypeAlias = model_config_pb2.ModelOutput
 
 #: Triton's default for ``--backend-config=default-max-batch-size`` (core backend_config.cc).
 DEFAULT_MAX_BATCH_SIZE = 4
@@ -123,7 +121,7 @@ def _fix_int64_fields(raw: dict[str, Any]) -> None:
             _fix_int_list(warmup_input, "dims")
 
 
-def _in_declaration_order(descriptor: Descriptor, obj: dict[str, Any]) -> dict[str, Any]:
+def _in_declaration_order(descriptor: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Re-key ``obj`` in .proto declaration order, as Triton's C++ JSON printer emits it."""
     ordered: dict[str, Any] = {}
     for field in descriptor.fields:

@@ -97,4 +97,4 @@ def array_to_buffer(datatype: str, array: npt.NDArray[Any]) -> bytes | memoryvie
         array = array.astype(dtype)
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
-    return memoryview(array).cast("B")
+    return array.data.cast("B")

@@ -92,12 +92,13 @@ class ModelInstance:
         try:
             if self._backend is not None:
                 self._backend.close()
-        except Exception:  # noqa: BLE001 - finalize errors are logged; unloading goes on
+        except Exception:
             logger.exception("finalizing instance %s failed", self.spec.name)
         self._loop.call_soon_threadsafe(_set_result, closed, None)
 
     def _execute(self, batch: Sequence[Pending], done: DoneCallback) -> None:
-        assert self._loop is not None and self._backend is not None
+        assert self._loop is not None
+        assert self._backend is not None
         timing = ExecutionTiming(start_ns=time.monotonic_ns())
         timing.input_end_ns = timing.start_ns
         results: list[InferenceResponse | TritonError]
@@ -105,14 +106,12 @@ class ModelInstance:
             raw = self._backend.execute([p.request for p in batch])
         except TritonError as exc:
             raw = [exc] * len(batch)
-        except Exception as exc:  # noqa: BLE001 - a failing execute fails its batch, never the server
+        except Exception as exc:
             logger.exception("instance %s: execute failed", self.spec.name)
             raw = [BackendExecutionError(f"{type(exc).__name__}: {exc}")] * len(batch)
         timing.output_start_ns = time.monotonic_ns()
         if len(raw) != len(batch):
-            error = InternalError(
-                f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests"
-            )
+            error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")
             raw = [error] * len(batch)
         results = []
         for pending, answer in zip(batch, raw, strict=True):

@@ -99,7 +99,7 @@ class ModelManager:
                 await model.load(backend)
             except TritonError as exc:
                 self._fail_version(entry, version, exc.message)
-            except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
+            except Exception as exc:
                 logger.exception("loading model '%s' version %d failed", location.name, version)
                 self._fail_version(entry, version, f"{type(exc).__name__}: {exc}")
             else:
@@ -140,9 +140,7 @@ class ModelManager:
         model = entry.versions.get(number)
         if model is None:
             if number in entry.failures:
-                raise ModelNotReadyError(
-                    f"Request for unknown model: '{name}' version {version} is not at ready state"
-                )
+                raise ModelNotReadyError(f"Request for unknown model: '{name}' version {version} is not at ready state")
             raise ModelNotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
         if model.state is not ModelState.READY:
             raise ModelNotReadyError(f"Request for unknown model: '{name}' version {version} is not at ready state")

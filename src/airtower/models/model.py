@@ -98,7 +98,7 @@ class Model:
             model, self._backend_model = self._backend_model, None
             try:
                 await asyncio.to_thread(model.close)
-            except Exception:  # noqa: BLE001 - unloading goes on; the error is logged
+            except Exception:
                 logger.exception("closing model %s version %s failed", self.name, self.version)
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:

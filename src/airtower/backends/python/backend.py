@@ -1,0 +1,413 @@
+"""PythonBackend: runs Triton python_backend models (``TritonPythonModel`` in ``model.py``) in-process.
+
+``model.py`` of each version is imported once per load as a uniquely named module, so models (and
+versions) that all call their file ``model.py`` never clash. Each instance creates its own
+``TritonPythonModel`` on the instance thread and calls ``initialize``, every ``execute`` and
+``finalize`` there; an ``async def execute`` runs on a private event loop owned by the instance.
+Requests reach the model as ``pb_utils`` objects wrapping the same numpy arrays (no copies).
+
+Differences from upstream's stub process: module-level state is shared by the instances of one
+version, and sibling modules of ``model.py`` are imported with the version and model directories
+first on ``sys.path`` (upstream appends both to the stub's path for its lifetime; we also append
+them while the model is loaded, for imports made later inside methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import itertools
+import json
+import logging
+import re
+import sys
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tritonclient.grpc import model_config_pb2
+
+from airtower.backends.base import InstanceSpec, ModelContext
+from airtower.backends.python import triton_python_backend_utils as pb_utils
+from airtower.core.model_config import ModelConfig, config_from_json, config_to_json, is_decoupled
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
+from airtower.core.tensor import Tensor
+from airtower.errors import (
+    ERROR_CLASS_BY_CODE,
+    BackendExecutionError,
+    ErrorCode,
+    InternalError,
+    ModelConfigError,
+    TritonError,
+    UnsupportedError,
+)
+from airtower.types import NUMPY_DTYPE_BY_WIRE, config_to_wire
+
+# User code does ``import triton_python_backend_utils as pb_utils``: that must be this module.
+sys.modules["triton_python_backend_utils"] = pb_utils
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_FILENAME = "model.py"
+
+#: InstanceSpec.kind → ``args["model_instance_kind"]``.
+_KIND_NAMES: dict[str, str] = {"KIND_CPU": "CPU", "KIND_GPU": "GPU", "KIND_MODEL": "MODEL"}
+
+#: Wire datatype ↔ TRITONSERVER_DataType value (what ``pb_utils.Tensor.triton_dtype()`` returns).
+_TRITON_TYPE_BY_WIRE: dict[str, int] = {
+    "BOOL": 1, "UINT8": 2, "UINT16": 3, "UINT32": 4, "UINT64": 5, "INT8": 6, "INT16": 7, "INT32": 8,
+    "INT64": 9, "FP16": 10, "FP32": 11, "FP64": 12, "BYTES": 13, "BF16": 14,
+}  # fmt: skip
+_WIRE_BY_TRITON_TYPE: dict[int, str] = {code: wire for wire, code in _TRITON_TYPE_BY_WIRE.items()}
+
+# Importing a model mutates interpreter-wide state (sys.path, sys.modules): one at a time.
+_IMPORT_LOCK = threading.Lock()
+_module_ids = itertools.count(1)
+_path_users: Counter[str] = Counter()
+
+
+class PythonBackend:
+    """The ``python`` backend (Triton python_backend compatible), in-process."""
+
+    name = "python"
+
+    def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
+        """Run ``TritonPythonModel.auto_complete_config`` (when defined) on ``config``, in place."""
+        path = _model_file(config, ctx)
+        if not path.is_file():
+            return  # load reports the missing file
+        module = _import_model(ctx, path)
+        try:
+            hook = getattr(_model_class(module, ctx, path), "auto_complete_config", None)
+            if hook is not None:
+                _run_auto_complete(hook, config, ctx)
+        finally:
+            _forget_model(module, ctx)
+
+    def load(self, config: ModelConfig, ctx: ModelContext) -> PythonModel:
+        """Import ``<version>/model.py`` and find ``TritonPythonModel``.
+
+        Raises:
+            UnsupportedError: the model is decoupled (not supported in-process yet).
+            InternalError: the file is missing, fails to import or defines no ``TritonPythonModel``.
+        """
+        if is_decoupled(config):
+            raise UnsupportedError(
+                f"python model '{ctx.name}': decoupled models (model_transaction_policy.decoupled) "
+                "are not supported yet"
+            )
+        path = _model_file(config, ctx)
+        if not path.is_file():
+            raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
+        module = _import_model(ctx, path)
+        try:
+            model_class = _model_class(module, ctx, path)
+        except TritonError:
+            _forget_model(module, ctx)
+            raise
+        return PythonModel(config, ctx, path, module, model_class)
+
+
+class PythonModel:
+    """One loaded version: its module, ``TritonPythonModel`` class and the initialize() args."""
+
+    def __init__(
+        self, config: ModelConfig, ctx: ModelContext, path: Path, module: ModuleType, model_class: type[Any]
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.path = path
+        self.module = module
+        self.model_class = model_class
+        self.config_json = json.dumps(config_to_json(config), separators=(",", ":"))
+        self.output_names: frozenset[str] = frozenset(o.name for o in config.output)
+        #: output name → (numpy dtype of its config datatype, wire datatype)
+        self.output_types: dict[str, tuple[np.dtype[Any], str]] = {}
+        for output in config.output:
+            wire = config_to_wire(model_config_pb2.DataType.Name(output.data_type))
+            if wire in NUMPY_DTYPE_BY_WIRE:
+                self.output_types[output.name] = (NUMPY_DTYPE_BY_WIRE[wire], wire)
+        self._closed = False
+
+    def create_instance(self, spec: InstanceSpec) -> PythonInstance:
+        """A new ``TritonPythonModel`` with ``initialize(args)`` done, on the calling (instance) thread."""
+        return PythonInstance(self, spec)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _forget_model(self.module, self.ctx)
+
+    def initialize_args(self, spec: InstanceSpec) -> dict[str, str]:
+        """``initialize(args)``: Triton's keys, every value a str."""
+        return {
+            "model_config": self.config_json,
+            "model_instance_kind": _KIND_NAMES.get(spec.kind, spec.kind.removeprefix("KIND_")),
+            "model_instance_name": spec.name,
+            "model_instance_device_id": str(spec.device_id),
+            "model_repository": str(self.ctx.model_dir),
+            "model_version": str(self.ctx.version),
+            "model_name": self.ctx.name,
+        }
+
+
+class PythonInstance:
+    """One ``TritonPythonModel`` object; every call happens on the instance thread."""
+
+    def __init__(self, model: PythonModel, spec: InstanceSpec) -> None:
+        self._model = model
+        self._spec = spec
+        self._name = model.ctx.name
+        self._version = str(model.ctx.version)
+        self._version_number = model.ctx.version
+        self._loop: asyncio.AbstractEventLoop | None = None
+        where = f"python model '{self._name}' version {self._version} instance '{spec.name}'"
+        try:
+            self._user = model.model_class()
+            initialize = getattr(self._user, "initialize", None)
+            if initialize is not None:
+                self._await(initialize(model.initialize_args(spec)))
+        except (Exception, SystemExit) as exc:
+            self._close_loop()
+            raise _load_error(exc, where) from exc
+        execute = getattr(self._user, "execute", None)
+        if execute is None:
+            self._close_loop()
+            raise InternalError(f"Python model {model.path} does not implement `execute` method.")
+        self._execute = execute
+        if inspect.iscoroutinefunction(execute):
+            self._loop = self._loop or asyncio.new_event_loop()
+
+    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+        """Run the model's ``execute`` on ``requests``; see ``backends.base.BackendInstance``."""
+        pb_requests = [self._to_pb_request(request) for request in requests]
+        try:
+            result = self._execute(pb_requests)
+            if type(result) is not list and inspect.isawaitable(result):
+                result = self._await(result)
+        except (Exception, SystemExit) as exc:
+            logger.error("python model '%s' instance '%s': execute raised", self._name, self._spec.name, exc_info=True)
+            raise self._execute_error(exc) from exc
+        if not isinstance(result, list | tuple):
+            raise self._failure(f"Expected a list in the execute return, found type '{type(result).__name__}'.")
+        if len(result) != len(requests):
+            raise self._failure(
+                "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
+                f"InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) size is:{len(result)}"
+            )
+        return [self._from_pb_response(request, answer) for request, answer in zip(requests, result, strict=True)]
+
+    def close(self) -> None:
+        """Call ``finalize()`` (when defined) and close the private event loop."""
+        try:
+            finalize = getattr(self._user, "finalize", None)
+            if finalize is not None:
+                self._await(finalize())
+        except (Exception, SystemExit) as exc:
+            raise _load_error(exc, f"python model '{self._name}' instance '{self._spec.name}' finalize") from exc
+        finally:
+            self._close_loop()
+
+    # -- conversions (the hot path) --------------------------------------------------------
+
+    def _to_pb_request(self, request: InferenceRequest) -> pb_utils.InferenceRequest:
+        wrap = pb_utils.Tensor._wrap
+        inputs = [wrap(t.name, t.data, _TRITON_TYPE_BY_WIRE[t.datatype]) for t in request.inputs.values()]
+        wanted = {o.name for o in request.outputs} if request.outputs else set(self._model.output_names)
+        return pb_utils.InferenceRequest._for_execute(
+            request.id,
+            request.correlation_id,
+            inputs,
+            wanted,
+            self._name,
+            self._version_number,
+            request.flags,
+            request.timeout_us,
+            request.parameters,
+        )
+
+    def _from_pb_response(self, request: InferenceRequest, answer: Any) -> InferenceResponse | TritonError:
+        if not isinstance(answer, pb_utils.InferenceResponse):
+            raise self._failure(
+                "Expected an 'InferenceResponse' object in the execute function return list, "
+                f"found type '{type(answer).__name__}'."
+            )
+        error = answer._error
+        if error is not None:
+            return _from_pb_error(error)
+        outputs = [self._to_core_tensor(tensor) for tensor in answer._output_tensors]
+        parameters = answer._parameters
+        return InferenceResponse(self._name, self._version, request.id, outputs, dict(parameters) if parameters else {})
+
+    def _to_core_tensor(self, tensor: Any) -> Tensor:
+        if not isinstance(tensor, pb_utils.Tensor):
+            raise self._failure(
+                f"Expected a 'Tensor' object in the output tensors, found type '{type(tensor).__name__}'."
+            )
+        array = tensor._array
+        expected = self._model.output_types.get(tensor._name)
+        # Like Triton, an array whose dtype differs from the config is sent with its own datatype.
+        if expected is not None and array.dtype == expected[0]:
+            wire = expected[1]
+        else:
+            wire = _WIRE_BY_TRITON_TYPE[tensor._triton_type]
+        if wire == "BYTES":
+            array = _to_bytes_array(array)
+        return Tensor(tensor._name, wire, array.shape, array)
+
+    # -- errors and the event loop ---------------------------------------------------------
+
+    def _failure(self, message: str) -> BackendExecutionError:
+        return BackendExecutionError(
+            f"Failed to process the request(s) for model '{self._spec.name}', message: {message}"
+        )
+
+    def _execute_error(self, exc: BaseException) -> TritonError:
+        if isinstance(exc, pb_utils.TritonError) and exc.code() != pb_utils.TritonError.INTERNAL:
+            return _from_pb_error(exc)
+        if isinstance(exc, TritonError):
+            return exc
+        return self._failure(f"{type(exc).__name__}: {exc}")
+
+    def _await(self, value: Any) -> Any:
+        if not inspect.isawaitable(value):
+            return value
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(value)
+
+    def _close_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+
+# -- module loading ------------------------------------------------------------------------
+
+
+def _model_file(config: ModelConfig, ctx: ModelContext) -> Path:
+    filename = config.default_model_filename or DEFAULT_MODEL_FILENAME
+    if not filename.endswith(".py"):
+        raise ModelConfigError(f"Model name must end with '.py'. Model name is \"{filename}\".")
+    return ctx.version_dir / filename
+
+
+def _import_model(ctx: ModelContext, path: Path) -> ModuleType:
+    """Import ``path`` as a fresh, uniquely named module; sibling modules resolve from its directories."""
+    safe_name = re.sub(r"\W", "_", ctx.name)
+    module_name = f"_airtower_python_model_{safe_name}_{ctx.version}_{next(_module_ids)}"
+    search_dirs = [str(ctx.version_dir), str(ctx.model_dir)]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise InternalError(f"python model '{ctx.name}' version {ctx.version}: cannot import '{path}'")
+    module = importlib.util.module_from_spec(spec)
+    with _IMPORT_LOCK:
+        before = set(sys.modules)
+        sys.modules[module_name] = module
+        sys.path[:0] = search_dirs
+        try:
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(module_name, None)
+            raise _load_error(exc, f"python model '{ctx.name}' version {ctx.version}") from exc
+        finally:
+            del sys.path[: len(search_dirs)]
+            _evict_siblings(before, ctx.model_dir)
+        for directory in search_dirs:
+            if _path_users[directory] == 0:
+                sys.path.append(directory)
+            _path_users[directory] += 1
+    return module
+
+
+def _evict_siblings(before: set[str], model_dir: Path) -> None:
+    """Drop modules just imported from ``model_dir`` from ``sys.modules`` so another model's same-named
+    sibling (``utils.py`` next to two ``model.py``) is imported afresh; the model keeps its references."""
+    prefix = str(model_dir) + "/"
+    for name in set(sys.modules) - before:
+        module_file = getattr(sys.modules[name], "__file__", None) or ""
+        if module_file.startswith(prefix) and not name.startswith("_airtower_python_model_"):
+            del sys.modules[name]
+
+
+def _forget_model(module: ModuleType, ctx: ModelContext) -> None:
+    with _IMPORT_LOCK:
+        sys.modules.pop(module.__name__, None)
+        for directory in (str(ctx.version_dir), str(ctx.model_dir)):
+            _path_users[directory] -= 1
+            if _path_users[directory] <= 0:
+                del _path_users[directory]
+                if directory in sys.path:
+                    sys.path.remove(directory)
+
+
+def _model_class(module: ModuleType, ctx: ModelContext, path: Path) -> type[Any]:
+    model_class = getattr(module, "TritonPythonModel", None)
+    if not isinstance(model_class, type):
+        raise InternalError(
+            f"python model '{ctx.name}' version {ctx.version}: AttributeError: "
+            f"module '{path}' has no attribute 'TritonPythonModel'"
+        )
+    return model_class
+
+
+def _run_auto_complete(hook: Any, config: ModelConfig, ctx: ModelContext) -> None:
+    wrapper = pb_utils.ModelConfig(config_to_json(config))
+    try:
+        result = hook(wrapper)
+    except pb_utils._AutoCompleteConfigError as exc:
+        raise ModelConfigError(f"ValueError: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise _load_error(exc, f"python model '{ctx.name}' auto_complete_config") from exc
+    if not isinstance(result, pb_utils.ModelConfig):
+        raise InternalError(
+            f"auto_complete_config function in model '{ctx.name}' must return a valid pb.ModelConfig object."
+        )
+    completed = config_from_json(result.as_dict())
+    config.CopyFrom(completed)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _from_pb_error(error: Any) -> TritonError:
+    """A ``pb_utils.TritonError`` (or anything a model put in ``error=``) → the airtower error."""
+    if isinstance(error, pb_utils.TritonError):
+        return ERROR_CLASS_BY_CODE[ErrorCode[error.code().name]](error.message())
+    if isinstance(error, TritonError):
+        return error
+    return InternalError(str(error))
+
+
+def _load_error(exc: BaseException, where: str) -> TritonError:
+    """An exception from user code while loading → the error shown as the model's load failure."""
+    if isinstance(exc, pb_utils.TritonError):
+        error = _from_pb_error(exc)
+        return type(error)(f"{where}: {error.message}")
+    if isinstance(exc, TritonError):
+        return exc
+    return InternalError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _to_bytes_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """BYTES outputs as object arrays of ``bytes`` (str is UTF-8 encoded, other objects via ``str()``)."""
+    if array.dtype == np.object_ and all(type(item) is bytes for item in array.flat):
+        return array
+    items = [item if type(item) is bytes else _encode(item) for item in array.ravel().tolist()]
+    return np.fromiter(items, dtype=np.object_, count=len(items)).reshape(array.shape)
+
+
+def _encode(item: Any) -> bytes:
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item)
+    return str(item).encode("utf-8")

@@ -1,0 +1,822 @@
+"""``triton_python_backend_utils`` (``pb_utils``): the API Python models import, name for name.
+
+Mirrors upstream python_backend's ``src/resources/triton_python_backend_utils.py`` plus the
+classes its stub binds from C++ (``pb_stub.cc``: Tensor, InferenceRequest, InferenceResponse,
+TritonError, Logger, ...). Models run in-process, so tensors wrap the request's numpy arrays
+without copies. User code imports it as ``import triton_python_backend_utils as pb_utils``: the
+Python backend installs this module under that name in ``sys.modules``.
+
+Everything here is public, frozen API (``__all__``); imports nothing from airtower but
+``core.tensor`` for the BYTES codec.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from airtower.core.tensor import deserialize_bytes_tensor as _deserialize_bytes
+
+__all__ = [
+    "TRITONSERVER_MEMORY_CPU",
+    "TRITONSERVER_MEMORY_GPU",
+    "TRITONSERVER_REQUEST_FLAG_SEQUENCE_END",
+    "TRITONSERVER_REQUEST_FLAG_SEQUENCE_START",
+    "TRITONSERVER_REQUEST_RELEASE_ALL",
+    "TRITONSERVER_REQUEST_RELEASE_RESCHEDULE",
+    "TRITONSERVER_RESPONSE_COMPLETE_FINAL",
+    "TRITON_STRING_TO_NUMPY",
+    "InferenceRequest",
+    "InferenceResponse",
+    "InferenceResponseSender",
+    "InferenceTrace",
+    "LogLevel",
+    "Logger",
+    "MemoryType",
+    "Metric",
+    "MetricFamily",
+    "ModelConfig",
+    "PreferredMemory",
+    "ResponseIterator",
+    "Tensor",
+    "TritonError",
+    "TritonModelException",
+    "deserialize_bytes_tensor",
+    "get_input_config_by_name",
+    "get_input_tensor_by_name",
+    "get_output_config_by_name",
+    "get_output_tensor_by_name",
+    "is_model_ready",
+    "load_model",
+    "numpy_to_triton_type",
+    "serialize_byte_tensor",
+    "triton_string_to_numpy",
+    "triton_to_numpy_type",
+    "unload_model",
+    "using_decoupled_model_transaction_policy",
+]
+
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+TRITONSERVER_REQUEST_RELEASE_ALL = 1
+TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
+
+_logger = logging.getLogger("airtower.python_model")
+
+# -- datatypes ------------------------------------------------------------------------------
+
+TRITON_STRING_TO_NUMPY: dict[str, Any] = {
+    "TYPE_BOOL": bool,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_UINT16": np.uint16,
+    "TYPE_UINT32": np.uint32,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
+    "TYPE_STRING": np.object_,
+}
+
+#: TRITONSERVER_DataType values (tritonserver.h): INVALID=0 ... BYTES=13, BF16=14.
+_NUMPY_BY_TRITON_TYPE: dict[int, type[Any]] = {
+    1: np.bool_,
+    2: np.uint8,
+    3: np.uint16,
+    4: np.uint32,
+    5: np.uint64,
+    6: np.int8,
+    7: np.int16,
+    8: np.int32,
+    9: np.int64,
+    10: np.float16,
+    11: np.float32,
+    12: np.float64,
+    13: np.object_,
+}
+_TRITON_TYPE_BY_DTYPE: dict[np.dtype[Any], int] = {np.dtype(t): code for code, t in _NUMPY_BY_TRITON_TYPE.items()}
+_TYPE_BYTES = 13
+
+
+def triton_to_numpy_type(data_type: int) -> type[Any] | None:
+    """TRITONSERVER_DataType value → numpy scalar type (None when unknown)."""
+    return _NUMPY_BY_TRITON_TYPE.get(int(data_type))
+
+
+def numpy_to_triton_type(data_type: Any) -> int | None:
+    """numpy type or dtype → TRITONSERVER_DataType value (None when unsupported)."""
+    try:
+        dtype = np.dtype(data_type)
+    except TypeError:
+        return None
+    if dtype.kind in ("S", "O"):
+        return _TYPE_BYTES
+    return _TRITON_TYPE_BY_DTYPE.get(dtype)
+
+
+def triton_string_to_numpy(triton_type_string: str) -> Any:
+    """``"TYPE_FP32"`` → ``np.float32`` (KeyError when unknown, as upstream)."""
+    return TRITON_STRING_TO_NUMPY[triton_type_string]
+
+
+def _triton_type_of(dtype: np.dtype[Any]) -> int:
+    code = _TRITON_TYPE_BY_DTYPE.get(dtype)
+    if code is not None:
+        return code
+    if dtype.kind in ("O", "S", "U"):
+        return _TYPE_BYTES
+    code = _TRITON_TYPE_BY_DTYPE.get(dtype.newbyteorder("="))  # big-endian arrays
+    if code is not None:
+        return code
+    raise TritonError(f"NumPy dtype is not supported: {dtype}", TritonError.INVALID_ARG)
+
+
+# -- BYTES codec ----------------------------------------------------------------------------
+
+
+def serialize_byte_tensor(input_tensor: npt.NDArray[Any]) -> bytes | None:
+    """Each element (C order) as a 4-byte little-endian length then its bytes.
+
+    ``str`` (and other non-bytes objects) are UTF-8 encoded via ``str()``. Returns ``b""`` for an
+    empty tensor (upstream returns ``()``) and None for a non-object, non-bytes dtype.
+    """
+    if input_tensor.size == 0:
+        return b""
+    if input_tensor.dtype != np.object_ and input_tensor.dtype.type != np.bytes_:
+        return None
+    parts: list[bytes] = []
+    for item in input_tensor.ravel(order="C").tolist():
+        value = item if type(item) is bytes else str(item).encode("utf-8")
+        parts.append(len(value).to_bytes(4, "little"))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def deserialize_bytes_tensor(encoded_tensor: bytes | bytearray | memoryview | npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Inverse of :func:`serialize_byte_tensor`: a 1-D object array of ``bytes``."""
+    buffer = encoded_tensor.tobytes() if isinstance(encoded_tensor, np.ndarray) else encoded_tensor
+    return _deserialize_bytes(memoryview(buffer).cast("B"))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class _ErrorCode(enum.IntEnum):
+    """TRITONSERVER_Error_Code values."""
+
+    UNKNOWN = 0
+    INTERNAL = 1
+    NOT_FOUND = 2
+    INVALID_ARG = 3
+    UNAVAILABLE = 4
+    UNSUPPORTED = 5
+    ALREADY_EXISTS = 6
+    CANCELLED = 7
+
+
+class TritonError(Exception):
+    """An error a model returns in an ``InferenceResponse`` (fails that request alone).
+
+    Unlike upstream (a plain pybind class) it is also an ``Exception``, so it can be raised.
+    """
+
+    UNKNOWN = _ErrorCode.UNKNOWN
+    INTERNAL = _ErrorCode.INTERNAL
+    NOT_FOUND = _ErrorCode.NOT_FOUND
+    INVALID_ARG = _ErrorCode.INVALID_ARG
+    UNAVAILABLE = _ErrorCode.UNAVAILABLE
+    UNSUPPORTED = _ErrorCode.UNSUPPORTED
+    ALREADY_EXISTS = _ErrorCode.ALREADY_EXISTS
+    CANCELLED = _ErrorCode.CANCELLED
+
+    def __init__(self, message: str, code: int = _ErrorCode.INTERNAL) -> None:
+        super().__init__(message)
+        self._message = str(message)
+        self._code = _ErrorCode(code)
+
+    def code(self) -> _ErrorCode:
+        return self._code
+
+    def message(self) -> str:
+        return self._message
+
+    def __repr__(self) -> str:
+        return f"TritonError({self._message!r}, {self._code.name})"
+
+
+class TritonModelException(Exception):
+    """Raised by a model (initialize/execute/finalize) to report a failure."""
+
+
+def _unsupported(what: str) -> TritonError:
+    return TritonError(f"{what} is not supported yet by airtower's python backend", TritonError.UNSUPPORTED)
+
+
+# -- memory / trace -------------------------------------------------------------------------
+
+
+class MemoryType(enum.IntEnum):
+    TRITONSERVER_MEMORY_GPU = 0
+    TRITONSERVER_MEMORY_CPU = 1
+
+
+TRITONSERVER_MEMORY_GPU = MemoryType.TRITONSERVER_MEMORY_GPU
+TRITONSERVER_MEMORY_CPU = MemoryType.TRITONSERVER_MEMORY_CPU
+
+
+class PreferredMemory:
+    """Where BLS outputs should be placed (accepted; airtower keeps tensors on the CPU)."""
+
+    __slots__ = ("preferred_device_id", "preferred_memory_type")
+
+    def __init__(self, preferred_memory_type: int, preferred_device_id: int = 0) -> None:
+        self.preferred_memory_type = MemoryType(preferred_memory_type)
+        self.preferred_device_id = int(preferred_device_id)
+
+    def __repr__(self) -> str:
+        return f"PreferredMemory({self.preferred_memory_type.name}, {self.preferred_device_id})"
+
+
+class InferenceTrace:
+    """The trace of a request; ``get_context()`` is None while tracing is off."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: str | None = None) -> None:
+        self._context = context
+
+    def get_context(self, key: str = "") -> str | None:
+        return self._context
+
+
+_NO_TRACE = InferenceTrace()
+
+# -- tensors --------------------------------------------------------------------------------
+
+
+class _DLPackCapsule:
+    """Adapts a bare DLPack capsule to the ``__dlpack__`` protocol ``np.from_dlpack`` needs."""
+
+    def __init__(self, capsule: Any) -> None:
+        self._capsule = capsule
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+class Tensor:
+    """A named tensor; in-process it wraps a numpy array (no copy)."""
+
+    __slots__ = ("_array", "_name", "_triton_type")
+
+    def __init__(self, name: str, numpy_array: npt.ArrayLike) -> None:
+        array = numpy_array if isinstance(numpy_array, np.ndarray) else np.asarray(numpy_array)
+        self._name = str(name)
+        self._array: npt.NDArray[Any] = array
+        self._triton_type = _triton_type_of(array.dtype)
+
+    @classmethod
+    def _wrap(cls, name: str, array: npt.NDArray[Any], triton_type: int) -> Tensor:
+        tensor = cls.__new__(cls)
+        tensor._name = name
+        tensor._array = array
+        tensor._triton_type = triton_type
+        return tensor
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> npt.NDArray[Any]:
+        return self._array
+
+    def shape(self) -> list[int]:
+        return list(self._array.shape)
+
+    def triton_dtype(self) -> int:
+        """The TRITONSERVER_DataType value (BYTES = 13)."""
+        return self._triton_type
+
+    def is_cpu(self) -> bool:
+        return True
+
+    def to_dlpack(self) -> Any:
+        """A DLPack capsule viewing the same memory (not available for BYTES tensors)."""
+        return self.__dlpack__()
+
+    def __dlpack__(self, stream: Any = None) -> Any:
+        if self._array.dtype == np.object_:
+            raise TritonError("DLPack does not support BYTES tensors", TritonError.INVALID_ARG)
+        return self._array.__dlpack__()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU, device 0
+
+    @staticmethod
+    def from_dlpack(name: str, tensor: Any) -> Tensor:
+        """A tensor from a DLPack capsule or any object with ``__dlpack__`` (CPU memory only)."""
+        source = tensor if hasattr(tensor, "__dlpack__") else _DLPackCapsule(tensor)
+        try:
+            array = np.from_dlpack(source)
+        except (TypeError, ValueError, BufferError, RuntimeError) as exc:
+            raise TritonError(f"unable to import DLPack tensor '{name}': {exc}", TritonError.INVALID_ARG) from exc
+        return Tensor(name, array)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self._name!r}, shape={list(self._array.shape)}, dtype={self._array.dtype})"
+
+
+# -- requests and responses -----------------------------------------------------------------
+
+
+class InferenceResponseSender:
+    """Sends responses of a decoupled model (not supported yet in-process)."""
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        raise _unsupported("InferenceResponseSender.send (decoupled models)")
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+class ResponseIterator:
+    """Iterates the responses of a decoupled BLS call (BLS is not supported yet)."""
+
+    def __iter__(self) -> Iterator[InferenceResponse]:
+        return self
+
+    def __next__(self) -> InferenceResponse:
+        raise StopIteration
+
+    def cancel(self) -> None:
+        return None
+
+
+class InferenceRequest:
+    """A request given to ``execute`` or, with the constructor, a BLS request."""
+
+    __slots__ = (
+        "_correlation_id",
+        "_flags",
+        "_inputs",
+        "_is_cancelled",
+        "_model_name",
+        "_model_version",
+        "_parameters",
+        "_preferred_memory",
+        "_release_flags",
+        "_request_id",
+        "_requested_output_names",
+        "_timeout",
+        "_trace",
+    )
+
+    def __init__(
+        self,
+        request_id: str = "",
+        correlation_id: int | str = 0,
+        inputs: Sequence[Tensor] | None = None,
+        requested_output_names: Sequence[str] | None = None,
+        model_name: str | None = None,
+        model_version: int = -1,
+        flags: int = 0,
+        timeout: int = 0,
+        preferred_memory: PreferredMemory | None = None,
+        trace: InferenceTrace | None = None,
+        parameters: dict[str, Any] | str | None = None,
+    ) -> None:
+        if inputs is None or requested_output_names is None or model_name is None:
+            raise TypeError("InferenceRequest() needs 'inputs', 'requested_output_names' and 'model_name'")
+        if not isinstance(correlation_id, int | str):
+            raise TypeError("Correlation ID must be integer or string")
+        self._request_id = str(request_id)
+        self._correlation_id = correlation_id
+        self._inputs = list(inputs)
+        self._requested_output_names: Any = list(requested_output_names)
+        self._model_name = str(model_name)
+        self._model_version = int(model_version)
+        self._flags = int(flags)
+        self._timeout = int(timeout)
+        self._preferred_memory: PreferredMemory | None = preferred_memory or PreferredMemory(TRITONSERVER_MEMORY_CPU)
+        self._trace = trace or _NO_TRACE
+        if parameters is None:
+            parameters = {}
+        self._parameters: Any = parameters if isinstance(parameters, str) else dict(parameters)
+        self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        self._is_cancelled: Callable[[], bool] | None = None
+
+    @classmethod
+    def _for_execute(
+        cls,
+        request_id: str,
+        correlation_id: int | str,
+        inputs: list[Tensor],
+        requested_output_names: set[str],
+        model_name: str,
+        model_version: int,
+        flags: int,
+        timeout: int,
+        parameters: dict[str, Any],
+    ) -> InferenceRequest:
+        """The fast constructor the backend uses for requests handed to ``execute``."""
+        request = cls.__new__(cls)
+        request._request_id = request_id
+        request._correlation_id = correlation_id
+        request._inputs = inputs
+        request._requested_output_names = requested_output_names
+        request._model_name = model_name
+        request._model_version = model_version
+        request._flags = flags
+        request._timeout = timeout
+        request._preferred_memory = None
+        request._trace = _NO_TRACE
+        request._parameters = parameters
+        request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        request._is_cancelled = None
+        return request
+
+    def inputs(self) -> list[Tensor]:
+        return self._inputs
+
+    def request_id(self) -> str:
+        return self._request_id
+
+    def correlation_id(self) -> int | str:
+        return self._correlation_id
+
+    def flags(self) -> int:
+        return self._flags
+
+    def set_flags(self, flags: int) -> None:
+        self._flags = int(flags)
+
+    def timeout(self) -> int:
+        """The request timeout in microseconds (0 = none)."""
+        return self._timeout
+
+    def parameters(self) -> str:
+        """The request parameters as a JSON object string."""
+        if isinstance(self._parameters, str):
+            return self._parameters
+        return json.dumps(self._parameters, separators=(",", ":"))
+
+    def trace(self) -> InferenceTrace:
+        return self._trace
+
+    def requested_output_names(self) -> Any:
+        """The outputs the client asked for (every configured output when it named none)."""
+        return self._requested_output_names
+
+    def is_cancelled(self) -> bool:
+        return self._is_cancelled() if self._is_cancelled is not None else False
+
+    def get_response_sender(self) -> InferenceResponseSender:
+        raise _unsupported("get_response_sender (decoupled models)")
+
+    def set_release_flags(self, flags: int) -> None:
+        if flags != TRITONSERVER_REQUEST_RELEASE_ALL:
+            raise _unsupported("request rescheduling (TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)")
+        self._release_flags = flags
+
+    def exec(self, decoupled: bool = False) -> InferenceResponse:
+        raise TritonError("BLS is not supported yet", TritonError.UNSUPPORTED)
+
+    async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
+        raise TritonError("BLS is not supported yet", TritonError.UNSUPPORTED)
+
+
+_PARAMETER_TYPES = (bool, int, float, str)
+
+
+class InferenceResponse:
+    """The response to one request: output tensors, or an error; plus optional parameters."""
+
+    __slots__ = ("_error", "_output_tensors", "_parameters")
+
+    def __init__(
+        self,
+        output_tensors: Sequence[Tensor] = (),
+        error: TritonError | None = None,
+        parameters: dict[str, bool | int | float | str] | str | None = None,
+    ) -> None:
+        self._output_tensors = output_tensors if type(output_tensors) is list else list(output_tensors)
+        self._error = error
+        values: dict[str, Any] | None = json.loads(parameters) if isinstance(parameters, str) else parameters
+        if values:
+            for key, value in values.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"Expect parameters keys to have type str, found type {type(key).__name__}")
+                if not isinstance(value, _PARAMETER_TYPES):
+                    raise TypeError(
+                        f"Expect parameters values to have type bool/int/float/str, found type {type(value).__name__}"
+                    )
+        self._parameters = values
+
+    def output_tensors(self) -> list[Tensor]:
+        return self._output_tensors
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def error(self) -> TritonError | None:
+        return self._error
+
+    def parameters(self) -> str:
+        """The response parameters as a JSON object string."""
+        return json.dumps(self._parameters or {}, separators=(",", ":"))
+
+
+def get_input_tensor_by_name(inference_request: InferenceRequest, name: str) -> Tensor | None:
+    """The input called ``name`` of ``inference_request``, or None."""
+    for tensor in inference_request.inputs():
+        if tensor.name() == name:
+            return tensor
+    return None
+
+
+def get_output_tensor_by_name(inference_response: InferenceResponse, name: str) -> Tensor | None:
+    """The output called ``name`` of ``inference_response``, or None."""
+    for tensor in inference_response.output_tensors():
+        if tensor.name() == name:
+            return tensor
+    return None
+
+
+# -- model configuration --------------------------------------------------------------------
+
+
+def get_input_config_by_name(model_config: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The ``input`` entry called ``name`` of a model configuration dict, or None."""
+    for properties in model_config.get("input", ()):
+        if properties["name"] == name:
+            return properties  # type: ignore[no-any-return]
+    return None
+
+
+def get_output_config_by_name(model_config: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The ``output`` entry called ``name`` of a model configuration dict, or None."""
+    for properties in model_config.get("output", ()):
+        if properties["name"] == name:
+            return properties  # type: ignore[no-any-return]
+    return None
+
+
+def using_decoupled_model_transaction_policy(model_config: dict[str, Any]) -> bool:
+    """Whether ``model_transaction_policy { decoupled: true }`` is set."""
+    if "model_transaction_policy" in model_config:
+        return bool(model_config["model_transaction_policy"].get("decoupled", False))
+    return False
+
+
+class _AutoCompleteConfigError(ValueError):
+    """A ``ModelConfig`` call contradicts the configuration (upstream raises ValueError)."""
+
+
+class ModelConfig:
+    """The model configuration handed to ``auto_complete_config``.
+
+    Only ``max_batch_size``, the scheduler, inputs, outputs and the transaction policy can be
+    changed. Messages match upstream's word for word.
+    """
+
+    def __init__(self, model_config: str | dict[str, Any]) -> None:
+        self._model_config: dict[str, Any] = json.loads(model_config) if isinstance(model_config, str) else model_config
+        self._model_config.setdefault("input", [])
+        self._model_config.setdefault("output", [])
+        self._model_config.setdefault("max_batch_size", 0)
+        self._model_config.setdefault("name", "")
+
+    @property
+    def _name(self) -> str:
+        return str(self._model_config["name"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._model_config
+
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        current = int(self._model_config["max_batch_size"])
+        if current > max_batch_size:
+            raise _AutoCompleteConfigError(
+                f"configuration specified max_batch_size {current}, but in auto-complete-config function "
+                f"for model '{self._name}' specified max_batch_size {max_batch_size}"
+            )
+        self._model_config["max_batch_size"] = max_batch_size
+
+    def set_dynamic_batching(self) -> None:
+        for scheduler in ("sequence_batching", "ensemble_scheduling"):
+            if scheduler in self._model_config:
+                raise _AutoCompleteConfigError(
+                    f"Configuration specified scheduling_choice as '{scheduler}', but auto-complete-config "
+                    f"function for model '{self._name}' tries to set scheduling_choice as 'dynamic_batching'"
+                )
+        self._model_config.setdefault("dynamic_batching", {})
+
+    def add_input(self, input: dict[str, Any]) -> None:
+        self._check_tensor("input", input, ("name", "data_type", "dims", "optional"))
+        for current in self._model_config["input"]:
+            if current["name"] == input["name"]:
+                self._merge_tensor("input", current, input)
+                return
+        self._model_config["input"].append(input)
+
+    def add_output(self, output: dict[str, Any]) -> None:
+        self._check_tensor("output", output, ("name", "data_type", "dims"))
+        for current in self._model_config["output"]:
+            if current["name"] == output["name"]:
+                self._merge_tensor("output", current, output)
+                return
+        self._model_config["output"].append(output)
+
+    def set_model_transaction_policy(self, transaction_policy_dict: dict[str, Any]) -> None:
+        for key in transaction_policy_dict:
+            if key != "decoupled":
+                raise _AutoCompleteConfigError(
+                    f"model transaction property in auto-complete-config function for model '{self._name}' "
+                    "contains property other than 'decoupled'."
+                )
+        policy = self._model_config.setdefault("model_transaction_policy", {})
+        if "decoupled" in transaction_policy_dict:
+            wanted = transaction_policy_dict["decoupled"]
+            if "decoupled" in policy and policy["decoupled"] != wanted:
+                raise _AutoCompleteConfigError(
+                    f"trying to change decoupled property in auto-complete-config for model '{self._name}', "
+                    f"which is already set to '{policy['decoupled']}'."
+                )
+            policy["decoupled"] = wanted
+
+    def _check_tensor(self, kind: str, tensor: dict[str, Any], valid: tuple[str, ...]) -> None:
+        for key in tensor:
+            if key not in valid:
+                names = ", ".join(f"'{v}'" for v in valid[:-1]) + f" and '{valid[-1]}'"
+                raise _AutoCompleteConfigError(
+                    f"{kind} '{tensor.get('name', '')}' in auto-complete-config function for model "
+                    f"'{self._name}' contains property other than {names}."
+                )
+        if "name" not in tensor:
+            raise _AutoCompleteConfigError(
+                f"{kind} in auto-complete-config function for model '{self._name}' is missing 'name' property."
+            )
+        for key in ("data_type", "dims"):
+            if key not in tensor:
+                raise _AutoCompleteConfigError(
+                    f"{kind} '{tensor['name']}' in auto-complete-config function for model '{self._name}' "
+                    f"is missing '{key}' property."
+                )
+
+    def _merge_tensor(self, kind: str, current: dict[str, Any], new: dict[str, Any]) -> None:
+        name = new["name"]
+        current_type = current.get("data_type", "TYPE_INVALID")
+        if current_type != "TYPE_INVALID" and current_type != new["data_type"]:
+            raise _AutoCompleteConfigError(
+                f"unable to load model '{self._name}', configuration expects datatype {current_type} "
+                f"for {kind} '{name}', model provides {new['data_type']}"
+            )
+        current_dims = [int(d) for d in current.get("dims", [])]
+        new_dims = [int(d) for d in new["dims"]]
+        if current_dims and current_dims != new_dims:
+            raise _AutoCompleteConfigError(
+                f"model '{self._name}', tensor '{name}': the model expects dims {list(new['dims'])} "
+                f"but the model configuration specifies dims {current_dims}"
+            )
+        if kind == "input" and "optional" in current and "optional" in new and current["optional"] != new["optional"]:
+            raise _AutoCompleteConfigError(
+                f"model '{self._name}', tensor '{name}': the model expects optional {new['optional']} "
+                f"but the model configuration specifies optional {current['optional']}"
+            )
+        current["data_type"] = new["data_type"]
+        current["dims"] = new["dims"]
+        if "optional" in new:
+            current["optional"] = new["optional"]
+
+
+# -- logging --------------------------------------------------------------------------------
+
+
+class LogLevel(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3
+
+
+_LOGGING_LEVEL: dict[int, int] = {
+    LogLevel.INFO: logging.INFO,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ERROR: logging.ERROR,
+    LogLevel.VERBOSE: logging.DEBUG,
+}
+
+
+class Logger:
+    """Model logging into the server log (logger ``airtower.python_model``)."""
+
+    LogLevel = LogLevel
+    INFO = LogLevel.INFO
+    WARNING = LogLevel.WARNING
+    ERROR = LogLevel.ERROR
+    VERBOSE = LogLevel.VERBOSE
+
+    @staticmethod
+    def log(message: str, level: int = LogLevel.INFO) -> None:
+        _logger.log(_LOGGING_LEVEL.get(int(level), logging.INFO), "%s", message, stacklevel=2)
+
+    @staticmethod
+    def log_info(message: str) -> None:
+        _logger.info("%s", message, stacklevel=2)
+
+    @staticmethod
+    def log_warn(message: str) -> None:
+        _logger.warning("%s", message, stacklevel=2)
+
+    @staticmethod
+    def log_error(message: str) -> None:
+        _logger.error("%s", message, stacklevel=2)
+
+    @staticmethod
+    def log_verbose(message: str) -> None:
+        _logger.debug("%s", message, stacklevel=2)
+
+
+# -- custom metrics (kept in memory; not exported on the metrics port yet) -----------------
+
+
+class Metric:
+    """One labelled series of a :class:`MetricFamily`."""
+
+    def __init__(self, family: MetricFamily, labels: dict[str, str], buckets: list[float] | None) -> None:
+        self._family = family
+        self._labels = dict(labels)
+        self._value = 0.0
+        self._buckets = buckets
+
+    def increment(self, value: float) -> None:
+        if self._family.kind == MetricFamily.COUNTER and value < 0:
+            raise TritonError("Failed to increment metric: counter values must be non-negative")
+        self._value += value
+
+    def set(self, value: float) -> None:
+        if self._family.kind != MetricFamily.GAUGE:
+            raise TritonError("Failed to set metric value: only gauges can be set")
+        self._value = float(value)
+
+    def observe(self, value: float) -> None:
+        if self._family.kind != MetricFamily.HISTOGRAM:
+            raise TritonError("Failed to observe metric: only histograms can observe")
+        self._value += value
+
+    def value(self) -> float:
+        return self._value
+
+
+_MetricSeries = Metric
+
+
+class MetricFamily:
+    """A custom metric family (COUNTER, GAUGE or HISTOGRAM)."""
+
+    COUNTER = 0
+    GAUGE = 1
+    HISTOGRAM = 2
+
+    def __init__(self, name: str, description: str, kind: int) -> None:
+        if kind not in (self.COUNTER, self.GAUGE, self.HISTOGRAM):
+            raise TritonError(f"unknown metric kind {kind}", TritonError.INVALID_ARG)
+        self.name = name
+        self.description = description
+        self.kind = kind
+
+    def Metric(self, labels: dict[str, str] | None = None, buckets: list[float] | None = None) -> _MetricSeries:
+        if labels is not None and not isinstance(labels, dict):
+            raise TritonError("Failed to create metric. Labels must be a dictionary.", TritonError.INVALID_ARG)
+        if self.kind == self.HISTOGRAM and buckets is None:
+            raise TritonError("Failed to create metric. Buckets must be a list.", TritonError.INVALID_ARG)
+        if self.kind != self.HISTOGRAM and buckets is not None:
+            raise TritonError("Failed to create metric. Unexpected buckets found.", TritonError.INVALID_ARG)
+        return Metric(self, labels or {}, buckets)
+
+
+# -- model control from a model -------------------------------------------------------------
+
+
+def load_model(model_name: str, config: str = "", files: dict[str, bytes] | None = None) -> None:
+    raise _unsupported("load_model from a Python model")
+
+
+def unload_model(model_name: str, unload_dependents: bool = False) -> None:
+    raise _unsupported("unload_model from a Python model")
+
+
+def is_model_ready(model_name: str, model_version: str = "") -> bool:
+    raise _unsupported("is_model_ready from a Python model")

@@ -1,0 +1,416 @@
+"""The HTTP/REST frontend: an asyncio protocol on httptools, the route table and error handling.
+
+No web framework: a framework's per-request cost is paid on every inference. Each connection
+is an ``asyncio.Protocol`` fed by httptools' request parser. HTTP/1.1 keep-alive, pipelined
+requests (answered in order, one at a time per connection), Content-Length and chunked bodies,
+``Expect: 100-continue`` and write-side flow control are handled here; everything a route does
+lives in ``endpoints.py``, and status codes come from ``errors.py``. Talks only to
+``InferenceServer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from urllib.parse import unquote
+
+import httptools
+
+from airtower.errors import TritonError
+from airtower.frontends.http.endpoints import (
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    TEXT,
+    Endpoints,
+    HttpRequest,
+    HttpResponse,
+    error_response,
+    too_large_message,
+)
+from airtower.frontends.http.errors import status_of
+
+if TYPE_CHECKING:
+    from airtower.server import InferenceServer
+
+logger = logging.getLogger(__name__)
+
+Handler: TypeAlias = Callable[..., HttpResponse | Coroutine[Any, Any, HttpResponse]]
+Route: TypeAlias = tuple[Handler, tuple[str, ...]]
+
+#: Reason phrases as Triton's libevhtp writes them (note "405 Not Allowed").
+_STATUS_LINES: dict[int, bytes] = {
+    status: b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    for status, reason in (
+        (200, b"OK"),
+        (400, b"Bad Request"),
+        (403, b"Forbidden"),
+        (404, b"Not Found"),
+        (405, b"Not Allowed"),
+        (500, b"Internal Server Error"),
+        (501, b"Not Implemented"),
+        (503, b"Service Unavailable"),
+    )
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"Connection: close\r\n"
+_GET = b"GET"
+_POST = b"POST"
+#: Pipelined requests buffered per connection before it stops reading from the socket.
+_MAX_PENDING = 16
+
+
+def _encode_head(response: HttpResponse, length: int, keep_alive: bool) -> bytes:
+    status_line = _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d Unknown\r\n" % response.status
+    return b"".join(
+        (
+            status_line,
+            b"Content-Type: ",
+            response.content_type,
+            b"\r\n",
+            response.headers,
+            b"Content-Length: %d\r\n" % length,
+            b"" if keep_alive else _CLOSE,
+            b"\r\n",
+        )
+    )
+
+
+class Router:
+    """Maps (method, path) to an endpoint by splitting the path: no regular expressions.
+
+    Paths follow Triton's ``http_server.cc`` patterns; versions are digits only and model
+    names are URL-decoded.
+    """
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+
+    def resolve(self, method: bytes, path: str) -> Route | HttpResponse:
+        parts = path.split("/")
+        count = len(parts)
+        if count < 2 or parts[0] or parts[1] != "v2":
+            return NOT_FOUND
+        e = self.endpoints
+        if count == 2:
+            return _only(_GET, method, e.server_metadata, ())
+        section = parts[2]
+        if section == "health":
+            if count == 4:
+                if parts[3] == "live":
+                    return _only(_GET, method, e.health_live, ())
+                if parts[3] == "ready":
+                    return _only(_GET, method, e.health_ready, ())
+            return NOT_FOUND
+        if section == "models":
+            return self._resolve_model(method, parts)
+        if section == "repository":
+            return self._resolve_repository(method, parts)
+        return NOT_FOUND
+
+    def _resolve_model(self, method: bytes, parts: list[str]) -> Route | HttpResponse:
+        count = len(parts)
+        e = self.endpoints
+        if count < 4 or not parts[3]:
+            return NOT_FOUND
+        if count == 4 and parts[3] == "stats":
+            return _only(_GET, method, e.model_statistics, ("", ""))
+        name = _unquote(parts[3])
+        version = ""
+        index = 4
+        if count > 4 and parts[4] == "versions":
+            if count < 6 or not (parts[5].isascii() and parts[5].isdigit()):
+                return NOT_FOUND
+            version = str(int(parts[5]))
+            index = 6
+        if index == count:
+            return _only(_GET, method, e.model_metadata, (name, version))
+        if index + 1 != count:
+            return NOT_FOUND
+        suffix = parts[index]
+        if suffix == "infer":
+            return _only(_POST, method, e.infer, (name, version))
+        if suffix == "ready":
+            return _only(_GET, method, e.model_ready, (name, version))
+        if suffix == "config":
+            return _only(_GET, method, e.model_config, (name, version))
+        if suffix == "stats":
+            return _only(_GET, method, e.model_statistics, (name, version))
+        return NOT_FOUND
+
+    def _resolve_repository(self, method: bytes, parts: list[str]) -> Route | HttpResponse:
+        count = len(parts)
+        e = self.endpoints
+        if count == 4 and parts[3] == "index":
+            return _only(_POST, method, e.repository_index, ("",))
+        if count == 5 and parts[4] == "index" and parts[3]:
+            return _only(_POST, method, e.repository_index, (_unquote(parts[3]),))
+        if count == 6 and parts[3] == "models":
+            repository, name, action = "", parts[4], parts[5]
+        elif count == 7 and parts[4] == "models" and parts[3]:
+            repository, name, action = _unquote(parts[3]), parts[5], parts[6]
+        else:
+            return NOT_FOUND
+        if not name:
+            return NOT_FOUND
+        if action == "load":
+            return _only(_POST, method, e.repository_load, (repository, _unquote(name)))
+        if action == "unload":
+            return _only(_POST, method, e.repository_unload, (repository, _unquote(name)))
+        return NOT_FOUND
+
+
+def _only(allowed: bytes, method: bytes, handler: Handler, args: tuple[str, ...]) -> Route | HttpResponse:
+    return (handler, args) if method == allowed else METHOD_NOT_ALLOWED
+
+
+def _unquote(segment: str) -> str:
+    return unquote(segment) if "%" in segment else segment
+
+
+def _render_error(exc: Exception) -> HttpResponse:
+    """The one place where exceptions become HTTP responses."""
+    if isinstance(exc, TritonError):
+        return error_response(status_of(exc), exc.message)
+    logger.error("unexpected error while handling an HTTP request", exc_info=exc)
+    return error_response(500, str(exc) or type(exc).__name__)
+
+
+class HttpFrontend:
+    """The KServe v2 HTTP/REST endpoint of one ``InferenceServer``."""
+
+    def __init__(self, server: InferenceServer, *, host: str, port: int, max_input_size: int) -> None:
+        self.host = host
+        self.port = port
+        self.max_input_size = max_input_size
+        self.router = Router(Endpoints(server, max_input_size))
+        self._listener: asyncio.Server | None = None
+        self._connections: set[HttpConnection] = set()
+
+    async def start(self) -> int:
+        """Bind and start accepting; returns the bound port (``port=0`` picks a free one)."""
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: HttpConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+        )
+        port: int = self._listener.sockets[0].getsockname()[1]
+        logger.info("Started HTTPService at %s:%d", self.host, port)
+        return port
+
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; open connections and in-flight requests continue."""
+        if self._listener is not None:
+            self._listener.close()
+
+    async def aclose(self) -> None:
+        """Close every connection, cancelling what still runs on them."""
+        await self.stop_accepting()
+        tasks = [task for connection in self._connections if (task := connection.close()) is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._connections.clear()
+        if self._listener is not None:
+            await self._listener.wait_closed()
+            self._listener = None
+
+    def connection_made(self, connection: HttpConnection) -> None:
+        self._connections.add(connection)
+
+    def connection_lost(self, connection: HttpConnection) -> None:
+        self._connections.discard(connection)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parses requests and answers them strictly in order."""
+
+    def __init__(self, frontend: HttpFrontend) -> None:
+        self._frontend = frontend
+        self._router = frontend.router
+        self._max_input_size = frontend.max_input_size
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._rejection: HttpResponse | None = None
+        self._pending: collections.deque[HttpRequest] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._reading_paused = False
+        self._discarding = False
+        self._closed = False
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)
+        self._frontend.connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._pending.clear()
+        if self._task is not None:
+            # A disconnected client cancels its request (ARCHITECTURE 3.5 rule 6).
+            self._task.cancel()
+        self._frontend.connection_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(error_response(400, "Upgrade is not supported", TEXT))
+        except httptools.HttpParserError as exc:
+            self._reject(error_response(400, f"Malformed HTTP request: {exc}", TEXT))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume_reading()
+        self._process()
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Close the connection now; returns the task still running on it, if any."""
+        if self._transport is not None and not self._closed:
+            self._closed = True
+            self._transport.close()
+        return self._task
+
+    # ---------------------------------------------------------------- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+        self._rejection = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_input_size:
+            self._rejection = error_response(400, too_large_message(int(length), self._max_input_size))
+            self._reject(self._rejection)
+            return
+        expect = self._headers.get(b"expect")
+        if (
+            expect is not None
+            and expect.lower() == b"100-continue"
+            and self._task is None
+            and not self._pending
+            and self._transport is not None
+        ):
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejection is not None:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._max_input_size:
+            self._rejection = error_response(400, too_large_message(self._body_size, self._max_input_size))
+            self._reject(self._rejection)
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejection is not None:
+            return
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        url = self._url
+        query = url.find(b"?")
+        path = (url if query < 0 else url[:query]).decode("utf-8", "replace")
+        self._pending.append(
+            HttpRequest(self._parser.get_method(), path, self._headers, body, self._parser.should_keep_alive())
+        )
+        if len(self._pending) > _MAX_PENDING:
+            self._pause_reading()
+        self._process()
+
+    # ---------------------------------------------------------------- request processing
+
+    def _reject(self, response: HttpResponse) -> None:
+        """Answer with ``response`` after the requests already queued, then close; read no more."""
+        self._discarding = True
+        self._pause_reading()
+        self._pending.append(HttpRequest(b"", "", {}, b"", keep_alive=False, rejection=response))
+        self._process()
+
+    def _process(self) -> None:
+        """Answer queued requests in order until one needs the event loop (a coroutine)."""
+        if self._task is not None:
+            return
+        pending = self._pending
+        while pending and not self._write_paused and not self._closed:
+            request = pending.popleft()
+            if request.rejection is not None:
+                self._write(request.rejection, keep_alive=False)
+                return
+            result = self._dispatch(request)
+            if isinstance(result, HttpResponse):
+                self._write(result, request.keep_alive)
+            else:
+                self._task = asyncio.get_running_loop().create_task(self._finish(request, result))
+                return
+        if len(pending) <= _MAX_PENDING and not self._discarding:
+            self._resume_reading()
+
+    def _dispatch(self, request: HttpRequest) -> HttpResponse | Coroutine[Any, Any, HttpResponse]:
+        route = self._router.resolve(request.method, request.path)
+        if isinstance(route, HttpResponse):
+            return route
+        handler, args = route
+        try:
+            return handler(request, *args)
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
+            return _render_error(exc)
+
+    async def _finish(self, request: HttpRequest, coroutine: Coroutine[Any, Any, HttpResponse]) -> None:
+        try:
+            response = await coroutine
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
+            response = _render_error(exc)
+        self._task = None
+        if not self._closed:
+            self._write(response, request.keep_alive)
+            self._process()
+
+    def _write(self, response: HttpResponse, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        buffers = response.buffers
+        length = len(response.body)
+        for buffer in buffers:
+            length += len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+        head = _encode_head(response, length, keep_alive)
+        if buffers:
+            transport.writelines([head, response.body, *buffers])
+        else:
+            transport.write(head + response.body)
+        if not keep_alive:
+            self._closed = True
+            transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = False
+            self._transport.resume_reading()

@@ -1,0 +1,535 @@
+"""JSON ⇄ core types for the KServe v2 HTTP protocol, with Triton's binary tensor extension.
+
+Pure functions, no I/O: ``decode_infer_request`` turns a JSON header (and the binary bytes that
+follow it) into an ``InferenceRequest``; ``decode_raw_request`` handles the headerless raw-binary
+form (``Inference-Header-Content-Length: 0``); ``encode_infer_response`` renders an
+``InferenceResponse`` as a JSON header plus the binary output buffers.
+
+Error messages and codes copy Triton 2.51's HTTP frontend, which reports structural JSON
+problems (missing member, wrong JSON type, element count) as INTERNAL ("Unable to parse ...") and
+semantic ones as INVALID_ARG. Binary inputs are numpy views of the request body (no copy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+from tritonclient.grpc import model_config_pb2
+
+from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.tensor import Tensor, array_to_buffer
+from airtower.errors import InternalError, InvalidArgumentError
+from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, ParameterValue, config_to_wire
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    from airtower.core.response import InferenceResponse
+
+
+class InputJSON(TypedDict, total=False):
+    """One entry of a request's ``inputs``."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, ParameterValue]
+    data: list[Any]
+
+
+class RequestedOutputJSON(TypedDict, total=False):
+    """One entry of a request's ``outputs``."""
+
+    name: str
+    parameters: dict[str, ParameterValue]
+
+
+class InferRequestJSON(TypedDict, total=False):
+    """The JSON header of ``POST /v2/models/{m}/infer``."""
+
+    id: str
+    parameters: dict[str, ParameterValue]
+    inputs: list[InputJSON]
+    outputs: list[RequestedOutputJSON]
+
+
+class OutputJSON(TypedDict, total=False):
+    """One entry of a response's ``outputs``."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    parameters: dict[str, ParameterValue]
+    data: list[Any]
+
+
+_LENGTH = struct.Struct("<I")
+_SEQUENCE_START = 1
+_SEQUENCE_END = 2
+_JSON_NOT_UINT = "attempt to access JSON non-unsigned-integer as unsigned-integer"
+_JSON_NOT_INT = "attempt to access JSON non-signed-integer as signed-integer"
+_JSON_NOT_NUMBER = "attempt to access JSON non-number as double"
+_JSON_NOT_BOOL = "attempt to access JSON non-boolean as boolean"
+_JSON_NOT_STRING = "attempt to access JSON non-string as string"
+_JSON_NOT_ARRAY = "attempt to access JSON non-array as array"
+_JSON_NOT_OBJECT = "attempt to access JSON non-object as object"
+_UNSIGNED = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
+_SIGNED = frozenset({"INT8", "INT16", "INT32", "INT64"})
+_NOT_IN_JSON = frozenset({"FP16", "BF16"})
+_DATA_FIELDS_MESSAGE = (
+    "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', "
+    "'shared_memory_region' in 'parameters'. But "
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+_encode_json = _ENCODER.encode
+
+
+def encode_json(value: object) -> bytes:
+    """Compact UTF-8 JSON, as Triton's rapidjson writer produces it."""
+    return _encode_json(value).encode()
+
+
+def parse_json_body(body: bytes) -> Any:
+    """``json.loads`` with Triton's error wording (INTERNAL, like TritonJson errors)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        detail = f"{exc.msg}. at {exc.pos}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InternalError(f"failed to parse the request JSON buffer: {detail}") from exc
+
+
+def _unable(field: str, detail: str) -> InternalError:
+    return InternalError(f"Unable to parse '{field}': {detail}")
+
+
+def _missing(field: str) -> InternalError:
+    return _unable(field, f"attempt to access non-existing object member '{field}'")
+
+
+def _is_uint(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _request_prefix(request_id: str) -> str:
+    return f"[request id: {request_id or '<id_unknown>'}] "
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def decode_infer_request(
+    model_name: str, model_version: str, header: bytes, binary: memoryview
+) -> tuple[InferenceRequest, bool]:
+    """Decode a JSON infer request (KServe v2 + binary tensor extension).
+
+    Args:
+        model_name: the (URL-decoded) model name from the path.
+        model_version: the version from the path, "" when absent.
+        header: the JSON part of the body.
+        binary: the bytes after the JSON part, consumed by inputs carrying ``binary_data_size``.
+
+    Returns:
+        The request and the request-level ``binary_data_output`` flag (the default for outputs
+        that do not say ``binary_data`` themselves).
+
+    Raises:
+        InternalError: malformed JSON structure (Triton reports these as 500).
+        InvalidArgumentError: semantic problems (sizes, datatypes, reserved parameters).
+    """
+    document = parse_json_body(header)
+    if type(document) is not dict:
+        raise _missing("inputs")
+    request = InferenceRequest(model_name=model_name, model_version=model_version)
+    request_id = document.get("id", "")
+    if type(request_id) is not str:
+        raise _unable("id", _JSON_NOT_STRING)
+    request.id = request_id
+    binary_data_output = False
+    parameters = document.get("parameters")
+    if parameters is not None:
+        binary_data_output = _decode_request_parameters(request, parameters)
+    if "inputs" not in document:
+        raise _missing("inputs")
+    inputs = document["inputs"]
+    if type(inputs) is not list:
+        raise _unable("inputs", _JSON_NOT_ARRAY)
+    offset = 0
+    for item in inputs:
+        offset = _decode_input(request, item, binary, offset)
+    if offset != len(binary):
+        raise InvalidArgumentError(f"unexpected additional input data for model '{model_name}'")
+    outputs = document.get("outputs")
+    if outputs is not None:
+        if type(outputs) is not list:
+            raise _unable("outputs", _JSON_NOT_ARRAY)
+        request.outputs = [_decode_requested_output(item) for item in outputs]
+    return request, binary_data_output
+
+
+def _decode_request_parameters(request: InferenceRequest, parameters: object) -> bool:
+    """Fill the reserved fields of ``request`` and its custom parameters; returns binary_data_output."""
+    if type(parameters) is not dict:
+        raise _unable("parameters", _JSON_NOT_OBJECT)
+    binary_data_output = False
+    custom = request.parameters
+    for key, value in parameters.items():
+        if key == "sequence_id":
+            if not (_is_uint(value) or type(value) is str):
+                raise _unable(key, _JSON_NOT_STRING)
+            request.correlation_id = value
+        elif key == "priority":
+            if not _is_uint(value):
+                raise _unable(key, _JSON_NOT_UINT)
+            request.priority = value
+        elif key == "timeout":
+            if not _is_uint(value):
+                raise _unable(key, _JSON_NOT_UINT)
+            request.timeout_us = value
+        elif key in ("sequence_start", "sequence_end", "binary_data_output"):
+            if type(value) is not bool:
+                raise _unable(key, _JSON_NOT_BOOL)
+            if key == "binary_data_output":
+                binary_data_output = value
+            elif value:
+                request.flags |= _SEQUENCE_START if key == "sequence_start" else _SEQUENCE_END
+        elif key == "headers":
+            continue  # reserved for header forwarding; never reaches a backend
+        elif key.startswith("triton_"):
+            raise InvalidArgumentError(
+                "parameter keys starting with 'triton_' are reserved for Triton usage and should not be specified."
+            )
+        elif type(value) in (str, int, bool, float):
+            custom[key] = value
+        else:
+            raise InvalidArgumentError(
+                f"parameter '{key}' has invalid type. It should be either 'int', 'bool', or 'string'."
+            )
+    return binary_data_output
+
+
+def _decode_input(request: InferenceRequest, item: object, binary: memoryview, offset: int) -> int:
+    """Decode one input into ``request.inputs``; returns the new offset into ``binary``."""
+    if type(item) is not dict:
+        raise _missing("name")
+    name = item.get("name")
+    if name is None:
+        raise _missing("name")
+    if type(name) is not str:
+        raise _unable("name", _JSON_NOT_STRING)
+    datatype = item.get("datatype")
+    if datatype is None:
+        raise _missing("datatype")
+    if type(datatype) is not str:
+        raise _unable("datatype", _JSON_NOT_STRING)
+    if datatype not in NUMPY_DTYPE_BY_WIRE:
+        raise InvalidArgumentError(f"invalid datatype for input {name}")
+    shape = _decode_shape(item.get("shape"))
+    parameters = item.get("parameters")
+    byte_size: int | None = None
+    shm_region = None
+    if parameters is not None:
+        if type(parameters) is not dict:
+            raise _unable("parameters", _JSON_NOT_OBJECT)
+        if "binary_data_size" in parameters:
+            byte_size = parameters["binary_data_size"]
+            if not _is_uint(byte_size):
+                raise _unable("binary_data_size", _JSON_NOT_UINT)
+        shm_region = parameters.get("shared_memory_region")
+    has_data = "data" in item
+    set_fields = [
+        field for field, present in (("'data'", has_data), ("'binary_data_size'", byte_size is not None)) if present
+    ]
+    if shm_region is not None:
+        set_fields.append("'shared_memory_region'")
+    if len(set_fields) != 1:
+        detail = "no field is set" if not set_fields else "set " + " ".join(set_fields)
+        raise InvalidArgumentError(_DATA_FIELDS_MESSAGE + detail)
+    if shm_region is not None:
+        raise InvalidArgumentError(f"Unable to find shared memory region: '{shm_region}'")
+    if byte_size is not None:
+        end = offset + byte_size
+        if end > len(binary):
+            raise InvalidArgumentError(
+                f"unexpected size for input '{name}', expecting {end - len(binary)} additional bytes "
+                f"for model '{request.model_name}'"
+            )
+        array = _array_from_binary(request, name, datatype, shape, binary[offset:end])
+        offset = end
+    else:
+        array = _array_from_json(name, datatype, shape, item["data"])
+    request.inputs[name] = Tensor(name, datatype, shape, array)
+    return offset
+
+
+def _decode_shape(shape: object) -> tuple[int, ...]:
+    if shape is None:
+        raise _missing("shape")
+    if type(shape) is not list:
+        raise _unable("shape", _JSON_NOT_ARRAY)
+    for dim in shape:
+        if not _is_uint(dim):
+            raise _unable("shape", _JSON_NOT_UINT)
+    return tuple(shape)
+
+
+def _decode_requested_output(item: object) -> RequestedOutput:
+    if type(item) is not dict:
+        raise _missing("name")
+    name = item.get("name")
+    if name is None:
+        raise _missing("name")
+    if type(name) is not str:
+        raise _unable("name", _JSON_NOT_STRING)
+    output = RequestedOutput(name)
+    parameters = item.get("parameters")
+    if parameters is None:
+        return output
+    if type(parameters) is not dict:
+        raise _unable("parameters", _JSON_NOT_OBJECT)
+    for key, value in parameters.items():
+        if key == "classification":
+            if not _is_uint(value):
+                raise InternalError(f"Unable to set 'classification': {_JSON_NOT_UINT}")
+            output.class_count = value
+        elif key == "binary_data":
+            if type(value) is not bool:
+                raise _unable("binary_data", _JSON_NOT_BOOL)
+            output.parameters[key] = value
+        elif key == "shared_memory_region":
+            raise InvalidArgumentError(f"Unable to find shared memory region: '{value}'")
+        elif type(value) in (str, int, bool, float):
+            output.parameters[key] = value
+    return output
+
+
+def _flatten(data: list[Any], out: list[Any]) -> None:
+    for item in data:
+        if type(item) is list:
+            _flatten(item, out)
+        else:
+            out.append(item)
+
+
+def _array_from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> npt.NDArray[Any]:
+    """Elements of a JSON ``data`` field (flat or nested, row-major) as an array of ``shape``."""
+    if datatype in _NOT_IN_JSON:
+        raise InvalidArgumentError(
+            f"receiving {datatype} data via JSON is not supported. Please use the binary data format for input {name}"
+        )
+    if type(data) is not list:
+        data = [data]
+    types = set(map(type, data))
+    if list in types:
+        flat: list[Any] = []
+        _flatten(data, flat)
+        data = flat
+        types = set(map(type, flat))
+    if len(data) != math.prod(shape):
+        raise _unable("data", "Shape does not match true shape of 'data' field")
+    if datatype == "BYTES":
+        if not types <= {str}:
+            raise _unable("data", _JSON_NOT_STRING)
+        array = np.empty(len(data), dtype=np.object_)
+        array[:] = [value.encode() for value in data]
+        return array.reshape(shape)
+    if datatype == "BOOL":
+        if not types <= {bool}:
+            raise _unable("data", _JSON_NOT_BOOL)
+        return np.array(data, dtype=np.bool_).reshape(shape)
+    dtype = NUMPY_DTYPE_BY_WIRE[datatype]
+    if datatype in _SIGNED or datatype in _UNSIGNED:
+        signed = datatype in _SIGNED
+        if not types <= {int}:
+            raise _unable("data", _JSON_NOT_INT if signed else _JSON_NOT_UINT)
+        # Triton reads 64-bit values and truncates them to the element type; so do we.
+        try:
+            wide = np.array(data, dtype=np.int64 if signed else np.uint64)
+        except OverflowError as exc:
+            raise _unable("data", _JSON_NOT_INT if signed else _JSON_NOT_UINT) from exc
+        return (wide if wide.dtype == dtype else wide.astype(dtype)).reshape(shape)
+    if not types <= {float, int}:
+        raise _unable("data", _JSON_NOT_NUMBER)
+    with np.errstate(over="ignore"):
+        return np.array(data, dtype=dtype).reshape(shape)
+
+
+def _array_from_binary(
+    request: InferenceRequest, name: str, datatype: str, shape: tuple[int, ...], buffer: memoryview
+) -> npt.NDArray[Any]:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        items = _split_bytes_elements(name, buffer)
+        if len(items) != count:
+            raise InvalidArgumentError(
+                f"{_request_prefix(request.id)}expected {count} string elements for inference input '{name}' "
+                f"for model '{request.model_name}', got {len(items)}"
+            )
+        array = np.empty(count, dtype=np.object_)
+        array[:] = items
+        return array.reshape(shape)
+    expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
+    if len(buffer) != expected:
+        raise InvalidArgumentError(
+            f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
+            f"'{request.model_name}'. Expected {expected}, got {len(buffer)}"
+        )
+    return np.frombuffer(buffer, dtype=NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+
+
+def _split_bytes_elements(name: str, buffer: memoryview) -> list[bytes]:
+    """BYTES elements of ``buffer`` (each a 4-byte little-endian length then the bytes)."""
+    items: list[bytes] = []
+    offset, end = 0, len(buffer)
+    unpack = _LENGTH.unpack_from
+    while offset < end:
+        if offset + 4 > end:
+            raise InvalidArgumentError(
+                f"element byte size indicator exceeds the end of the buffer for inference input '{name}'"
+            )
+        (length,) = unpack(buffer, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidArgumentError(
+                f"incomplete string data for inference input '{name}', expecting string of length {length} "
+                f"but only {end - offset} bytes available"
+            )
+        items.append(bytes(buffer[offset : offset + length]))
+        offset += length
+    return items
+
+
+def decode_raw_request(
+    model_name: str, model_version: str, body: bytes | memoryview, config: ModelConfig
+) -> InferenceRequest:
+    """Decode a raw binary request (``Inference-Header-Content-Length: 0``, binary extension).
+
+    The whole body is the single input of the model; its shape is deduced from the model
+    configuration as Triton does: at most one variable-size dimension, BYTES only for dims [1],
+    and a batch dimension of 1 for models with ``max_batch_size`` > 0.
+    """
+    prefix = _request_prefix("")
+    if len(config.input) != 1:
+        raise InvalidArgumentError(
+            f"{prefix}Raw request must only have 1 input (found 1) to be deduced but got {len(config.input)} inputs "
+            f"in '{model_name}' model configuration"
+        )
+    model_input = config.input[0]
+    datatype = config_to_wire(model_config_pb2.DataType.Name(model_input.data_type))
+    dims = [int(dim) for dim in model_input.dims]
+    view = memoryview(body)
+    if datatype == "BYTES":
+        if dims != [1]:
+            raise InvalidArgumentError(
+                f"{prefix}For BYTE datatype raw input '{model_input.name}', the model must have input shape [1]"
+            )
+        array: npt.NDArray[Any] = np.empty(1, dtype=np.object_)
+        array[0] = bytes(view)
+        shape: tuple[int, ...] = (1,)
+    else:
+        if dims.count(-1) > 1:
+            raise InvalidArgumentError(
+                f"{prefix}The shape of the raw input '{model_input.name}' can not be deduced because there are more "
+                "than one variable-sized dimension"
+            )
+        element_size = ELEMENT_SIZE_BY_WIRE[datatype]
+        if -1 in dims:
+            fixed = math.prod(dim for dim in dims if dim != -1) * element_size
+            dims[dims.index(-1)] = len(view) // fixed if fixed else 0
+        expected = math.prod(dims) * element_size
+        if expected != len(view):
+            raise InvalidArgumentError(
+                f"{prefix}input byte size mismatch for input 'raw_input' for model '{model_name}'. "
+                f"Expected {expected}, got {len(view)}"
+            )
+        shape = tuple(dims)
+        array = np.frombuffer(view, dtype=NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+    if config.max_batch_size > 0:
+        shape = (1, *shape)
+        array = array.reshape(shape)
+    request = InferenceRequest(model_name=model_name, model_version=model_version)
+    request.inputs[model_input.name] = Tensor(model_input.name, datatype, shape, array)
+    return request
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def encode_infer_response(
+    response: InferenceResponse, request: InferenceRequest, binary_data_output: bool
+) -> tuple[bytes, list[bytes | memoryview]]:
+    """Render ``response`` as (JSON header, binary output buffers in output order).
+
+    An output is binary when its ``RequestedOutput.parameters["binary_data"]`` says so, else
+    when the request asked ``binary_data_output``. Empty binary outputs add no buffer, so a
+    response whose buffers are all empty is plain JSON (as in Triton).
+
+    Raises:
+        InvalidArgumentError: an FP16/BF16 output was asked for as JSON.
+    """
+    binary_by_name: dict[str, bool] = {}
+    for requested in request.outputs:
+        flag = requested.parameters.get("binary_data")
+        binary_by_name[requested.name] = binary_data_output if flag is None else bool(flag)
+    outputs: list[OutputJSON] = []
+    buffers: list[bytes | memoryview] = []
+    for tensor in response.outputs:
+        if binary_by_name.get(tensor.name, binary_data_output):
+            buffer = array_to_buffer(tensor.datatype, tensor.data)
+            size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+            outputs.append(
+                {
+                    "name": tensor.name,
+                    "datatype": tensor.datatype,
+                    "shape": tensor.shape,
+                    "parameters": {"binary_data_size": size},
+                }
+            )
+            if size:
+                buffers.append(buffer)
+        else:
+            outputs.append(
+                {
+                    "name": tensor.name,
+                    "datatype": tensor.datatype,
+                    "shape": tensor.shape,
+                    "data": _json_data(tensor),
+                }
+            )
+    document: dict[str, object] = {}
+    response_id = response.id or request.id
+    if response_id:
+        document["id"] = response_id
+    document["model_name"] = response.model_name
+    document["model_version"] = str(response.model_version)
+    if response.parameters:
+        document["parameters"] = response.parameters
+    document["outputs"] = outputs
+    return encode_json(document), buffers
+
+
+def _json_data(tensor: Tensor) -> list[Any]:
+    datatype = tensor.datatype
+    if datatype in _NOT_IN_JSON:
+        raise InvalidArgumentError(
+            f"sending {datatype} data via JSON is not supported. Please use the binary data format for output"
+        )
+    flat = tensor.data.reshape(-1)
+    if datatype == "BYTES":
+        return [_text(item) for item in flat]
+    if flat.dtype != NUMPY_DTYPE_BY_WIRE[datatype]:
+        flat = flat.astype(NUMPY_DTYPE_BY_WIRE[datatype])
+    values: list[Any] = flat.tolist()
+    return values
+
+
+def _text(item: object) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, bytes | bytearray | memoryview | np.bytes_):
+        return bytes(item).decode("utf-8", errors="replace")
+    return str(item)

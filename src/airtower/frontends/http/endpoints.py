@@ -1,0 +1,286 @@
+"""One small function per HTTP route: parse → ``InferenceServer`` call → render.
+
+Endpoints receive an already-routed ``HttpRequest`` (path parameters are URL-decoded by the
+router in ``app.py``) and return an ``HttpResponse``; they raise ``TritonError`` for the app to
+render through ``errors.py``. Synchronous routes stay synchronous so that health checks never
+pay for a task; ``infer`` and the repository load/unload are coroutines.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from airtower.core.model_config import config_to_json
+from airtower.errors import InternalError, InvalidArgumentError, TritonError
+from airtower.frontends.http.codec import (
+    decode_infer_request,
+    decode_raw_request,
+    encode_infer_response,
+    encode_json,
+    parse_json_body,
+)
+from airtower.frontends.http.errors import encode_error_body
+
+if TYPE_CHECKING:
+    from airtower.server import InferenceServer
+
+JSON = b"application/json"
+TEXT = b"text/plain"
+OCTET_STREAM = b"application/octet-stream"
+_EMPTY = memoryview(b"")
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One parsed HTTP request. Header names are lower-case bytes."""
+
+    method: bytes
+    path: str
+    headers: dict[bytes, bytes]
+    body: bytes
+    keep_alive: bool = True
+    #: Set when the request was rejected while being read (too large, unparsable): sent as is.
+    rejection: HttpResponse | None = None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """A response before encoding; ``buffers`` follow ``body`` on the wire (binary outputs)."""
+
+    status: int
+    body: bytes = b""
+    content_type: bytes = JSON
+    #: Extra pre-encoded header lines, each ending in CRLF.
+    headers: bytes = b""
+    buffers: list[bytes | memoryview] = field(default_factory=list)
+
+
+def error_response(status: int, message: str, content_type: bytes = JSON, headers: bytes = b"") -> HttpResponse:
+    return HttpResponse(status, encode_error_body(message), content_type, headers)
+
+
+OK_EMPTY = HttpResponse(200, b"", TEXT)
+BAD_REQUEST_EMPTY = HttpResponse(400, b"", TEXT)
+MODEL_NOT_READY = error_response(400, "Model version not ready", TEXT)
+NOT_FOUND = error_response(404, "Not Found", TEXT)
+METHOD_NOT_ALLOWED = error_response(405, "Method Not Allowed", TEXT)
+UNSUPPORTED_COMPRESSION = error_response(
+    501, "Unsupported compression type", TEXT, b"Accept-Encoding: gzip, deflate\r\n"
+)
+_LOADED = HttpResponse(200, b"", JSON)
+
+
+def too_large_message(size: int, limit: int) -> str:
+    return (
+        f"Request JSON size of {size} bytes exceeds the maximum allowed value of {limit} bytes. "
+        "Use --http-max-input-size to increase the limit."
+    )
+
+
+class Endpoints:
+    """The route handlers, bound to one ``InferenceServer``."""
+
+    def __init__(self, server: InferenceServer, max_input_size: int) -> None:
+        self.server = server
+        self.max_input_size = max_input_size
+
+    # ---------------------------------------------------------------- KServe v2 health / metadata
+
+    def health_live(self, request: HttpRequest) -> HttpResponse:
+        """GET /v2/health/live (KServe v2 health)."""
+        return OK_EMPTY if self.server.is_live() else BAD_REQUEST_EMPTY
+
+    def health_ready(self, request: HttpRequest) -> HttpResponse:
+        """GET /v2/health/ready (KServe v2 health)."""
+        return OK_EMPTY if self.server.is_ready() else BAD_REQUEST_EMPTY
+
+    def server_metadata(self, request: HttpRequest) -> HttpResponse:
+        """GET /v2 (KServe v2 server metadata)."""
+        return HttpResponse(200, encode_json(self.server.server_metadata()))
+
+    def model_metadata(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        """GET /v2/models/{m}[/versions/{v}] (KServe v2 model metadata)."""
+        return HttpResponse(200, encode_json(self.server.model_metadata(name, version)))
+
+    def model_ready(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        """GET /v2/models/{m}[/versions/{v}]/ready: 200, or 400 for unknown and unready models alike."""
+        try:
+            ready = self.server.is_model_ready(name, version)
+        except TritonError:
+            ready = False
+        return OK_EMPTY if ready else MODEL_NOT_READY
+
+    def model_config(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        """GET /v2/models/{m}[/versions/{v}]/config (Triton model configuration extension)."""
+        return HttpResponse(200, encode_json(config_to_json(self.server.model_config(name, version))))
+
+    def model_statistics(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        """GET /v2/models[/{m}[/versions/{v}]]/stats (Triton statistics extension)."""
+        return HttpResponse(200, encode_json(self.server.model_statistics(name, version)))
+
+    # ---------------------------------------------------------------- inference
+
+    async def infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        """POST /v2/models/{m}[/versions/{v}]/infer (KServe v2 + binary tensor, classification,
+        parameters, sequence and schedule-policy extensions)."""
+        body = self._decompressed(request)
+        if isinstance(body, HttpResponse):
+            return body
+        header_length = request.headers.get(b"inference-header-content-length")
+        binary_data_output = True
+        if header_length is None:
+            inference_request, binary_data_output = decode_infer_request(name, version, body, _EMPTY)
+        else:
+            length = _parse_int(header_length)
+            if length == 0:
+                config = self.server.model_config(name, version)
+                inference_request = decode_raw_request(name, version, body, config)
+            elif 0 < length <= len(body):
+                view = memoryview(body)
+                inference_request, binary_data_output = decode_infer_request(
+                    name, version, view[:length].tobytes(), view[length:]
+                )
+            else:
+                raise InvalidArgumentError(f"inference header size should be in range (0, {len(body)}), got: {length}")
+        inference_response = await self.server.infer(inference_request)
+        header, buffers = encode_infer_response(inference_response, inference_request, binary_data_output)
+        if buffers:
+            response = HttpResponse(
+                200, header, OCTET_STREAM, b"Inference-Header-Content-Length: %d\r\n" % len(header), buffers
+            )
+        else:
+            response = HttpResponse(200, header)
+        accept = request.headers.get(b"accept-encoding")
+        if accept is not None:
+            _compress(response, accept)
+        return response
+
+    def _decompressed(self, request: HttpRequest) -> bytes | HttpResponse:
+        encoding = request.headers.get(b"content-encoding")
+        if encoding is None:
+            return request.body
+        encoding = encoding.strip().lower()
+        if encoding == b"gzip":
+            wbits = 16 + zlib.MAX_WBITS
+        elif encoding == b"deflate":
+            wbits = zlib.MAX_WBITS
+        elif encoding in (b"identity", b""):
+            return request.body
+        else:
+            return UNSUPPORTED_COMPRESSION
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            body = decompressor.decompress(request.body, self.max_input_size + 1)
+        except zlib.error as exc:
+            raise InvalidArgumentError(f"failed to decompress the request body: {exc}") from exc
+        if len(body) > self.max_input_size or decompressor.unconsumed_tail:
+            raise InvalidArgumentError(too_large_message(len(body), self.max_input_size))
+        return body
+
+    # ---------------------------------------------------------------- model repository extension
+
+    def repository_index(self, request: HttpRequest, repository: str) -> HttpResponse:
+        """POST /v2/repository[/{repo}]/index; the body may be empty or ``{"ready": bool}``."""
+        ready: object = False
+        document = _optional_json_object(request.body)
+        if document is not None:
+            ready = document.get("ready", False)
+        if type(ready) is not bool:
+            raise InternalError("attempt to access JSON non-boolean as boolean")
+        return HttpResponse(200, encode_json(self.server.repository_index(ready)))
+
+    async def repository_load(self, request: HttpRequest, repository: str, name: str) -> HttpResponse:
+        """POST /v2/repository[/{repo}]/models/{m}/load with optional ``config`` and ``file:`` parameters."""
+        config: str | None = None
+        files: dict[str, bytes] = {}
+        for key, value in _parameters(request.body).items():
+            if key == "config":
+                if type(value) is not str:
+                    raise InternalError("attempt to access JSON non-string as string")
+                config = value
+            elif key.startswith("file:"):
+                if type(value) is not str:
+                    raise InternalError("attempt to access JSON non-string as string")
+                try:
+                    files[key] = base64.b64decode(value, validate=True)
+                except binascii.Error as exc:
+                    raise InvalidArgumentError(f"unable to decode base64 content of '{key}'") from exc
+        await self.server.load_model(name, config, files)
+        return _LOADED
+
+    async def repository_unload(self, request: HttpRequest, repository: str, name: str) -> HttpResponse:
+        """POST /v2/repository[/{repo}]/models/{m}/unload with optional ``unload_dependents``."""
+        unload_dependents = _parameters(request.body).get("unload_dependents", False)
+        if type(unload_dependents) is not bool:
+            raise InternalError("attempt to access JSON non-boolean as boolean")
+        await self.server.unload_model(name, unload_dependents)
+        return _LOADED
+
+
+def _parse_int(value: bytes) -> int:
+    """Leading optional sign and digits, like C's ``atoi`` (Triton reads the header that way)."""
+    text = value.strip()
+    end = 1 if text[:1] in (b"-", b"+") else 0
+    while end < len(text) and 48 <= text[end] <= 57:
+        end += 1
+    try:
+        return int(text[:end])
+    except ValueError:
+        return 0
+
+
+def _optional_json_object(body: bytes) -> dict[str, object] | None:
+    if not body.strip():
+        return None
+    document = parse_json_body(body)
+    if type(document) is not dict:
+        raise InternalError("attempt to access JSON non-object as object")
+    return document
+
+
+def _parameters(body: bytes) -> dict[str, object]:
+    document = _optional_json_object(body)
+    if document is None or "parameters" not in document:
+        return {}
+    parameters = document["parameters"]
+    if type(parameters) is not dict:
+        raise InternalError("attempt to access JSON non-object as object")
+    return parameters
+
+
+def _accepted_encoding(accept: bytes) -> bytes | None:
+    """gzip or deflate, whichever ``Accept-Encoding`` prefers (q > 0; the first on ties)."""
+    best: bytes | None = None
+    best_q = 0.0
+    for part in accept.lower().split(b","):
+        coding, _, params = part.partition(b";")
+        coding = coding.strip()
+        if coding not in (b"gzip", b"deflate"):
+            continue
+        q = 1.0
+        params = params.strip()
+        if params.startswith(b"q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if q > best_q:
+            best, best_q = coding, q
+    return best
+
+
+def _compress(response: HttpResponse, accept: bytes) -> None:
+    coding = _accepted_encoding(accept)
+    if coding is None:
+        return
+    compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS if coding == b"gzip" else zlib.MAX_WBITS)
+    parts = [compressor.compress(response.body)]
+    parts.extend(compressor.compress(buffer) for buffer in response.buffers)
+    parts.append(compressor.flush())
+    response.body = b"".join(parts)
+    response.buffers = []
+    response.headers += b"Content-Encoding: " + coding + b"\r\n"

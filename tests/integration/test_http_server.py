@@ -1,0 +1,347 @@
+"""The real server over HTTP, driven by the real tritonclient: endpoints, datatypes, errors."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.integration.fixture_models import ECHO_TYPES
+from tests.integration.server_process import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> httpclient.InferenceServerClient:
+    return httpclient.InferenceServerClient(server.url, concurrency=4)
+
+
+def raw(server: ServerProcess, method: str, path: str, body: bytes | str | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+def add_sub_inputs(a: np.ndarray, b: np.ndarray, binary: bool = True) -> list[httpclient.InferInput]:
+    inputs = []
+    for name, value in (("INPUT0", a), ("INPUT1", b)):
+        tensor = httpclient.InferInput(name, list(value.shape), "FP32")
+        tensor.set_data_from_numpy(value, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+# -- health, metadata, config -------------------------------------------------------------
+
+
+def test_server_health_and_metadata(client: httpclient.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    metadata = client.get_server_metadata()
+    assert metadata["name"] == "triton"
+    assert {"binary_tensor_data", "classification", "statistics", "model_configuration"} <= set(metadata["extensions"])
+
+
+def test_model_metadata_shows_batch_dimension(client: httpclient.InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("resnet50")
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["versions"] == ["1"]
+    assert metadata["inputs"] == [{"name": "input_0", "datatype": "FP32", "shape": [-1, 3, 224, 224]}]
+    assert metadata["outputs"] == [{"name": "output_0", "datatype": "FP32", "shape": [-1, 1000]}]
+    assert client.get_model_metadata("add_sub")["platform"] == "python"
+
+
+def test_model_ready_per_version(client: httpclient.InferenceServerClient) -> None:
+    assert client.is_model_ready("add_sub")
+    assert client.is_model_ready("add_sub", "1")
+    assert not client.is_model_ready("add_sub", "7")
+    assert not client.is_model_ready("no_such_model")
+
+
+def test_model_config_is_triton_json(client: httpclient.InferenceServerClient) -> None:
+    config = client.get_model_config("resnet50")
+    assert config["name"] == "resnet50"
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["backend"] == "onnxruntime"
+    assert config["max_batch_size"] == 8
+    assert config["input"][0]["dims"] == [3, 224, 224]
+    assert config["input"][0]["data_type"] == "TYPE_FP32"
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    assert config["instance_group"][0]["kind"] == "KIND_CPU"
+
+
+# -- inference ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["add_sub", "add_sub_onnx"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_add_sub_matches_numpy(client: httpclient.InferenceServerClient, model: str, binary: bool) -> None:
+    rng = np.random.default_rng(1)
+    batched = model == "add_sub_onnx"
+    shape = (2, 16) if batched else (16,)
+    a, b = rng.random(shape, np.float32), rng.random(shape, np.float32)
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")]
+    result = client.infer(model, add_sub_inputs(a, b, binary), outputs=outputs, request_id="req-1")
+    np.testing.assert_allclose(result.as_numpy("OUTPUT0"), a + b, rtol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("OUTPUT1"), a - b, rtol=1e-6)
+    response = result.get_response()
+    assert response["id"] == "req-1"
+    assert response["model_version"] == "1"
+
+
+def test_resnet50_matches_onnxruntime(client: httpclient.InferenceServerClient, examples_repository: Path) -> None:
+    import onnxruntime
+
+    image = np.random.default_rng(2).random((2, 3, 224, 224), np.float32)
+    tensor = httpclient.InferInput("input_0", list(image.shape), "FP32")
+    tensor.set_data_from_numpy(image)
+    result = client.infer("resnet50", [tensor])
+    session = onnxruntime.InferenceSession(str(examples_repository / "resnet50" / "1" / "model.onnx"))
+    (expected,) = session.run(["output_0"], {"input_0": image})
+    got = result.as_numpy("output_0")
+    assert got.shape == (2, 1000)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def echo_values(wire: str) -> np.ndarray:
+    if wire == "BYTES":
+        return np.array([b"hello", b"", "ünïcode".encode()], dtype=np.object_)
+    if wire == "BOOL":
+        return np.array([True, False, True])
+    dtype = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}.get(wire) or np.dtype(wire.lower())
+    return np.array([0, 1, 2, 3, 127], dtype=dtype)
+
+
+@pytest.mark.parametrize("wire", list(ECHO_TYPES))
+@pytest.mark.parametrize("binary", [True, False])
+def test_every_datatype_round_trips(client: httpclient.InferenceServerClient, wire: str, binary: bool) -> None:
+    if wire == "FP16" and not binary:
+        pytest.skip("FP16 cannot travel as JSON, in Triton as here (tested in test_fp16_json_is_rejected)")
+    value = echo_values(wire)
+    tensor = httpclient.InferInput(f"IN_{wire}", list(value.shape), wire)
+    tensor.set_data_from_numpy(value, binary_data=binary)
+    out = httpclient.InferRequestedOutput(f"OUT_{wire}", binary_data=binary)
+    result = client.infer("echo", [tensor], outputs=[out])
+    got = result.as_numpy(f"OUT_{wire}")
+    if wire == "BYTES":
+        assert [bytes(x) for x in got] == list(value)
+    else:
+        assert got.dtype == value.dtype
+        np.testing.assert_array_equal(got, value)
+
+
+def test_fp16_json_is_rejected(server: ServerProcess) -> None:
+    body = {"inputs": [{"name": "IN_FP16", "shape": [1], "datatype": "FP16", "data": [1.0]}]}
+    status, _, data = raw(server, "POST", "/v2/models/echo/infer", json.dumps(body))
+    assert status == 400
+    assert "binary" in json.loads(data)["error"]
+
+
+def test_string_model(client: httpclient.InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("string_python")
+    name_in, name_out = metadata["inputs"][0]["name"], metadata["outputs"][0]["name"]
+    words = np.array([b"air", b"tower"], dtype=np.object_)
+    shape = [1, 2] if metadata["inputs"][0]["shape"][0] == -1 and len(metadata["inputs"][0]["shape"]) == 2 else [2]
+    tensor = httpclient.InferInput(name_in, shape, "BYTES")
+    tensor.set_data_from_numpy(words.reshape(shape))
+    got = client.infer("string_python", [tensor]).as_numpy(name_out)
+    assert [bytes(x) for x in got.ravel()] == [b"AIR", b"TOWER"]
+
+
+def test_classification_uses_labels(client: httpclient.InferenceServerClient, examples_repository: Path) -> None:
+    import onnxruntime
+
+    features = np.random.default_rng(3).random((2, 4), np.float32)
+    tensor = httpclient.InferInput("INPUT", [2, 4], "FP32")
+    metadata = client.get_model_metadata("classifier")
+    input_name, output_name = metadata["inputs"][0]["name"], metadata["outputs"][0]["name"]
+    tensor = httpclient.InferInput(input_name, [2, 4], "FP32")
+    tensor.set_data_from_numpy(features)
+    result = client.infer("classifier", [tensor], outputs=[httpclient.InferRequestedOutput(output_name, class_count=3)])
+    got = result.as_numpy(output_name)
+    assert got.shape == (2, 3)
+    labels = (examples_repository / "classifier" / "labels.txt").read_text().split()
+    session = onnxruntime.InferenceSession(str(examples_repository / "classifier" / "1" / "model.onnx"))
+    (scores,) = session.run([output_name], {input_name: features})
+    for row, expected in zip(got, scores, strict=True):
+        best = int(np.argmax(expected))
+        value, index, label = bytes(row[0]).decode().split(":")
+        assert int(index) == best
+        assert label == labels[best]
+        assert float(value) == pytest.approx(float(expected[best]), abs=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_request_and_response(client: httpclient.InferenceServerClient, algorithm: str) -> None:
+    a = np.arange(16, dtype=np.float32)
+    result = client.infer(
+        "add_sub",
+        add_sub_inputs(a, a),
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+
+
+def test_gzip_response_header(server: ServerProcess) -> None:
+    body = {"inputs": [{"name": "IN_INT32", "shape": [2], "datatype": "INT32", "data": [1, 2]}]}
+    status, headers, data = raw(server, "POST", "/v2/models/echo/infer", json.dumps(body), {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(data))["outputs"][0]["data"] == [1, 2]
+
+
+def test_instances_of_a_count_2_group_execute_at_the_same_time(server: ServerProcess) -> None:
+    # The barrier model only answers when both of its instances execute at once.
+    results: list[str] = []
+    errors: list[Exception] = []
+
+    def call() -> None:
+        tensor = httpclient.InferInput("IN", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([1], np.int32))
+        try:
+            own_client = httpclient.InferenceServerClient(server.url)
+            results.append(bytes(own_client.infer("barrier", [tensor]).as_numpy("INSTANCE")[0]).decode())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert sorted(results) == ["barrier_0_0", "barrier_0_1"]
+
+
+def test_statistics_count_known_traffic(client: httpclient.InferenceServerClient) -> None:
+    before = client.get_inference_statistics("add_sub_onnx")["model_stats"][0]
+    a = np.ones((3, 16), np.float32)
+    for _ in range(5):
+        client.infer("add_sub_onnx", add_sub_inputs(a, a))
+    after = client.get_inference_statistics("add_sub_onnx", "1")["model_stats"][0]
+    assert after["name"] == "add_sub_onnx"
+    assert after["version"] == "1"
+    assert after["inference_count"] - before["inference_count"] == 15
+    assert after["execution_count"] - before["execution_count"] == 5
+    success = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
+    assert success == 5
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert {"batch_size": 3}.items() <= next(b for b in after["batch_stats"] if b["batch_size"] == 3).items()
+    all_stats = client.get_inference_statistics()["model_stats"]
+    assert {s["name"] for s in all_stats} >= {"add_sub", "add_sub_onnx", "resnet50"}
+
+
+def test_repository_index_lists_models(client: httpclient.InferenceServerClient) -> None:
+    index = client.get_model_repository_index()
+    rows = {row["name"]: row for row in index}
+    assert rows["add_sub"] == {"name": "add_sub", "version": "1", "state": "READY"}
+
+
+def test_load_in_control_mode_none_is_unavailable(client: httpclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("add_sub")
+    assert info.value.status() == "503"
+
+
+# -- errors: each answered with Triton's status and message; the server keeps serving --------
+
+
+def test_model_errors_fail_only_their_request(client: httpclient.InferenceServerClient) -> None:
+    def call(mode: int) -> httpclient.InferResult:
+        tensor = httpclient.InferInput("MODE", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([mode], np.int32))
+        return client.infer("failing", [tensor])
+
+    with pytest.raises(InferenceServerException) as raised:
+        call(1)
+    assert raised.value.status() == "500"
+    assert "the model raised on purpose" in raised.value.message()
+    with pytest.raises(InferenceServerException) as rejected:
+        call(2)
+    assert rejected.value.status() == "400"
+    assert rejected.value.message() == "request rejected by the model"
+    assert call(0).as_numpy("OUT").tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v2/models/nope/infer", "{}", 404, "Request for unknown model: 'nope' is not found"),
+        ("/v2/models/add_sub/versions/9/infer", "{}", 404,
+         "Request for unknown model: 'add_sub' version 9 is not found"),
+        ("/v2/models/add_sub/infer", "{nope", 400, None),
+        ("/v2/models/add_sub/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[15],"datatype":"FP32","data":[' + ",".join(["1"] * 15) + "]},"
+         '{"name":"INPUT1","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]}]}",
+         400, "unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [16], got [15]."),
+        ("/v2/models/add_sub/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[16],"datatype":"INT32","data":[' + ",".join(["1"] * 16) + "]},"
+         '{"name":"INPUT1","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]}]}",
+         400, "inference input 'INPUT0' data-type is 'INT32', but model 'add_sub' expects 'FP32'"),
+        ("/v2/models/add_sub/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]}]}",
+         400, "expected 2 inputs but got 1 inputs for model 'add_sub'"),
+        ("/v2/models/add_sub/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[16],"datatype":"FP32","data":[1,2]},'
+         '{"name":"INPUT1","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]}]}",
+         400, None),
+        ("/v2/models/add_sub_onnx/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[9,16],"datatype":"FP32","data":[' + ",".join(["1"] * 144) + "]},"
+         '{"name":"INPUT1","shape":[9,16],"datatype":"FP32","data":[' + ",".join(["1"] * 144) + "]}]}",
+         400, "inference request batch-size must be <= 8 for 'add_sub_onnx'"),
+    ],
+    ids=["unknown-model", "unknown-version", "malformed-json", "wrong-shape", "wrong-datatype", "missing-input",
+         "data-count", "batch-too-big"],
+)  # fmt: skip
+def test_bad_requests_get_triton_errors_and_server_keeps_serving(
+    server: ServerProcess, client: httpclient.InferenceServerClient, path: str, body: str, status: int,
+    message: str | None,
+) -> None:  # fmt: skip
+    got_status, _, data = raw(server, "POST", path, body)
+    assert got_status == status, data
+    error = json.loads(data)["error"]
+    assert error
+    if message is not None:
+        assert message in error
+    a = np.ones(16, np.float32)
+    assert client.infer("add_sub", add_sub_inputs(a, a)).as_numpy("OUTPUT0").tolist() == [2.0] * 16
+
+
+@pytest.mark.parametrize("delta", [-4, 4])
+def test_binary_body_of_wrong_length_is_rejected(server: ServerProcess, delta: int) -> None:
+    header = json.dumps(
+        {"inputs": [{"name": "IN_INT32", "shape": [4], "datatype": "INT32", "parameters": {"binary_data_size": 16}}]}
+    ).encode()
+    payload = np.arange(4, dtype=np.int32).tobytes()
+    payload = payload[:delta] if delta < 0 else payload + b"\0" * delta
+    status, _, data = raw(
+        server, "POST", "/v2/models/echo/infer", header + payload,
+        {"Inference-Header-Content-Length": str(len(header))},
+    )  # fmt: skip
+    assert status == 400
+    assert json.loads(data)["error"]
+
+
+def test_raw_binary_request(server: ServerProcess) -> None:
+    a = np.arange(4, dtype=np.int32)
+    status, headers, data = raw(
+        server, "POST", "/v2/models/failing/infer", np.array([0], np.int32).tobytes(),
+        {"Inference-Header-Content-Length": "0"},
+    )  # fmt: skip
+    assert status == 200, data
+    length = int(headers["inference-header-content-length"])
+    assert np.frombuffer(data[length:], np.int32).tolist() == [0]
+    del a

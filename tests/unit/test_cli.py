@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airtower.cli import build_parser, options_from_args
+
+
+def parse(*argv: str):  # type: ignore[no-untyped-def]
+    return options_from_args(build_parser().parse_args(["serve", *argv]))
+
+
+def test_cli_takes_tritonserver_flags() -> None:
+    options = parse(
+        "--model-repository", "/a", "--model-repository=/b", "--http-port", "9000", "--strict-readiness=false",
+        "--exit-on-error", "false", "--disable-auto-complete-config", "--id", "edge", "--backend-config",
+        "python,shm-default-byte-size=1", "--backend-config", "default-max-batch-size=8",
+    )  # fmt: skip
+    assert options.model_repositories == (Path("/a"), Path("/b"))
+    assert options.http_port == 9000
+    assert options.strict_readiness is False
+    assert options.exit_on_error is False
+    assert options.auto_complete_config is False
+    assert options.server_id == "edge"
+    assert options.backend_settings("python") == {"shm-default-byte-size": "1", "default-max-batch-size": "8"}
+
+
+def test_cli_strict_model_config_disables_auto_complete() -> None:
+    assert parse("--model-repository", "/a", "--strict-model-config=true").auto_complete_config is False
+    assert parse("--model-repository", "/a").auto_complete_config is True
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--model-repository", "/a", "--http-port", "70000"],
+        ["--model-repository", "/a", "--strict-readiness", "maybe"],
+        ["--http-port", "8000"],
+        ["--model-repository", "/a", "--no-such-flag"],
+    ],
+)
+def test_cli_bad_flag_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["serve", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("airtower: error:") or "error:" in err
