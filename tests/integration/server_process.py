@@ -23,6 +23,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     port: int
     log: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -40,6 +41,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.reader is not None:
+            self.reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
 
@@ -67,16 +72,18 @@ def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120
     log: list[str] = []
     ready = threading.Event()
     port: list[int] = []
-    threading.Thread(target=_pump, args=(process.stdout, log, ready, port), daemon=True).start()
+    reader = threading.Thread(target=_pump, args=(process.stdout, log, ready, port), daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if time.monotonic() > deadline:
-            process.kill()
+            ServerProcess(process, 0, log, reader).stop(timeout=1)
             raise RuntimeError("server did not start in time:\n" + "".join(log))
+    server = ServerProcess(process, port[0] if port else 0, log, reader)
     if not port:
-        process.wait(30)
+        server.stop()
         raise RuntimeError(f"server exited with {process.returncode}:\n" + "".join(log))
-    return ServerProcess(process, port[0], log)
+    return server
 
 
 def run_server_to_exit(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> tuple[int, str]:

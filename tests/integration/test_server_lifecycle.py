@@ -197,7 +197,8 @@ def test_perf_analyzer_runs_against_airtower(server) -> None:  # type: ignore[no
     assert perf_analyzer.exists(), "run `make reference` (../shared/reference/setup.sh) first"
     done = subprocess.run(
         [str(perf_analyzer), "-m", "add_sub", "-u", server.url, "-i", "http", "--concurrency-range", "2",
-         "--measurement-mode", "count_windows", "--measurement-request-count", "200", "--max-trials", "3"],
+         "--measurement-mode", "count_windows", "--measurement-request-count", "300", "--max-trials", "10",
+         "--stability-percentage", "1000"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     output = done.stdout + done.stderr

@@ -5,7 +5,6 @@ Uses only the triton_python_backend_utils API, so it runs unchanged on airtower 
 
 import json
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 

@@ -356,7 +356,7 @@ def _model_class(module: ModuleType, ctx: ModelContext, path: Path) -> type[Any]
     if not isinstance(model_class, type):
         raise InternalError(
             f"python model '{ctx.name}' version {ctx.version}: AttributeError: "
-            f"module '{path}' has no attribute 'TritonPythonModel'"
+            f"module '{ctx.version}.{path.stem}' has no attribute 'TritonPythonModel' ({path})"
         )
     return model_class
 

@@ -127,6 +127,8 @@ class Endpoints:
     async def infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
         """POST /v2/models/{m}[/versions/{v}]/infer (KServe v2 + binary tensor, classification,
         parameters, sequence and schedule-policy extensions)."""
+        # Like Triton, an unknown or unready model is reported before the body is parsed.
+        config = self.server.model_config(name, version)
         body = self._decompressed(request)
         if isinstance(body, HttpResponse):
             return body
@@ -137,7 +139,6 @@ class Endpoints:
         else:
             length = _parse_int(header_length)
             if length == 0:
-                config = self.server.model_config(name, version)
                 inference_request = decode_raw_request(name, version, body, config)
             elif 0 < length <= len(body):
                 view = memoryview(body)
