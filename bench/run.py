@@ -88,7 +88,7 @@ def measure(model: str, url: str, protocol: str, concurrency: int, seconds: floa
     out = workdir / f"pa-{time.monotonic_ns()}.csv"
     args = [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
             "--concurrency-range", str(concurrency), "--measurement-interval", str(int(seconds * 1000)),
-            "--percentile", "99", "-f", str(out)]  # fmt: skip
+            "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(out)]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"perf_analyzer failed on {url}:\n{done.stdout}\n{done.stderr}")
@@ -148,10 +148,10 @@ def main() -> int:
                         "p99_ratio": best["airtower"]["p99_us"] / best["triton"]["p99_us"],
                     }
                     results.append(row)
-                    ours, theirs = best["airtower"], best["triton"]
+                    mine, theirs = best["airtower"], best["triton"]
                     print(
                         f"{model:16s} {args.protocol:4s} c={concurrency:<3d} "
-                        f"airtower {ours['throughput']:9.0f} infer/s p99 {ours['p99_us']:7.0f} us | "
+                        f"airtower {mine['throughput']:9.0f} infer/s p99 {mine['p99_us']:7.0f} us | "
                         f"triton {theirs['throughput']:9.0f} infer/s p99 {theirs['p99_us']:7.0f} us | "
                         f"throughput x{row['throughput_ratio']:.2f}  p99 x{row['p99_ratio']:.2f}",
                         flush=True,

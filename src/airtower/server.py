@@ -124,27 +124,30 @@ class InferenceServer:
 
     # -- inference ------------------------------------------------------------------------
 
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        """Run one request on the model version it names.
+    def infer(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+        """Start one request on the model version it names; await the returned future.
+
+        Checks that fail at once raise here; the model's own failure is the future's exception.
+        Cancelling the future (client gone) drops the request if it has not started executing.
 
         Raises:
             ModelNotFoundError: unknown model or version.
             ModelNotReadyError: the version is not READY.
             InvalidArgumentError: the request does not match the model's config.
             ServerNotReadyError: the server is exiting.
-            TritonError: the model failed the request.
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        model = self.models.get(request.model_name, request.model_version)
+        future = self.models.get(request.model_name, request.model_version).submit(request)
         self._in_flight += 1
         self._drained.clear()
-        try:
-            return await model.infer(request)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._drained.set()
+        future.add_done_callback(self._request_done)
+        return future
+
+    def _request_done(self, _: asyncio.Future[InferenceResponse]) -> None:
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._drained.set()
 
     # -- statistics and repository extensions ---------------------------------------------
 

@@ -109,12 +109,19 @@ class FakeInferenceServer:
         self._known(name)
         return self.configs[name]
 
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+    def infer(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+        # Like InferenceServer.infer: look-up errors raise at once, model errors fail the future.
         self.requests.append(request)
         self._known(request.model_name)
+        future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
         failure = request.parameters.get("fail")
         if failure is not None:
-            raise _FAILURES[str(failure)]
+            future.set_exception(_FAILURES[str(failure)])
+        else:
+            future.set_result(self._answer(request))
+        return future
+
+    def _answer(self, request: InferenceRequest) -> InferenceResponse:
         outputs = [
             Tensor(name.replace("INPUT", "OUTPUT"), tensor.datatype, tensor.shape, tensor.data)
             for name, tensor in request.inputs.items()

@@ -1,26 +1,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import queue
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
+from airtower.models.instance import live_requests
 from airtower.scheduling.direct import DirectScheduler
-from airtower.scheduling.scheduler import DoneCallback, Pending
-
-
-class FakeExecutor:
-    def __init__(self) -> None:
-        self.batches: list[Sequence[Pending]] = []
-        self.done: DoneCallback | None = None
-
-    def execute(self, batch: Sequence[Pending], done: DoneCallback) -> None:
-        self.batches.append(batch)
-        self.done = done
-
-    def finish(self) -> None:
-        assert self.done is not None
-        self.done(self, self.batches[-1])
+from airtower.scheduling.scheduler import Pending, ReadyQueue
 
 
 def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
@@ -28,28 +15,20 @@ def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
     return Pending(InferenceRequest("m"), future, 1, 0)
 
 
-async def test_direct_scheduler_uses_every_idle_instance_then_queues() -> None:
+async def test_direct_scheduler_queues_one_request_per_batch_in_order() -> None:
     loop = asyncio.get_running_loop()
-    a, b = FakeExecutor(), FakeExecutor()
-    scheduler = DirectScheduler([a, b])
+    ready: ReadyQueue = queue.SimpleQueue()
+    scheduler = DirectScheduler(ready)
     pendings = [make_pending(loop) for _ in range(3)]
     for pending in pendings:
         scheduler.enqueue(pending)
-    assert len(a.batches) + len(b.batches) == 2
-    assert scheduler.pending_count() == 1
-    busy = b if b.batches else a
-    busy.finish()
-    assert busy.batches[-1] == (pendings[2],)
+    assert scheduler.pending_count() == 3
+    assert [ready.get_nowait() for _ in range(3)] == [(p,) for p in pendings]
     assert scheduler.pending_count() == 0
 
 
-async def test_direct_scheduler_drops_cancelled_requests_before_executing() -> None:
+async def test_cancelled_requests_are_dropped_before_executing() -> None:
     loop = asyncio.get_running_loop()
-    executor = FakeExecutor()
-    scheduler = DirectScheduler([executor])
     first, cancelled, last = (make_pending(loop) for _ in range(3))
-    for pending in (first, cancelled, last):
-        scheduler.enqueue(pending)
     cancelled.future.cancel()
-    executor.finish()
-    assert executor.batches[-1] == (last,)
+    assert live_requests([first, cancelled, last]) == [first, last]

@@ -1,26 +1,24 @@
 """ModelInstance: one backend instance and the dedicated thread that runs it.
 
 The thread is created with the instance and runs ``create_instance``, every ``execute`` and
-``close`` of that backend instance, so a backend may keep thread-affine state. Work reaches
-the thread through a ``SimpleQueue``; results come back to the event loop with one
-``call_soon_threadsafe`` per execution.
+``close`` of that backend instance, so a backend may keep thread-affine state. Every instance
+of a model version pulls batches from the model's shared ready queue as soon as it is free;
+results come back to the event loop with one ``call_soon_threadsafe`` per execution.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from airtower.backends.base import BackendInstance, BackendModel, InstanceSpec
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
 from airtower.observability.stats import ExecutionTiming
-from airtower.scheduling.scheduler import DoneCallback, Pending
+from airtower.scheduling.scheduler import Pending, ReadyQueue
 
 logger = logging.getLogger(__name__)
 
@@ -30,78 +28,78 @@ Finisher = Callable[[Pending, InferenceResponse], InferenceResponse]
 #: Called on the event loop after each execution with its batch, per-request results and timing.
 Recorder = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError"], ExecutionTiming], None]
 
-_STOP = object()
+
+def live_requests(batch: Sequence[Pending]) -> list[Pending]:
+    """The requests of ``batch`` whose client still waits (cancelled ones are dropped)."""
+    return [pending for pending in batch if not pending.future.done()]
 
 
 class ModelInstance:
-    """Runs one backend instance on its own thread; implements ``scheduling.Executor``."""
+    """Runs one backend instance on its own thread, pulling batches from the model's ready queue."""
 
     def __init__(self, spec: InstanceSpec, finish: Finisher, record: Recorder) -> None:
         self.spec = spec
         self._finish = finish
         self._record = record
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"instance-{spec.name}", daemon=True)
+        self._thread: threading.Thread | None = None
         self._backend: BackendInstance | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed: asyncio.Future[None] | None = None
 
-    async def start(self, model: BackendModel) -> None:
-        """Start the thread and create the backend instance on it."""
-        self._loop = asyncio.get_running_loop()
+    async def start(self, model: BackendModel, ready: ReadyQueue) -> None:
+        """Start the thread, create the backend instance on it, then serve ``ready``.
+
+        Raises:
+            TritonError: the backend instance could not be created (the thread has exited).
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        created: asyncio.Future[None] = loop.create_future()
+        self._closed = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(model, ready, created), name=f"instance-{self.spec.name}", daemon=True
+        )
         self._thread.start()
-        created: asyncio.Future[None] = self._loop.create_future()
-        self._work.put((self._create, (model, created)))
         await created
 
-    async def aclose(self) -> None:
-        """Finalize the backend instance on its thread, then stop the thread."""
-        if not self._thread.is_alive():
-            return
-        assert self._loop is not None
-        closed: asyncio.Future[None] = self._loop.create_future()
-        self._work.put((self._close, (closed,)))
-        self._work.put(_STOP)
-        await closed
-
-    def execute(self, batch: Sequence[Pending], done: DoneCallback) -> None:
-        self._work.put((self._execute, (batch, done)))
+    async def wait_closed(self) -> None:
+        """Wait until the thread has finalized the instance (after it took ``None`` from the queue)."""
+        if self._closed is not None and self._thread is not None and self._thread.is_alive():
+            await self._closed
 
     # -- on the instance thread ---------------------------------------------------------
 
-    def _run(self) -> None:
-        work = self._work
-        while True:
-            item = work.get()
-            if item is _STOP:
-                return
-            function, args = item
-            function(*args)
-
-    def _create(self, model: BackendModel, created: asyncio.Future[None]) -> None:
-        assert self._loop is not None
+    def _run(self, model: BackendModel, ready: ReadyQueue, created: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
         try:
             self._backend = model.create_instance(self.spec)
         except Exception as exc:  # noqa: BLE001 - reported to the loader, which marks the model unavailable
             error = exc if isinstance(exc, TritonError) else InternalError(f"{type(exc).__name__}: {exc}")
-            self._loop.call_soon_threadsafe(_set_exception, created, error)
-        else:
-            self._loop.call_soon_threadsafe(_set_result, created, None)
+            loop.call_soon_threadsafe(_set_exception, created, error)
+            return
+        loop.call_soon_threadsafe(_set_result, created, None)
+        execute = self._execute
+        while (batch := ready.get()) is not None:
+            live = live_requests(batch)
+            if live:
+                execute(live)
+        self._close()
 
-    def _close(self, closed: asyncio.Future[None]) -> None:
+    def _close(self) -> None:
         assert self._loop is not None
+        assert self._closed is not None
         try:
             if self._backend is not None:
                 self._backend.close()
         except Exception:
             logger.exception("finalizing instance %s failed", self.spec.name)
-        self._loop.call_soon_threadsafe(_set_result, closed, None)
+        self._loop.call_soon_threadsafe(_set_result, self._closed, None)
 
-    def _execute(self, batch: Sequence[Pending], done: DoneCallback) -> None:
+    def _execute(self, batch: Sequence[Pending]) -> None:
         assert self._loop is not None
         assert self._backend is not None
         timing = ExecutionTiming(start_ns=time.monotonic_ns())
         timing.input_end_ns = timing.start_ns
-        results: list[InferenceResponse | TritonError]
         try:
             raw = self._backend.execute([p.request for p in batch])
         except TritonError as exc:
@@ -113,7 +111,7 @@ class ModelInstance:
         if len(raw) != len(batch):
             error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")
             raw = [error] * len(batch)
-        results = []
+        results: list[InferenceResponse | TritonError] = []
         for pending, answer in zip(batch, raw, strict=True):
             if isinstance(answer, TritonError):
                 results.append(answer)
@@ -123,7 +121,7 @@ class ModelInstance:
             except TritonError as exc:
                 results.append(exc)
         timing.end_ns = time.monotonic_ns()
-        self._loop.call_soon_threadsafe(self._complete, batch, results, timing, done)
+        self._loop.call_soon_threadsafe(self._complete, batch, results, timing)
 
     # -- back on the event loop -----------------------------------------------------------
 
@@ -132,7 +130,6 @@ class ModelInstance:
         batch: Sequence[Pending],
         results: Sequence[InferenceResponse | TritonError],
         timing: ExecutionTiming,
-        done: DoneCallback,
     ) -> None:
         for pending, result in zip(batch, results, strict=True):
             future = pending.future
@@ -143,7 +140,6 @@ class ModelInstance:
             else:
                 future.set_result(result)
         self._record(batch, results, timing)
-        done(self, batch)
 
 
 def _set_result(future: asyncio.Future[None], value: None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import queue
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from airtower.errors import InternalError, TritonError
 from airtower.models.instance import ModelInstance
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.scheduling.direct import DirectScheduler
-from airtower.scheduling.scheduler import Pending, Scheduler
+from airtower.scheduling.scheduler import Pending, ReadyQueue, Scheduler
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -72,6 +73,7 @@ class Model:
         self._batched = config.max_batch_size > 0
         self._backend_model: BackendModel | None = None
         self._instances: list[ModelInstance] = []
+        self._ready: ReadyQueue = queue.SimpleQueue()
         self.scheduler: Scheduler | None = None
 
     async def load(self, backend: Backend) -> None:
@@ -80,19 +82,23 @@ class Model:
             self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
             for spec in instance_specs(self.config):
                 instance = ModelInstance(spec, self._finish, self._record)
+                await instance.start(self._backend_model, self._ready)
                 self._instances.append(instance)
-                await instance.start(self._backend_model)
         except BaseException:
             await self.aclose()
             raise
-        self.scheduler = DirectScheduler(self._instances)
+        self.scheduler = DirectScheduler(self._ready)
         self.state = ModelState.READY
 
     async def aclose(self) -> None:
         """Finalize every instance (on its thread), then release the backend model."""
         self.state = ModelState.UNLOADING
+        # One stop marker per instance, queued behind any batch still waiting: each thread
+        # finishes what it took, takes one marker, finalizes its instance and exits.
+        for _ in self._instances:
+            self._ready.put(None)
         for instance in self._instances:
-            await instance.aclose()
+            await instance.wait_closed()
         self._instances.clear()
         if self._backend_model is not None:
             model, self._backend_model = self._backend_model, None
@@ -101,12 +107,11 @@ class Model:
             except Exception:
                 logger.exception("closing model %s version %s failed", self.name, self.version)
 
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        """Validate ``request``, queue it and wait for its response.
+    def submit(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+        """Validate ``request`` and queue it; the future resolves with its response.
 
         Raises:
             InvalidArgumentError: the request does not match the config.
-            TritonError: the execution failed (the backend's error).
         """
         batch_size = self.validator.validate(request)
         scheduler = self.scheduler
@@ -114,7 +119,7 @@ class Model:
         future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
         pending = Pending(request, future, batch_size, time.monotonic_ns())
         scheduler.enqueue(pending)
-        return await future
+        return future
 
     # -- callbacks from instances ---------------------------------------------------------
 

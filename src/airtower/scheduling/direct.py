@@ -1,42 +1,19 @@
-"""DirectScheduler: Triton's default scheduler. No batching across requests; each request
-goes to a free instance, or waits in FIFO order for the next one to become free."""
+"""DirectScheduler: Triton's default scheduler. No batching across requests: each request is
+its own batch, executed by whichever instance is free first, in arrival order."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Sequence
-
-from airtower.scheduling.scheduler import Executor, Pending
-
-
-def next_request(queue: deque[Pending]) -> Pending | None:
-    """Pop the oldest request whose client still waits; drop cancelled ones."""
-    while queue:
-        pending = queue.popleft()
-        if not pending.future.done():
-            return pending
-    return None
+from airtower.scheduling.scheduler import Pending, ReadyQueue
 
 
 class DirectScheduler:
-    """One request per execution, dispatched to whichever instance is idle."""
+    """One request per execution, in FIFO order, on the first free instance."""
 
-    def __init__(self, executors: Sequence[Executor]) -> None:
-        self._idle: list[Executor] = list(executors)
-        self._queue: deque[Pending] = deque()
+    def __init__(self, ready: ReadyQueue) -> None:
+        self._ready = ready
 
     def enqueue(self, pending: Pending) -> None:
-        if self._idle and not self._queue:
-            self._idle.pop().execute((pending,), self._on_done)
-        else:
-            self._queue.append(pending)
+        self._ready.put((pending,))
 
     def pending_count(self) -> int:
-        return len(self._queue)
-
-    def _on_done(self, executor: Executor, batch: Sequence[Pending]) -> None:
-        pending = next_request(self._queue)
-        if pending is None:
-            self._idle.append(executor)
-        else:
-            executor.execute((pending,), self._on_done)
+        return self._ready.qsize()

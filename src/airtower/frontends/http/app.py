@@ -24,6 +24,7 @@ from airtower.frontends.http.endpoints import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     TEXT,
+    Deferred,
     Endpoints,
     HttpRequest,
     HttpResponse,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = Callable[..., HttpResponse | Coroutine[Any, Any, HttpResponse]]
+Handler: TypeAlias = Callable[..., HttpResponse | Deferred | Coroutine[Any, Any, HttpResponse]]
 Route: TypeAlias = tuple[Handler, tuple[str, ...]]
 
 #: Reason phrases as Triton's libevhtp writes them (note "405 Not Allowed").
@@ -240,6 +241,9 @@ class HttpConnection(asyncio.Protocol):
         self._rejection: HttpResponse | None = None
         self._pending: collections.deque[HttpRequest] = collections.deque()
         self._task: asyncio.Task[None] | None = None
+        #: The inference whose response this connection waits for (see ``Deferred``).
+        self._deferred: Deferred | None = None
+        self._deferred_keep_alive = True
         self._write_paused = False
         self._reading_paused = False
         self._discarding = False
@@ -254,9 +258,11 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._pending.clear()
+        # A disconnected client cancels its request (ARCHITECTURE 3.5 rule 6).
         if self._task is not None:
-            # A disconnected client cancels its request (ARCHITECTURE 3.5 rule 6).
             self._task.cancel()
+        if self._deferred is not None:
+            self._deferred.future.cancel()
         self._frontend.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -283,6 +289,8 @@ class HttpConnection(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._closed = True
             self._transport.close()
+        if self._deferred is not None:
+            self._deferred.future.cancel()
         return self._task
 
     # ---------------------------------------------------------------- httptools callbacks
@@ -311,6 +319,7 @@ class HttpConnection(asyncio.Protocol):
             expect is not None
             and expect.lower() == b"100-continue"
             and self._task is None
+            and self._deferred is None
             and not self._pending
             and self._transport is not None
         ):
@@ -350,8 +359,8 @@ class HttpConnection(asyncio.Protocol):
         self._process()
 
     def _process(self) -> None:
-        """Answer queued requests in order until one needs the event loop (a coroutine)."""
-        if self._task is not None:
+        """Answer queued requests in order until one must wait (an inference or a coroutine)."""
+        if self._task is not None or self._deferred is not None:
             return
         pending = self._pending
         while pending and not self._write_paused and not self._closed:
@@ -362,13 +371,19 @@ class HttpConnection(asyncio.Protocol):
             result = self._dispatch(request)
             if isinstance(result, HttpResponse):
                 self._write(result, request.keep_alive)
+            elif isinstance(result, Deferred):
+                # A done-callback instead of a task per inference: cheaper, same ordering.
+                self._deferred = result
+                self._deferred_keep_alive = request.keep_alive
+                result.future.add_done_callback(self._on_deferred_done)
+                return
             else:
                 self._task = asyncio.get_running_loop().create_task(self._finish(request, result))
                 return
         if len(pending) <= _MAX_PENDING and not self._discarding:
             self._resume_reading()
 
-    def _dispatch(self, request: HttpRequest) -> HttpResponse | Coroutine[Any, Any, HttpResponse]:
+    def _dispatch(self, request: HttpRequest) -> HttpResponse | Deferred | Coroutine[Any, Any, HttpResponse]:
         route = self._router.resolve(request.method, request.path)
         if isinstance(route, HttpResponse):
             return route
@@ -387,6 +402,17 @@ class HttpConnection(asyncio.Protocol):
         if not self._closed:
             self._write(response, request.keep_alive)
             self._process()
+
+    def _on_deferred_done(self, future: asyncio.Future[Any]) -> None:
+        deferred, self._deferred = self._deferred, None
+        if self._closed or deferred is None:
+            return  # the client went away; the future was cancelled for it
+        try:
+            response = deferred.render(future.result())
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
+            response = _render_error(exc)
+        self._write(response, self._deferred_keep_alive)
+        self._process()
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:
         transport = self._transport

@@ -8,11 +8,13 @@ pay for a task; ``infer`` and the repository load/unload are coroutines.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airtower.core.model_config import config_to_json
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
@@ -26,6 +28,7 @@ from airtower.frontends.http.codec import (
 from airtower.frontends.http.errors import encode_error_body
 
 if TYPE_CHECKING:
+    from airtower.core.response import InferenceResponse
     from airtower.server import InferenceServer
 
 JSON = b"application/json"
@@ -57,6 +60,18 @@ class HttpResponse:
     #: Extra pre-encoded header lines, each ending in CRLF.
     headers: bytes = b""
     buffers: list[bytes | memoryview] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A response that comes later: when ``future`` resolves, ``render(result)`` builds it.
+
+    The connection adds a done-callback to ``future`` (no task per request) and cancels the
+    future when its client disconnects.
+    """
+
+    future: asyncio.Future[Any]
+    render: Callable[[Any], HttpResponse]
 
 
 def error_response(status: int, message: str, content_type: bytes = JSON, headers: bytes = b"") -> HttpResponse:
@@ -124,7 +139,7 @@ class Endpoints:
 
     # ---------------------------------------------------------------- inference
 
-    async def infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+    def infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse | Deferred:
         """POST /v2/models/{m}[/versions/{v}]/infer (KServe v2 + binary tensor, classification,
         parameters, sequence and schedule-policy extensions)."""
         # Like Triton, an unknown or unready model is reported before the body is parsed.
@@ -147,18 +162,21 @@ class Endpoints:
                 )
             else:
                 raise InvalidArgumentError(f"inference header size should be in range (0, {len(body)}), got: {length}")
-        inference_response = await self.server.infer(inference_request)
-        header, buffers = encode_infer_response(inference_response, inference_request, binary_data_output)
-        if buffers:
-            response = HttpResponse(
-                200, header, OCTET_STREAM, b"Inference-Header-Content-Length: %d\r\n" % len(header), buffers
-            )
-        else:
-            response = HttpResponse(200, header)
         accept = request.headers.get(b"accept-encoding")
-        if accept is not None:
-            _compress(response, accept)
-        return response
+
+        def render(inference_response: InferenceResponse) -> HttpResponse:
+            header, buffers = encode_infer_response(inference_response, inference_request, binary_data_output)
+            if buffers:
+                response = HttpResponse(
+                    200, header, OCTET_STREAM, b"Inference-Header-Content-Length: %d\r\n" % len(header), buffers
+                )
+            else:
+                response = HttpResponse(200, header)
+            if accept is not None:
+                _compress(response, accept)
+            return response
+
+        return Deferred(self.server.infer(inference_request), render)
 
     def _decompressed(self, request: HttpRequest) -> bytes | HttpResponse:
         encoding = request.headers.get(b"content-encoding")
