@@ -40,9 +40,15 @@ class ModelEntry:
     versions: dict[int, Model] = field(default_factory=dict)
     #: version → reason it is unavailable; key 0 when the model failed before any version.
     failures: dict[int, str] = field(default_factory=dict)
+    #: The highest READY version, which serves requests naming no version (kept by the manager).
+    latest: Model | None = None
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, m in self.versions.items() if m.state is ModelState.READY)
+
+    def refresh_latest(self) -> None:
+        ready = self.ready_versions()
+        self.latest = self.versions[ready[-1]] if ready else None
 
 
 class ModelManager:
@@ -104,6 +110,7 @@ class ModelManager:
                 self._fail_version(entry, version, f"{type(exc).__name__}: {exc}")
             else:
                 logger.info("successfully loaded '%s' version %d", location.name, version)
+        entry.refresh_latest()
 
     def _fail_version(self, entry: ModelEntry, version: int, reason: str) -> None:
         logger.error("failed to load '%s' version %d: %s", entry.name, version, reason)
@@ -113,6 +120,7 @@ class ModelManager:
     async def aclose(self) -> None:
         """Unload every model: finalize instances, release backend models."""
         for entry in self._entries.values():
+            entry.latest = None
             for model in entry.versions.values():
                 await model.aclose()
             entry.versions.clear()
@@ -132,10 +140,10 @@ class ModelManager:
         if entry is None:
             raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
         if not version:
-            ready = entry.ready_versions()
-            if not ready:
+            latest = entry.latest
+            if latest is None or latest.state is not ModelState.READY:
                 raise ModelNotReadyError(f"Request for unknown model: '{name}' has no available versions")
-            return entry.versions[ready[-1]]
+            return latest
         number = int(version) if version.isdigit() else -1
         model = entry.versions.get(number)
         if model is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -169,6 +170,95 @@ def decode_infer_request(
             raise _unable("outputs", _JSON_NOT_ARRAY)
         request.outputs = [_decode_requested_output(item) for item in outputs]
     return request, binary_data_output
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderTemplate:
+    """What a JSON header decoded to, when every input is binary: replayed on a cache hit."""
+
+    request_id: str
+    parameters: dict[str, ParameterValue]
+    priority: int
+    timeout_us: int
+    correlation_id: int | str
+    flags: int
+    binary_data_output: bool
+    inputs: tuple[tuple[str, str, tuple[int, ...], int], ...]  # name, datatype, shape, byte size
+    outputs: tuple[RequestedOutput, ...]
+    binary_size: int
+
+
+class InferRequestDecoder:
+    """``decode_infer_request`` with a cache of decoded JSON headers.
+
+    Clients such as tritonclient and perf_analyzer send the same JSON header on every request
+    of a given shape, with the tensors in the binary part. A header whose inputs are all binary
+    is decoded once; later requests with the same header bytes only slice their binary part.
+    Anything unusual (JSON data, a size mismatch) takes the full path and its error messages.
+    """
+
+    #: Headers longer than this are not cached (large headers carry JSON data anyway).
+    MAX_HEADER = 4096
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._templates: dict[tuple[str, str, bytes], _HeaderTemplate] = {}
+
+    def decode(
+        self, model_name: str, model_version: str, header: bytes, binary: memoryview
+    ) -> tuple[InferenceRequest, bool]:
+        """As :func:`decode_infer_request`."""
+        key = (model_name, model_version, header)
+        template = self._templates.get(key)
+        if template is not None and template.binary_size == len(binary):
+            return _replay(template, model_name, model_version, binary), template.binary_data_output
+        request, binary_data_output = decode_infer_request(model_name, model_version, header, binary)
+        # Every input binary: no JSON "data" member anywhere (an input *named* data is simply not cached).
+        if len(header) <= self.MAX_HEADER and binary and b'"data"' not in header:
+            if len(self._templates) >= self._capacity:
+                self._templates.clear()
+            self._templates[key] = _HeaderTemplate(
+                request.id,
+                dict(request.parameters),
+                request.priority,
+                request.timeout_us,
+                request.correlation_id,
+                request.flags,
+                binary_data_output,
+                tuple(_input_layout(t) for t in request.inputs.values()),
+                tuple(request.outputs),
+                len(binary),
+            )
+        return request, binary_data_output
+
+
+def _input_layout(tensor: Tensor) -> tuple[str, str, tuple[int, ...], int]:
+    if tensor.datatype == "BYTES":
+        return tensor.name, tensor.datatype, tensor.shape, sum(4 + len(item) for item in tensor.data.reshape(-1))
+    return tensor.name, tensor.datatype, tensor.shape, tensor.data.nbytes
+
+
+def _replay(template: _HeaderTemplate, model_name: str, model_version: str, binary: memoryview) -> InferenceRequest:
+    request = InferenceRequest(
+        model_name,
+        model_version,
+        template.request_id,
+        {},
+        list(template.outputs),
+        dict(template.parameters),
+        template.priority,
+        template.timeout_us,
+        template.correlation_id,
+        template.flags,
+    )
+    inputs = request.inputs
+    offset = 0
+    for name, datatype, shape, size in template.inputs:
+        end = offset + size
+        array = _array_from_binary(request, name, datatype, shape, binary[offset:end])
+        inputs[name] = Tensor(name, datatype, shape, array)
+        offset = end
+    return request
 
 
 def _decode_request_parameters(request: InferenceRequest, parameters: object) -> bool:
@@ -457,6 +547,54 @@ def decode_raw_request(
 
 
 # --------------------------------------------------------------------------- responses
+
+
+class InferResponseEncoder:
+    """``encode_infer_response`` with a cache of JSON headers for all-binary responses.
+
+    The JSON header of a response whose outputs are all binary depends only on the names,
+    datatypes, shapes and sizes of its outputs (and its id and model), so it is rendered once
+    per distinct layout.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._headers: dict[tuple[object, ...], bytes] = {}
+
+    def encode(
+        self, response: InferenceResponse, request: InferenceRequest, binary_data_output: bool
+    ) -> tuple[bytes, list[bytes | memoryview]]:
+        """As :func:`encode_infer_response`."""
+        if response.parameters or not _all_outputs_binary(request, binary_data_output):
+            return encode_infer_response(response, request, binary_data_output)
+        buffers: list[bytes | memoryview] = []
+        layout: list[object] = [response.id or request.id, response.model_name, response.model_version]
+        for tensor in response.outputs:
+            if tensor.datatype == "BYTES":
+                return encode_infer_response(response, request, binary_data_output)
+            buffer = array_to_buffer(tensor.datatype, tensor.data)
+            size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+            layout += (tensor.name, tensor.datatype, tensor.shape, size)
+            if size:
+                buffers.append(buffer)
+        key = tuple(layout)
+        header = self._headers.get(key)
+        if header is None:
+            header, buffers = encode_infer_response(response, request, binary_data_output)
+            if len(self._headers) >= self._capacity:
+                self._headers.clear()
+            self._headers[key] = header
+        return header, buffers
+
+
+def _all_outputs_binary(request: InferenceRequest, binary_data_output: bool) -> bool:
+    if not request.outputs:
+        return binary_data_output
+    for requested in request.outputs:
+        flag = requested.parameters.get("binary_data")
+        if not (binary_data_output if flag is None else flag):
+            return False
+    return True
 
 
 def encode_infer_response(

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from airtower.core.model_config import config_to_json
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
-    decode_infer_request,
+    InferRequestDecoder,
+    InferResponseEncoder,
     decode_raw_request,
-    encode_infer_response,
     encode_json,
     parse_json_body,
 )
@@ -102,6 +102,8 @@ class Endpoints:
     def __init__(self, server: InferenceServer, max_input_size: int) -> None:
         self.server = server
         self.max_input_size = max_input_size
+        self._decoder = InferRequestDecoder()
+        self._encoder = InferResponseEncoder()
 
     # ---------------------------------------------------------------- KServe v2 health / metadata
 
@@ -150,14 +152,14 @@ class Endpoints:
         header_length = request.headers.get(b"inference-header-content-length")
         binary_data_output = True
         if header_length is None:
-            inference_request, binary_data_output = decode_infer_request(name, version, body, _EMPTY)
+            inference_request, binary_data_output = self._decoder.decode(name, version, body, _EMPTY)
         else:
             length = _parse_int(header_length)
             if length == 0:
                 inference_request = decode_raw_request(name, version, body, config)
             elif 0 < length <= len(body):
                 view = memoryview(body)
-                inference_request, binary_data_output = decode_infer_request(
+                inference_request, binary_data_output = self._decoder.decode(
                     name, version, view[:length].tobytes(), view[length:]
                 )
             else:
@@ -165,7 +167,7 @@ class Endpoints:
         accept = request.headers.get(b"accept-encoding")
 
         def render(inference_response: InferenceResponse) -> HttpResponse:
-            header, buffers = encode_infer_response(inference_response, inference_request, binary_data_output)
+            header, buffers = self._encoder.encode(inference_response, inference_request, binary_data_output)
             if buffers:
                 response = HttpResponse(
                     200, header, OCTET_STREAM, b"Inference-Header-Content-Length: %d\r\n" % len(header), buffers

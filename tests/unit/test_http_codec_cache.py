@@ -1,0 +1,75 @@
+"""The header caches of the HTTP codec give exactly what the uncached codec gives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from airtower.core.response import InferenceResponse
+from airtower.core.tensor import Tensor
+from airtower.errors import InvalidArgumentError
+from airtower.frontends.http.codec import (
+    InferRequestDecoder,
+    InferResponseEncoder,
+    decode_infer_request,
+    encode_infer_response,
+)
+
+HEADER = json.dumps(
+    {
+        "id": "r1",
+        "parameters": {"binary_data_output": True, "custom": 3},
+        "inputs": [
+            {"name": "A", "shape": [2, 2], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
+            {"name": "S", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 11}},
+        ],
+        "outputs": [{"name": "OUT", "parameters": {"binary_data": True}}],
+    }
+).encode()
+
+
+def payload(seed: int, word: bytes = b"abc") -> memoryview:
+    floats = np.arange(4, dtype=np.float32) + seed
+    strings = len(word).to_bytes(4, "little") + word + (0).to_bytes(4, "little")
+    return memoryview(floats.tobytes() + strings)
+
+
+def test_request_decoder_replays_cached_header_with_new_tensors() -> None:
+    decoder = InferRequestDecoder()
+    for seed in range(3):
+        cached, cached_flag = decoder.decode("m", "", HEADER, payload(seed))
+        fresh, fresh_flag = decode_infer_request("m", "", HEADER, payload(seed))
+        assert cached_flag is fresh_flag is True
+        assert (cached.id, cached.parameters, cached.outputs) == (fresh.id, fresh.parameters, fresh.outputs)
+        assert cached.inputs.keys() == fresh.inputs.keys()
+        for name, tensor in cached.inputs.items():
+            assert tensor.shape == fresh.inputs[name].shape
+            np.testing.assert_array_equal(tensor.data, fresh.inputs[name].data)
+        cached.parameters["mutated"] = 1  # requests never share mutable state
+    assert decoder.decode("m", "", HEADER, payload(0))[0].parameters == {"custom": 3}
+
+
+def test_request_decoder_reports_size_errors_like_the_full_path() -> None:
+    decoder = InferRequestDecoder()
+    decoder.decode("m", "", HEADER, payload(0))
+    with pytest.raises(InvalidArgumentError, match="expecting 4 additional bytes"):
+        decoder.decode("m", "", HEADER, payload(0)[:-4])
+    corrupt = bytearray(payload(0))
+    corrupt[16:20] = (8).to_bytes(4, "little")  # same total size, but the string claims 8 of 7 bytes
+    with pytest.raises(InvalidArgumentError, match="incomplete string data"):
+        decoder.decode("m", "", HEADER, memoryview(bytes(corrupt)))
+
+
+def test_response_encoder_caches_header_but_not_data() -> None:
+    decoder, encoder = InferRequestDecoder(), InferResponseEncoder()
+    request, flag = decoder.decode("m", "", HEADER, payload(0))
+    for seed in range(3):
+        data = np.full((2, 2), seed, np.float32)
+        response = InferenceResponse("m", "1", "r1", [Tensor("OUT", "FP32", (2, 2), data)])
+        header, buffers = encoder.encode(response, request, flag)
+        assert (header, [bytes(b) for b in buffers]) == (
+            encode_infer_response(response, request, flag)[0],
+            [data.tobytes()],
+        )
