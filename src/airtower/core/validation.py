@@ -32,7 +32,9 @@ def _format_shape(shape: Sequence[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def _matches(dims: tuple[int, ...], shape: Sequence[int]) -> bool:
+def _matches(dims: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    if dims == shape:
+        return True
     if len(dims) != len(shape):
         return False
     return all(d == -1 or d == s for d, s in zip(dims, shape, strict=True))

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_READY = ModelState.READY
+
 #: Models loaded at the same time (tritonserver's --model-load-thread-count default).
 LOAD_CONCURRENCY = 4
 
@@ -141,7 +143,7 @@ class ModelManager:
             raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
         if not version:
             latest = entry.latest
-            if latest is None or latest.state is not ModelState.READY:
+            if latest is None or latest.state is not _READY:
                 raise ModelNotReadyError(f"Request for unknown model: '{name}' has no available versions")
             return latest
         number = int(version) if version.isdigit() else -1

@@ -468,7 +468,7 @@ def _array_from_binary(
             f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
             f"'{request.model_name}'. Expected {expected}, got {len(buffer)}"
         )
-    return np.frombuffer(buffer, dtype=NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+    return np.ndarray(shape, NUMPY_DTYPE_BY_WIRE[datatype], buffer)
 
 
 def _split_bytes_elements(name: str, buffer: memoryview) -> list[bytes]:

@@ -244,6 +244,8 @@ class Endpoints:
 
 def _parse_int(value: bytes) -> int:
     """Leading optional sign and digits, like C's ``atoi`` (Triton reads the header that way)."""
+    if value.isdigit():
+        return int(value)
     text = value.strip()
     end = 1 if text[:1] in (b"-", b"+") else 0
     while end < len(text) and 48 <= text[end] <= 57:
