@@ -315,13 +315,14 @@ def test_http_frontend_repository_index_ready_filter_and_named_repository(fake_f
 # ------------------------------------------------------------------------------ inference
 
 
-@pytest.mark.parametrize("datatype", sorted(ALL_DATATYPES))
-@pytest.mark.parametrize("binary", [True, False])
+# FP16 cannot travel as JSON (Triton refuses it too; tested separately).
+@pytest.mark.parametrize(
+    ("datatype", "binary"),
+    [(d, b) for d in sorted(ALL_DATATYPES) for b in (True, False) if b or d != "FP16"],
+)
 def test_http_frontend_infer_round_trips_every_datatype(
     fake_client: httpclient.InferenceServerClient, datatype: str, binary: bool
 ) -> None:
-    if datatype == "FP16" and not binary:
-        pytest.skip("FP16 cannot travel as JSON")
     data = _sample(datatype)
     infer_input = httpclient.InferInput("INPUT0", list(data.shape), datatype)
     infer_input.set_data_from_numpy(data, binary_data=binary)
