@@ -171,7 +171,7 @@ async def serve(options: ServerOptions) -> int:
             logger.error("failed to start HTTP service on %s:%d: %s", options.http_address, options.http_port, exc)
             await server.stop()
             return 1
-        logger.info("Started HTTPService at %s:%d", options.http_address, port)
+        del port  # the frontend logs "Started HTTPService at <address>:<port>"
     for name, allowed in (("gRPC", options.allow_grpc), ("metrics", options.allow_metrics)):
         if allowed:
             logger.warning("the %s service is not implemented yet; not started", name)
