@@ -4,9 +4,11 @@
 
 Both servers load the same model repository (the example `add_sub` Python model, two FP32
 inputs of 16 elements, max_batch_size 0, and `add_sub_batched`, the same model with
-max_batch_size 8). For each concurrency the two servers are measured in turn, alternating,
-``--rounds`` times; the best-of-rounds throughput and its p99 are kept for each. The script
-prints throughput and p99 ratios (airtower / reference) and writes bench/results/latest.json.
+max_batch_size 8). For each concurrency the two servers are measured in turn, alternating which goes
+first, ``--rounds`` times. Each measurement records perf_analyzer's throughput and p99 and the
+server's own CPU time per inference (process CPU time, including Triton's Python stub
+processes, divided by the inferences its statistics extension counted). The script prints the
+median of each and the ratios (airtower / reference), and writes bench/results/latest.json.
 The reference comes from ../shared/reference/setup.sh (TRITON_REF, default /tmp/triton-ref).
 """
 
@@ -19,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,7 +87,31 @@ def start_reference(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes
     return process, http, grpc
 
 
-def measure(model: str, url: str, protocol: str, concurrency: int, seconds: float, workdir: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its child processes (Triton's Python stubs), in seconds."""
+    pids = [
+        pid,
+        *(int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
+    ]
+    ticks = 0
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def inference_count(url: str, model: str) -> int:
+    with urllib.request.urlopen(f"http://{url}/v2/models/{model}/stats", timeout=10) as response:
+        return int(json.load(response)["model_stats"][0]["inference_count"])
+
+
+def measure(
+    model: str, url: str, pid: int, protocol: str, concurrency: int, seconds: float, workdir: Path
+) -> dict[str, float]:
+    cpu_before, count_before = cpu_seconds(pid), inference_count(url, model)
     out = workdir / f"pa-{time.monotonic_ns()}.csv"
     args = [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
             "--concurrency-range", str(concurrency), "--measurement-interval", str(int(seconds * 1000)),
@@ -92,9 +119,19 @@ def measure(model: str, url: str, protocol: str, concurrency: int, seconds: floa
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"perf_analyzer failed on {url}:\n{done.stdout}\n{done.stderr}")
+    cpu = cpu_seconds(pid) - cpu_before
+    count = inference_count(url, model) - count_before
     with out.open() as handle:
         row = next(csv.DictReader(handle))
-    return {"throughput": float(row["Inferences/Second"]), "p99_us": float(row["p99 latency"])}
+    return {
+        "throughput": float(row["Inferences/Second"]),
+        "p99_us": float(row["p99 latency"]),
+        "cpu_us_per_inference": cpu / max(count, 1) * 1e6,
+    }
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -108,7 +145,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window")
     parser.add_argument("--protocol", choices=["http"], default="http")
     parser.add_argument("--models", nargs="+", default=["add_sub", "add_sub_batched"])
@@ -127,33 +164,41 @@ def main() -> int:
             stop(ours)
             raise
         try:
-            servers = {"airtower": f"127.0.0.1:{our_port}", "triton": f"127.0.0.1:{ref_port}"}
+            servers = {"airtower": (f"127.0.0.1:{our_port}", ours.pid), "triton": (f"127.0.0.1:{ref_port}", ref.pid)}
             for model in args.models:
                 for concurrency in args.concurrency:
-                    best: dict[str, dict[str, float]] = {}
+                    runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+                    ratios: list[float] = []
                     for round_index in range(args.rounds):
                         # alternate which server goes first so drift favours neither
                         order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
                         for name in order:
-                            got = measure(model, servers[name], args.protocol, concurrency, args.seconds, workdir)
-                            if name not in best or got["throughput"] > best[name]["throughput"]:
-                                best[name] = got
+                            url, pid = servers[name]
+                            runs[name].append(
+                                measure(model, url, pid, args.protocol, concurrency, args.seconds, workdir)
+                            )
+                        ratios.append(runs["airtower"][-1]["throughput"] / runs["triton"][-1]["throughput"])
+                    mine, theirs = median_of(runs["airtower"]), median_of(runs["triton"])
                     row = {
                         "model": model,
                         "protocol": args.protocol,
                         "concurrency": concurrency,
-                        "airtower": best["airtower"],
-                        "triton": best["triton"],
-                        "throughput_ratio": best["airtower"]["throughput"] / best["triton"]["throughput"],
-                        "p99_ratio": best["airtower"]["p99_us"] / best["triton"]["p99_us"],
+                        "airtower": mine,
+                        "triton": theirs,
+                        "rounds": runs,
+                        "throughput_ratio": statistics.median(ratios),
+                        "p99_ratio": mine["p99_us"] / theirs["p99_us"],
+                        "cpu_ratio": mine["cpu_us_per_inference"] / theirs["cpu_us_per_inference"],
                     }
                     results.append(row)
-                    mine, theirs = best["airtower"], best["triton"]
                     print(
                         f"{model:16s} {args.protocol:4s} c={concurrency:<3d} "
-                        f"airtower {mine['throughput']:9.0f} infer/s p99 {mine['p99_us']:7.0f} us | "
-                        f"triton {theirs['throughput']:9.0f} infer/s p99 {theirs['p99_us']:7.0f} us | "
-                        f"throughput x{row['throughput_ratio']:.2f}  p99 x{row['p99_ratio']:.2f}",
+                        f"airtower {mine['throughput']:7.0f}/s p99 {mine['p99_us']:6.0f}us "
+                        f"cpu {mine['cpu_us_per_inference']:5.0f}us | "
+                        f"triton {theirs['throughput']:7.0f}/s p99 {theirs['p99_us']:6.0f}us "
+                        f"cpu {theirs['cpu_us_per_inference']:5.0f}us | "
+                        f"throughput x{row['throughput_ratio']:.2f} p99 x{row['p99_ratio']:.2f} "
+                        f"cpu x{row['cpu_ratio']:.2f}",
                         flush=True,
                     )
         finally:

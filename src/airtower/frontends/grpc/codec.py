@@ -1,0 +1,361 @@
+"""Protobuf (``inference.GRPCInferenceService`` messages) ⇄ core types.
+
+Pure functions, no I/O. ``decode_infer_request`` turns a ``ModelInferRequest`` into an
+``InferenceRequest``: inputs come from ``raw_input_contents`` (numpy views of the message's
+bytes, no copy) or from typed ``contents``, never both. ``encode_infer_response`` builds the
+``ModelInferResponse`` once, every output in ``raw_output_contents`` in output order (the only
+place tritonclient's ``as_numpy`` reads). Error messages copy Triton 2.51's gRPC frontend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2
+
+from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.tensor import Tensor, array_to_buffer, deserialize_bytes_tensor
+from airtower.errors import InvalidArgumentError
+from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
+
+if TYPE_CHECKING:
+    from airtower.core.response import InferenceResponse
+
+_SEQUENCE_START = 1
+_SEQUENCE_END = 2
+#: The only ``triton_`` request parameter a client may set (decoupled models' empty final response).
+ALLOWED_TRITON_PARAMETERS: frozenset[str] = frozenset({"triton_enable_empty_final_response"})
+
+#: Typed ``contents`` field that carries each wire datatype (FP16/BF16 only travel raw).
+CONTENTS_FIELD_BY_WIRE: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+#: The datatype Triton names for each typed contents field in its mismatch message.
+_WIRE_BY_CONTENTS_FIELD: dict[str, str] = {
+    "bool_contents": "BOOL",
+    "int_contents": "INT32",
+    "int64_contents": "INT64",
+    "uint_contents": "UINT32",
+    "uint64_contents": "UINT64",
+    "fp32_contents": "FP32",
+    "fp64_contents": "FP64",
+    "bytes_contents": "BYTES",
+}
+
+
+def _request_prefix(request_id: str) -> str:
+    return f"[request id: {request_id or '<id_unknown>'}] "
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def parameter_value(parameter: Any) -> ParameterValue | None:
+    """The Python value of an ``InferParameter`` (None when no choice is set)."""
+    choice = parameter.WhichOneof("parameter_choice")
+    if choice is None:
+        return None
+    value: ParameterValue = getattr(parameter, choice)
+    return value
+
+
+def set_parameter(parameter: Any, value: ParameterValue) -> None:
+    """Fill an ``InferParameter`` from a Python value (bool, int, float or str)."""
+    if isinstance(value, bool):
+        parameter.bool_param = value
+    elif isinstance(value, int):
+        if value > 2**63 - 1:
+            parameter.uint64_param = value
+        else:
+            parameter.int64_param = value
+    elif isinstance(value, float):
+        parameter.double_param = value
+    else:
+        parameter.string_param = str(value)
+
+
+def _decode_request_parameters(request: InferenceRequest, parameters: Any) -> None:
+    """Reserved parameters into ``request``'s fields, the rest into ``request.parameters`` (Triton's rules)."""
+    custom = request.parameters
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        if key == "sequence_id":
+            if choice == "int64_param":
+                request.correlation_id = parameter.int64_param
+            elif choice == "string_param":
+                request.correlation_id = parameter.string_param
+            else:
+                raise _parameter_type(key, "int64_param or string_param")
+        elif key in ("sequence_start", "sequence_end"):
+            if choice != "bool_param":
+                raise _parameter_type(key, "bool_param")
+            if parameter.bool_param:
+                request.flags |= _SEQUENCE_START if key == "sequence_start" else _SEQUENCE_END
+        elif key == "priority":
+            if choice == "int64_param":
+                if parameter.int64_param < 0:
+                    raise InvalidArgumentError("invalid value for 'priority', expected value >= 0.")
+                request.priority = parameter.int64_param
+            elif choice == "uint64_param":
+                request.priority = parameter.uint64_param
+            else:
+                raise _parameter_type(key, "int64_param or uint64_param")
+        elif key == "timeout":
+            if choice != "int64_param":
+                raise _parameter_type(key, "int64_param")
+            request.timeout_us = max(parameter.int64_param, 0)
+        elif key in ("binary_data_output", "headers"):
+            continue  # HTTP-only reserved keys: never reach a backend
+        elif key.startswith("triton_"):
+            if key not in ALLOWED_TRITON_PARAMETERS:
+                raise InvalidArgumentError(
+                    "parameter keys starting with 'triton_' are reserved for Triton usage. Only the following keys "
+                    "starting with 'triton_' are allowed: " + ", ".join(sorted(ALLOWED_TRITON_PARAMETERS))
+                )
+        elif choice in ("int64_param", "bool_param", "string_param", "double_param"):
+            custom[key] = getattr(parameter, choice)
+        else:
+            raise _parameter_type(key, "int64_param, bool_param, or string_param")
+
+
+def _parameter_type(key: str, expected: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"invalid value type for '{key}' parameter, expected {expected}.")
+
+
+def _check_shared_memory(name: str, parameters: Any) -> None:
+    """Shared memory is not supported yet: a tensor naming a region is answered as Triton does for unknown ones."""
+    if "shared_memory_region" not in parameters:
+        return
+    region = parameter_value(parameters["shared_memory_region"])
+    if "shared_memory_byte_size" not in parameters:
+        raise InvalidArgumentError(
+            f"'shared_memory_byte_size' must be specified along with 'shared_memory_region' parameter for tensor "
+            f"'{name}'"
+        )
+    raise InvalidArgumentError(f"Unable to find shared memory region: '{region}'")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def decode_infer_request(message: Any, config: model_config_pb2.ModelConfig | None = None) -> InferenceRequest:
+    """Decode a ``ModelInferRequest``.
+
+    Args:
+        message: the protobuf request.
+        config: the model's configuration, used only to word the error for an unknown input datatype.
+
+    Raises:
+        InvalidArgumentError: mixed raw/typed contents, missing data, sizes, datatypes, reserved parameters.
+    """
+    model_name = message.model_name
+    request = InferenceRequest(model_name, message.model_version, message.id)
+    if message.parameters:
+        _decode_request_parameters(request, message.parameters)
+    raw = message.raw_input_contents
+    raw_count = len(raw)
+    inputs = request.inputs
+    for index, tensor in enumerate(message.inputs):
+        name = tensor.name
+        datatype = tensor.datatype
+        shape = tuple(tensor.shape)
+        if tensor.parameters:
+            _check_shared_memory(name, tensor.parameters)
+        if datatype not in NUMPY_DTYPE_BY_WIRE:
+            raise _invalid_datatype(request, name, datatype, config)
+        if raw_count:
+            if tensor.HasField("contents"):
+                raise InvalidArgumentError(
+                    f"contents field must not be specified when using raw_input_contents for '{name}' for model "
+                    f"'{model_name}'"
+                )
+            if index >= raw_count:
+                raise _no_data(name, model_name)
+            array = _array_from_raw(request, name, datatype, shape, raw[index])
+        elif tensor.HasField("contents"):
+            array = _array_from_contents(request, name, datatype, shape, tensor.contents)
+        else:
+            raise _no_data(name, model_name)
+        inputs[name] = Tensor(name, datatype, shape, array)
+    for output in message.outputs:
+        requested = RequestedOutput(output.name)
+        if output.parameters:
+            _check_shared_memory(output.name, output.parameters)
+            for key, parameter in output.parameters.items():
+                value = parameter_value(parameter)
+                if key == "classification":
+                    if parameter.WhichOneof("parameter_choice") != "int64_param" or parameter.int64_param < 0:
+                        raise InvalidArgumentError(
+                            f"invalid value type for 'classification' parameter of output '{output.name}', expected "
+                            "a non-negative int64_param."
+                        )
+                    requested.class_count = parameter.int64_param
+                elif value is not None:
+                    requested.parameters[key] = value
+        request.outputs.append(requested)
+    return request
+
+
+def _no_data(name: str, model_name: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"unable to find data for input tensor '{name}' for model '{model_name}' in request.")
+
+
+def _invalid_datatype(
+    request: InferenceRequest, name: str, datatype: str, config: model_config_pb2.ModelConfig | None
+) -> InvalidArgumentError:
+    if config is not None:
+        for model_input in config.input:
+            if model_input.name == name:
+                expected = config_to_wire(model_config_pb2.DataType.Name(model_input.data_type))
+                return InvalidArgumentError(
+                    f"{_request_prefix(request.id)}inference input '{name}' data-type is '<invalid>', but model "
+                    f"'{request.model_name}' expects '{expected}'"
+                )
+    return InvalidArgumentError(f"invalid datatype '{datatype}' for input '{name}'")
+
+
+def _array_from_raw(
+    request: InferenceRequest, name: str, datatype: str, shape: tuple[int, ...], buffer: bytes
+) -> npt.NDArray[Any]:
+    """A view of ``buffer`` (no copy) for fixed-size types; BYTES elements are split out."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        items = deserialize_bytes_tensor(buffer)
+        if len(items) != count:
+            raise _string_count(request, name, count, len(items))
+        return items.reshape(shape)
+    expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
+    if len(buffer) != expected:
+        raise _size_mismatch(request, name, expected, len(buffer))
+    return np.frombuffer(buffer, NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+
+
+def _array_from_contents(
+    request: InferenceRequest, name: str, datatype: str, shape: tuple[int, ...], contents: Any
+) -> npt.NDArray[Any]:
+    """Typed contents: exactly the field of ``datatype`` (Triton rejects any other)."""
+    expected_field = CONTENTS_FIELD_BY_WIRE.get(datatype)
+    for descriptor, _ in contents.ListFields():
+        if descriptor.name != expected_field:
+            raise InvalidArgumentError(
+                f"unexpected explicit tensor data for input tensor '{name}' for model '{request.model_name}' of type "
+                f"'{_WIRE_BY_CONTENTS_FIELD[descriptor.name]}', expected datatype '{datatype}'"
+            )
+    count = math.prod(shape)
+    if expected_field is None:  # FP16 / BF16 with empty contents
+        if count:
+            raise _size_mismatch(request, name, count * ELEMENT_SIZE_BY_WIRE[datatype], 0)
+        return np.empty(shape, NUMPY_DTYPE_BY_WIRE[datatype])
+    values = getattr(contents, expected_field)
+    if datatype == "BYTES":
+        if len(values) != count:
+            raise _string_count(request, name, count, len(values))
+        array = np.empty(count, dtype=np.object_)
+        array[:] = list(values)
+        return array.reshape(shape)
+    if len(values) != count:
+        size = ELEMENT_SIZE_BY_WIRE[datatype]
+        raise _size_mismatch(request, name, count * size, len(values) * size)
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+
+
+def _size_mismatch(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
+        f"'{request.model_name}'. Expected {expected}, got {got}"
+    )
+
+
+def _string_count(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{_request_prefix(request.id)}expected {expected} string elements for inference input '{name}' for model "
+        f"'{request.model_name}', got {got}"
+    )
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def encode_infer_response(
+    response: InferenceResponse, request: InferenceRequest, final_response: bool = False
+) -> Any:
+    """A ``ModelInferResponse`` with every output in ``raw_output_contents``, in output order.
+
+    ``final_response`` adds ``triton_final_response: true``, as Triton does on ModelStreamInfer.
+    """
+    message = service_pb2.ModelInferResponse(
+        model_name=response.model_name,
+        model_version=str(response.model_version),
+        id=response.id or request.id,
+    )
+    outputs = message.outputs
+    raw = message.raw_output_contents
+    for tensor in response.outputs:
+        output = outputs.add()
+        output.name = tensor.name
+        output.datatype = tensor.datatype
+        output.shape.extend(tensor.shape)
+        buffer = array_to_buffer(tensor.datatype, tensor.data)
+        raw.append(buffer if isinstance(buffer, bytes) else buffer.tobytes())
+    if response.parameters:
+        for key, value in response.parameters.items():
+            set_parameter(message.parameters[key], value)
+    if final_response:
+        message.parameters["triton_final_response"].bool_param = True
+    return message
+
+
+def stream_error_response(message: str, request_id: str, model_name: str = "") -> Any:
+    """A ``ModelStreamInferResponse`` carrying an error; the stream stays open (Triton's default)."""
+    response = service_pb2.ModelStreamInferResponse(error_message=message)
+    response.infer_response.id = request_id
+    if model_name:
+        response.infer_response.model_name = model_name
+        response.infer_response.parameters["triton_final_response"].bool_param = True
+    return response
+
+
+# --------------------------------------------------------------------------- metadata, statistics, index
+
+
+def encode_model_metadata(metadata: dict[str, JSONValue]) -> Any:
+    """The KServe v2 model metadata (as ``InferenceServer.model_metadata`` returns it) as a protobuf."""
+    message = service_pb2.ModelMetadataResponse(
+        name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"]
+    )
+    for field in ("inputs", "outputs"):
+        tensors = getattr(message, field)
+        for tensor in metadata[field]:
+            tensors.add(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"])
+    return message
+
+
+def encode_model_statistics(statistics: dict[str, JSONValue]) -> Any:
+    """The statistics extension's JSON (field names are the protobuf's) as a ``ModelStatisticsResponse``."""
+    return json_format.ParseDict(statistics, service_pb2.ModelStatisticsResponse(), ignore_unknown_fields=True)
+
+
+def encode_repository_index(rows: list[dict[str, JSONValue]]) -> Any:
+    message = service_pb2.RepositoryIndexResponse()
+    for row in rows:
+        message.models.add(
+            name=row.get("name", ""), version=row.get("version", ""), state=row.get("state", ""),
+            reason=row.get("reason", ""),
+        )  # fmt: skip
+    return message
