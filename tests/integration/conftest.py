@@ -15,6 +15,7 @@ from tests.integration.fixture_models import (
     write_failing_model,
 )
 from tests.integration.server_process import ServerProcess, start_server
+from tests.models import build_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "model_repository"
@@ -29,6 +30,8 @@ def test_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_echo_model(repository)
     write_barrier_model(repository)
     write_failing_model(repository)
+    # BF16 has no numpy type: an ONNX identity (config auto-completed) carries it end to end.
+    build_identity(repository, "identity_bf16", "TYPE_BF16", dims=("batch", 4))
     return repository
 
 

@@ -141,6 +141,23 @@ def test_every_datatype_round_trips(client: httpclient.InferenceServerClient, wi
         np.testing.assert_array_equal(got, value)
 
 
+def test_bf16_round_trips_in_binary_and_is_refused_as_json(
+    server: ServerProcess, client: httpclient.InferenceServerClient
+) -> None:
+    import ml_dtypes  # what tritonclient uses for BF16 (a dependency of tritonclient)
+
+    values = np.array([[1.0, -2.5, 0.15625, 3.0e38]], ml_dtypes.bfloat16)
+    tensor = httpclient.InferInput("INPUT0", [1, 4], "BF16")
+    tensor.set_data_from_numpy(values)
+    result = client.infer("identity_bf16", [tensor], outputs=[httpclient.InferRequestedOutput("OUTPUT0")])
+    got = result.as_numpy("OUTPUT0")
+    np.testing.assert_array_equal(np.asarray(got, np.float32), values.astype(np.float32))
+    body = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "BF16", "data": [1.0, 2.0, 3.0, 4.0]}]}
+    status, _, data = raw(server, "POST", "/v2/models/identity_bf16/infer", json.dumps(body))
+    assert status == 400
+    assert "binary" in json.loads(data)["error"]
+
+
 def test_fp16_json_is_rejected(server: ServerProcess) -> None:
     body = {"inputs": [{"name": "IN_FP16", "shape": [1], "datatype": "FP16", "data": [1.0]}]}
     status, _, data = raw(server, "POST", "/v2/models/echo/infer", json.dumps(body))

@@ -1,0 +1,253 @@
+"""One method per RPC of ``inference.GRPCInferenceService`` (and ``grpc.health.v1.Health/Check``).
+
+Each method parses its protobuf, calls the ``InferenceServer`` and encodes the answer; a
+``TritonError`` aborts the RPC with the status from ``errors.py``. ``ModelStreamInfer`` keeps
+several requests in flight: a reader task starts each request as it arrives and responses are
+written as they complete; a failing request sends its error in ``error_message`` and the
+stream stays open. A client that cancels an RPC cancels the server's future of its request,
+which drops the request if it has not started executing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from airtower.errors import InternalError, TritonError, UnsupportedError
+from airtower.frontends.grpc.codec import (
+    decode_infer_request,
+    encode_infer_response,
+    encode_model_metadata,
+    encode_model_statistics,
+    encode_repository_index,
+    parameter_value,
+    stream_error_response,
+)
+from airtower.frontends.grpc.errors import status_of
+
+if TYPE_CHECKING:
+    from airtower.core.request import InferenceRequest
+    from airtower.core.response import InferenceResponse
+    from airtower.server import InferenceServer
+
+logger = logging.getLogger(__name__)
+
+_Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
+
+
+def _as_triton_error(exc: BaseException, where: str) -> TritonError:
+    """``exc`` as the error the client sees; unexpected ones are logged (request boundary)."""
+    if isinstance(exc, TritonError):
+        return exc
+    logger.error("unexpected error in %s", where, exc_info=exc)
+    return InternalError(str(exc) or type(exc).__name__)
+
+
+async def _abort(context: _Context, error: TritonError) -> NoReturn:
+    await context.abort(status_of(error), error.message)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    """``inference.GRPCInferenceService`` over one ``InferenceServer``."""
+
+    def __init__(self, server: InferenceServer) -> None:
+        self.server = server
+
+    # ---------------------------------------------------------------- health and metadata
+
+    async def ServerLive(self, request: Any, context: _Context) -> Any:
+        return service_pb2.ServerLiveResponse(live=self.server.is_live())
+
+    async def ServerReady(self, request: Any, context: _Context) -> Any:
+        return service_pb2.ServerReadyResponse(ready=self.server.is_ready())
+
+    async def ModelReady(self, request: Any, context: _Context) -> Any:
+        try:
+            ready = self.server.is_model_ready(request.name, request.version)
+        except TritonError:
+            ready = False
+        return service_pb2.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request: Any, context: _Context) -> Any:
+        metadata = self.server.server_metadata()
+        return service_pb2.ServerMetadataResponse(
+            name=metadata["name"], version=metadata["version"], extensions=metadata["extensions"]
+        )
+
+    async def ModelMetadata(self, request: Any, context: _Context) -> Any:
+        try:
+            return encode_model_metadata(self.server.model_metadata(request.name, request.version))
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "ModelMetadata")
+        await _abort(context, error)
+
+    async def ModelConfig(self, request: Any, context: _Context) -> Any:
+        try:
+            return service_pb2.ModelConfigResponse(config=self.server.model_config(request.name, request.version))
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "ModelConfig")
+        await _abort(context, error)
+
+    async def ModelStatistics(self, request: Any, context: _Context) -> Any:
+        try:
+            return encode_model_statistics(self.server.model_statistics(request.name, request.version))
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "ModelStatistics")
+        await _abort(context, error)
+
+    # ---------------------------------------------------------------- inference
+
+    def _start(self, message: Any) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
+        # Like the HTTP frontend, an unknown or unready model is reported before the inputs are decoded.
+        config = self.server.model_config(message.model_name, message.model_version)
+        request = decode_infer_request(message, config)
+        return request, self.server.infer(request)
+
+    async def ModelInfer(self, message: Any, context: _Context) -> Any:
+        try:
+            request, future = self._start(message)
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            await _abort(context, _as_triton_error(exc, "ModelInfer"))
+        try:
+            response = await future
+        except asyncio.CancelledError:
+            future.cancel()  # the client cancelled or went away: drop the request if still queued
+            raise
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "ModelInfer")
+        else:
+            return encode_infer_response(response, request)
+        await _abort(context, error)
+
+    async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        in_flight: set[asyncio.Future[InferenceResponse]] = set()
+        reading = True
+
+        def finished(request: InferenceRequest, future: asyncio.Future[InferenceResponse]) -> None:
+            in_flight.discard(future)
+            if not future.cancelled():
+                exc = future.exception()
+                try:
+                    if exc is None:
+                        item = service_pb2.ModelStreamInferResponse(
+                            infer_response=encode_infer_response(future.result(), request, final_response=True)
+                        )
+                    else:
+                        error = _as_triton_error(exc, "ModelStreamInfer")
+                        item = stream_error_response(error.message, request.id, request.model_name)
+                except Exception as encode_exc:  # noqa: BLE001 - request boundary: every error becomes a response
+                    item = stream_error_response(_as_triton_error(encode_exc, "ModelStreamInfer").message, request.id)
+                queue.put_nowait(item)
+            if not reading and not in_flight:
+                queue.put_nowait(None)
+
+        async def read() -> None:
+            nonlocal reading
+            try:
+                async for message in requests:
+                    try:
+                        request, future = self._start(message)
+                    except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
+                        queue.put_nowait(
+                            stream_error_response(_as_triton_error(exc, "ModelStreamInfer").message, message.id)
+                        )
+                        continue
+                    in_flight.add(future)
+                    future.add_done_callback(functools.partial(finished, request))
+            finally:
+                reading = False
+                if not in_flight:
+                    queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            await reader
+        finally:
+            reader.cancel()
+            for future in list(in_flight):
+                future.cancel()
+
+    # ---------------------------------------------------------------- model repository extension
+
+    async def RepositoryIndex(self, request: Any, context: _Context) -> Any:
+        try:
+            return encode_repository_index(self.server.repository_index(request.ready))
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "RepositoryIndex")
+        await _abort(context, error)
+
+    async def RepositoryModelLoad(self, request: Any, context: _Context) -> Any:
+        try:
+            config: str | None = None
+            files: dict[str, bytes] = {}
+            for key, parameter in request.parameters.items():
+                if key == "config":
+                    config = str(parameter_value(parameter) or "")
+                elif key.startswith("file:"):
+                    files[key] = parameter.bytes_param
+            await self.server.load_model(request.model_name, config, files)
+            return service_pb2.RepositoryModelLoadResponse()
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "RepositoryModelLoad")
+        await _abort(context, error)
+
+    async def RepositoryModelUnload(self, request: Any, context: _Context) -> Any:
+        try:
+            dependents = request.parameters.get("unload_dependents")
+            unload_dependents = bool(dependents is not None and dependents.bool_param)
+            await self.server.unload_model(request.model_name, unload_dependents)
+            return service_pb2.RepositoryModelUnloadResponse()
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "RepositoryModelUnload")
+        await _abort(context, error)
+
+    # ---------------------------------------------------------------- not supported yet (nor over HTTP)
+
+    async def _unsupported(self, rpc: str, context: _Context) -> NoReturn:
+        await _abort(context, UnsupportedError(f"{rpc} is not supported by airtower yet"))
+
+    async def SystemSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("SystemSharedMemoryStatus", context)
+
+    async def SystemSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("SystemSharedMemoryRegister", context)
+
+    async def SystemSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("SystemSharedMemoryUnregister", context)
+
+    async def CudaSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("CudaSharedMemoryStatus", context)
+
+    async def CudaSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("CudaSharedMemoryRegister", context)
+
+    async def CudaSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("CudaSharedMemoryUnregister", context)
+
+    async def TraceSetting(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("TraceSetting", context)
+
+    async def LogSettings(self, request: Any, context: _Context) -> Any:
+        await self._unsupported("LogSettings", context)
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """``grpc.health.v1.Health``: SERVING iff the server is ready (Triton's meaning), whatever the service name."""
+
+    def __init__(self, server: InferenceServer) -> None:
+        self.server = server
+
+    async def Check(self, request: Any, context: _Context) -> Any:
+        serving = self.server.is_ready()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
