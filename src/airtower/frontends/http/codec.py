@@ -304,13 +304,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: object) ->
 
 def _decode_input(request: InferenceRequest, item: object, binary: memoryview, offset: int) -> int:
     """Decode one input into ``request.inputs``; returns the new offset into ``binary``."""
-    if type(item) is not dict:
-        raise _missing("name")
-    name = item.get("name")
-    if name is None:
-        raise _missing("name")
-    if type(name) is not str:
-        raise _unable("name", _JSON_NOT_STRING)
+    item, name = _tensor_object(item)
     datatype = item.get("datatype")
     if datatype is None:
         raise _missing("datatype")
@@ -367,7 +361,8 @@ def _decode_shape(shape: object) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _decode_requested_output(item: object) -> RequestedOutput:
+def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
+    """An input or output JSON object and its "name", with TritonJson's errors."""
     if type(item) is not dict:
         raise _missing("name")
     name = item.get("name")
@@ -375,6 +370,11 @@ def _decode_requested_output(item: object) -> RequestedOutput:
         raise _missing("name")
     if type(name) is not str:
         raise _unable("name", _JSON_NOT_STRING)
+    return item, name
+
+
+def _decode_requested_output(item: object) -> RequestedOutput:
+    item, name = _tensor_object(item)
     output = RequestedOutput(name)
     parameters = item.get("parameters")
     if parameters is None:
