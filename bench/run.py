@@ -1,6 +1,6 @@
 """airtower vs the reference Triton on the same Python model, measured with perf_analyzer.
 
-    .venv/bin/python bench/run.py [--concurrency 1 4 16] [--rounds 2] [--protocol http]
+    .venv/bin/python bench/run.py [--concurrency 1 4 16] [--rounds 2] [--protocol http|grpc]
 
 Both servers load the same model repository (the example `add_sub` Python model, two FP32
 inputs of 16 elements, max_batch_size 0, and `add_sub_batched`, the same model with
@@ -71,8 +71,8 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 120
 def start_airtower(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     http, grpc = free_port(), free_port()
     args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
-            "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
-            "--allow-metrics=false"]  # fmt: skip
+            "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
+            "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
     process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     wait_ready(http, process)
     return process, http, grpc
@@ -109,9 +109,11 @@ def inference_count(url: str, model: str) -> int:
 
 
 def measure(
-    model: str, url: str, pid: int, protocol: str, concurrency: int, seconds: float, workdir: Path
+    model: str, urls: dict[str, str], pid: int, protocol: str, concurrency: int, seconds: float, workdir: Path
 ) -> dict[str, float]:
-    cpu_before, count_before = cpu_seconds(pid), inference_count(url, model)
+    """One perf_analyzer run over ``protocol`` (``urls[protocol]``); statistics are read over HTTP."""
+    url, stats_url = urls[protocol], urls["http"]
+    cpu_before, count_before = cpu_seconds(pid), inference_count(stats_url, model)
     out = workdir / f"pa-{time.monotonic_ns()}.csv"
     args = [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
             "--concurrency-range", str(concurrency), "--measurement-interval", str(int(seconds * 1000)),
@@ -120,7 +122,7 @@ def measure(
     if done.returncode != 0:
         raise RuntimeError(f"perf_analyzer failed on {url}:\n{done.stdout}\n{done.stderr}")
     cpu = cpu_seconds(pid) - cpu_before
-    count = inference_count(url, model) - count_before
+    count = inference_count(stats_url, model) - count_before
     with out.open() as handle:
         row = next(csv.DictReader(handle))
     return {
@@ -147,7 +149,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window")
-    parser.add_argument("--protocol", choices=["http"], default="http")
+    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
     parser.add_argument("--models", nargs="+", default=["add_sub", "add_sub_batched"])
     args = parser.parse_args()
     if not (REF / "bin" / "perf_analyzer").exists():
@@ -157,14 +159,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-bench-") as tmp:
         workdir = Path(tmp)
         repository = make_repository(workdir)
-        ours, our_port, _ = start_airtower(repository, workdir / "airtower.log")
+        ours, our_port, our_grpc = start_airtower(repository, workdir / "airtower.log")
         try:
-            ref, ref_port, _ = start_reference(repository, workdir / "triton.log")
+            ref, ref_port, ref_grpc = start_reference(repository, workdir / "triton.log")
         except BaseException:
             stop(ours)
             raise
         try:
-            servers = {"airtower": (f"127.0.0.1:{our_port}", ours.pid), "triton": (f"127.0.0.1:{ref_port}", ref.pid)}
+            servers = {
+                "airtower": ({"http": f"127.0.0.1:{our_port}", "grpc": f"127.0.0.1:{our_grpc}"}, ours.pid),
+                "triton": ({"http": f"127.0.0.1:{ref_port}", "grpc": f"127.0.0.1:{ref_grpc}"}, ref.pid),
+            }
             for model in args.models:
                 for concurrency in args.concurrency:
                     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
@@ -173,9 +178,9 @@ def main() -> int:
                         # alternate which server goes first so drift favours neither
                         order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
                         for name in order:
-                            url, pid = servers[name]
+                            urls, pid = servers[name]
                             runs[name].append(
-                                measure(model, url, pid, args.protocol, concurrency, args.seconds, workdir)
+                                measure(model, urls, pid, args.protocol, concurrency, args.seconds, workdir)
                             )
                         ratios.append(runs["airtower"][-1]["throughput"] / runs["triton"][-1]["throughput"])
                     mine, theirs = median_of(runs["airtower"]), median_of(runs["triton"])

@@ -97,9 +97,22 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--http-address", default="0.0.0.0")
     flag("--http-port", type=parse_port, default=8000)
     flag("--http-max-input-size", type=parse_non_negative, default=DEFAULT_HTTP_MAX_INPUT_SIZE)
-    boolean("--allow-grpc", True, "serve gRPC (not implemented yet: ignored)")
+    boolean("--allow-grpc", True, "serve gRPC")
     flag("--grpc-address", default="0.0.0.0")
     flag("--grpc-port", type=parse_port, default=8001)
+    boolean("--grpc-use-ssl", False, "serve gRPC over TLS (needs --grpc-server-cert and --grpc-server-key)")
+    boolean("--grpc-use-ssl-mutual", False, "serve gRPC over mutual TLS (clients need a cert signed by the root)")
+    flag("--grpc-server-cert", default="", metavar="PEM", help="server certificate chain")
+    flag("--grpc-server-key", default="", metavar="PEM", help="server private key")
+    flag("--grpc-root-cert", default="", metavar="PEM", help="root certificate that client certificates chain to")
+    flag("--grpc-infer-response-compression-level", choices=("none", "low", "medium", "high"), default="none")
+    flag("--grpc-keepalive-time", type=parse_non_negative, default=7_200_000, metavar="MS")
+    flag("--grpc-keepalive-timeout", type=parse_non_negative, default=20_000, metavar="MS")
+    boolean("--grpc-keepalive-permit-without-calls", False, "allow keepalive pings without an RPC in flight")
+    flag("--grpc-http2-max-pings-without-data", type=parse_non_negative, default=2)
+    flag("--grpc-http2-min-recv-ping-interval-without-data", type=parse_non_negative, default=300_000, metavar="MS")
+    flag("--grpc-http2-max-ping-strikes", type=parse_non_negative, default=2)
+    boolean("--reuse-grpc-port", False, "let several servers bind the gRPC port (SO_REUSEPORT)")
     boolean("--allow-metrics", True, "serve Prometheus metrics (not implemented yet: ignored)")
     flag("--metrics-address", default="")
     flag("--metrics-port", type=parse_port, default=8002)
@@ -126,6 +139,19 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         allow_grpc=args.allow_grpc,
         grpc_address=args.grpc_address,
         grpc_port=args.grpc_port,
+        grpc_use_ssl=args.grpc_use_ssl,
+        grpc_use_ssl_mutual=args.grpc_use_ssl_mutual,
+        grpc_server_cert=args.grpc_server_cert,
+        grpc_server_key=args.grpc_server_key,
+        grpc_root_cert=args.grpc_root_cert,
+        grpc_infer_response_compression_level=args.grpc_infer_response_compression_level,
+        grpc_keepalive_time=args.grpc_keepalive_time,
+        grpc_keepalive_timeout=args.grpc_keepalive_timeout,
+        grpc_keepalive_permit_without_calls=args.grpc_keepalive_permit_without_calls,
+        grpc_http2_max_pings_without_data=args.grpc_http2_max_pings_without_data,
+        grpc_http2_min_recv_ping_interval_without_data=args.grpc_http2_min_recv_ping_interval_without_data,
+        grpc_http2_max_ping_strikes=args.grpc_http2_max_ping_strikes,
+        reuse_grpc_port=args.reuse_grpc_port,
         allow_metrics=args.allow_metrics,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
@@ -145,6 +171,7 @@ def configure_logging(verbose: int) -> None:
 
 async def serve(options: ServerOptions) -> int:
     """Run the server until SIGINT/SIGTERM; return the process exit code."""
+    from airtower.frontends.grpc.server import GrpcFrontend
     from airtower.frontends.http.app import HttpFrontend
     from airtower.server import InferenceServer
 
@@ -160,28 +187,38 @@ async def serve(options: ServerOptions) -> int:
         logger.error("%s", exc.message)
         await server.stop()
         return 1
-    http: HttpFrontend | None = None
+    frontends: list[HttpFrontend | GrpcFrontend] = []
     if options.allow_http:
-        http = HttpFrontend(
-            server, host=options.http_address, port=options.http_port, max_input_size=options.http_max_input_size
+        frontends.append(
+            HttpFrontend(
+                server, host=options.http_address, port=options.http_port, max_input_size=options.http_max_input_size
+            )
         )
+    if options.allow_grpc:
+        frontends.append(GrpcFrontend(server, options))
+    for frontend in frontends:
         try:
-            port = await http.start()
+            await frontend.start()  # each logs "Started <Service> at <address>:<port>"
         except OSError as exc:
-            logger.error("failed to start HTTP service on %s:%d: %s", options.http_address, options.http_port, exc)
+            name, address, port = (
+                ("HTTP", options.http_address, options.http_port)
+                if isinstance(frontend, HttpFrontend)
+                else ("GRPC", options.grpc_address, options.grpc_port)
+            )
+            logger.error("failed to start %s service on %s:%d: %s", name, address, port, exc)
+            for started in frontends:
+                await started.aclose()
             await server.stop()
             return 1
-        del port  # the frontend logs "Started HTTPService at <address>:<port>"
-    for name, allowed in (("gRPC", options.allow_grpc), ("metrics", options.allow_metrics)):
-        if allowed:
-            logger.warning("the %s service is not implemented yet; not started", name)
+    if options.allow_metrics:
+        logger.warning("the metrics service is not implemented yet; not started")
     await stop.wait()
     logger.info("shutting down: no new connections; draining in-flight requests")
-    if http is not None:
-        await http.stop_accepting()
+    for frontend in frontends:
+        await frontend.stop_accepting()
     await server.stop()
-    if http is not None:
-        await http.aclose()
+    for frontend in frontends:
+        await frontend.aclose()
     logger.info("server stopped")
     return 0
 

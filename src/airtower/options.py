@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from airtower.types import ControlMode
+
+#: ``--grpc-infer-response-compression-level`` values.
+GrpcCompressionLevel = Literal["none", "low", "medium", "high"]
 
 #: 64 MiB: tritonserver's default --http-max-input-size.
 DEFAULT_HTTP_MAX_INPUT_SIZE = 64 * 1024 * 1024
@@ -30,6 +34,20 @@ class ServerOptions:
     allow_grpc: bool = True
     grpc_address: str = "0.0.0.0"
     grpc_port: int = 8001
+    grpc_use_ssl: bool = False
+    grpc_use_ssl_mutual: bool = False
+    grpc_server_cert: str = ""
+    grpc_server_key: str = ""
+    grpc_root_cert: str = ""
+    grpc_infer_response_compression_level: GrpcCompressionLevel = "none"
+    #: Keepalive and HTTP/2 ping settings, in milliseconds where they are times (tritonserver's defaults).
+    grpc_keepalive_time: int = 7_200_000
+    grpc_keepalive_timeout: int = 20_000
+    grpc_keepalive_permit_without_calls: bool = False
+    grpc_http2_max_pings_without_data: int = 2
+    grpc_http2_min_recv_ping_interval_without_data: int = 300_000
+    grpc_http2_max_ping_strikes: int = 2
+    reuse_grpc_port: bool = False
     allow_metrics: bool = True
     metrics_address: str = ""
     metrics_port: int = 8002

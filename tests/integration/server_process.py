@@ -14,20 +14,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _STARTED = re.compile(r"Started HTTPService at [^:]+:(\d+)")
+_GRPC_STARTED = re.compile(r"Started GRPCInferenceService at .+:(\d+)")
+_BASE_ARGS = ["-m", "airtower", "serve", "--http-address", "127.0.0.1", "--http-port", "0",
+              "--grpc-address", "127.0.0.1", "--grpc-port", "0"]  # fmt: skip
 
 
 @dataclass
 class ServerProcess:
-    """A running server; ``url`` is ``127.0.0.1:<port>`` for tritonclient."""
+    """A running server; ``url`` (HTTP) and ``grpc_url`` are ``127.0.0.1:<port>`` for tritonclient."""
 
     process: subprocess.Popen[str]
     port: int
     log: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
+    grpc_port: int = 0
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def output(self) -> str:
         return "".join(self.log)
@@ -48,22 +56,34 @@ class ServerProcess:
         return self.process.returncode
 
 
-def _pump(stream: object, log: list[str], ready: threading.Event, port: list[int]) -> None:
+def _pump(stream: object, log: list[str], ready: threading.Event, ports: dict[str, int], want_grpc: bool) -> None:
     for line in stream:  # type: ignore[attr-defined]
         log.append(line)
-        match = _STARTED.search(line)
-        if match and not ready.is_set():
-            port.append(int(match.group(1)))
+        for key, pattern in (("http", _STARTED), ("grpc", _GRPC_STARTED)):
+            match = pattern.search(line)
+            if match and key not in ports:
+                ports[key] = int(match.group(1))
+        if "http" in ports and ("grpc" in ports or not want_grpc):
             ready.set()
     ready.set()
 
 
+def _grpc_allowed(extra: Sequence[str]) -> bool:
+    allowed = True
+    for index, arg in enumerate(extra):
+        if arg.startswith("--allow-grpc="):
+            allowed = arg.split("=", 1)[1].lower() in ("true", "1", "yes", "on")
+        elif arg == "--allow-grpc" and index + 1 < len(extra) and not extra[index + 1].startswith("--"):
+            allowed = extra[index + 1].lower() in ("true", "1", "yes", "on")
+    return allowed
+
+
 def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> ServerProcess:
-    """Start the server with ``--http-port 0`` and wait until it reports its port.
+    """Start the server with ``--http-port 0 --grpc-port 0`` and wait until it reports its ports.
 
     Raises RuntimeError (with the server's log) if it exits or never starts.
     """
-    args = [sys.executable, "-m", "airtower", "serve", "--http-address", "127.0.0.1", "--http-port", "0"]
+    args = [sys.executable, *_BASE_ARGS]
     for repository in repositories:
         args += ["--model-repository", str(repository)]
     args += list(extra)
@@ -71,16 +91,16 @@ def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     log: list[str] = []
     ready = threading.Event()
-    port: list[int] = []
-    reader = threading.Thread(target=_pump, args=(process.stdout, log, ready, port), daemon=True)
+    ports: dict[str, int] = {}
+    reader = threading.Thread(target=_pump, args=(process.stdout, log, ready, ports, _grpc_allowed(extra)), daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if time.monotonic() > deadline:
             ServerProcess(process, 0, log, reader).stop(timeout=1)
             raise RuntimeError("server did not start in time:\n" + "".join(log))
-    server = ServerProcess(process, port[0] if port else 0, log, reader)
-    if not port:
+    server = ServerProcess(process, ports.get("http", 0), log, reader, ports.get("grpc", 0))
+    if "http" not in ports:
         server.stop()
         raise RuntimeError(f"server exited with {process.returncode}:\n" + "".join(log))
     return server
@@ -88,7 +108,7 @@ def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120
 
 def run_server_to_exit(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> tuple[int, str]:
     """Run a server that is expected to exit by itself (e.g. a start-up failure)."""
-    args = [sys.executable, "-m", "airtower", "serve", "--http-address", "127.0.0.1", "--http-port", "0"]
+    args = [sys.executable, *_BASE_ARGS]
     for repository in repositories:
         args += ["--model-repository", str(repository)]
     args += list(extra)

@@ -235,7 +235,10 @@ def _array_from_raw(
     """A view of ``buffer`` (no copy) for fixed-size types; BYTES elements are split out."""
     count = math.prod(shape)
     if datatype == "BYTES":
-        items = deserialize_bytes_tensor(buffer)
+        try:
+            items = deserialize_bytes_tensor(buffer)
+        except InvalidArgumentError:
+            raise _string_count(request, name, count, _started_elements(buffer)) from None
         if len(items) != count:
             raise _string_count(request, name, count, len(items))
         return items.reshape(shape)
@@ -243,6 +246,15 @@ def _array_from_raw(
     if len(buffer) != expected:
         raise _size_mismatch(request, name, expected, len(buffer))
     return np.frombuffer(buffer, NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
+
+
+def _started_elements(buffer: bytes) -> int:
+    """How many BYTES elements a malformed buffer starts (Triton reports that count)."""
+    offset, started = 0, 0
+    while offset < len(buffer):
+        started += 1
+        offset += 4 + int.from_bytes(buffer[offset : offset + 4], "little")
+    return started
 
 
 def _array_from_contents(
@@ -292,9 +304,7 @@ def _string_count(request: InferenceRequest, name: str, expected: int, got: int)
 # --------------------------------------------------------------------------- responses
 
 
-def encode_infer_response(
-    response: InferenceResponse, request: InferenceRequest, final_response: bool = False
-) -> Any:
+def encode_infer_response(response: InferenceResponse, request: InferenceRequest, final_response: bool = False) -> Any:
     """A ``ModelInferResponse`` with every output in ``raw_output_contents``, in output order.
 
     ``final_response`` adds ``triton_final_response: true``, as Triton does on ModelStreamInfer.

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped]
@@ -22,65 +21,47 @@ from tritonclient.grpc import service_pb2_grpc
 from airtower.frontends.grpc.servicer import HealthServicer, InferenceServicer
 
 if TYPE_CHECKING:
+    from airtower.options import ServerOptions
     from airtower.server import InferenceServer
 
 logger = logging.getLogger(__name__)
 
 #: tritonserver's ``SetMaxMessageSize(INT32_MAX)``.
 MAX_MESSAGE_SIZE = 2**31 - 1
-CompressionLevel = Literal["none", "low", "medium", "high"]
 #: grpc_compression_level values.
 COMPRESSION_LEVELS: dict[str, int] = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
 
-@dataclass(frozen=True, slots=True)
-class GrpcSettings:
-    """The ``--grpc-*`` flags, with tritonserver's defaults (times in milliseconds)."""
+def channel_options(options: ServerOptions) -> list[tuple[str, int]]:
+    """grpc.aio server arguments for the ``--grpc-*`` flags (tritonserver's channel arguments)."""
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+        ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", options.grpc_keepalive_time),
+        ("grpc.keepalive_timeout_ms", options.grpc_keepalive_timeout),
+        ("grpc.keepalive_permit_without_calls", int(options.grpc_keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", options.grpc_http2_max_pings_without_data),
+        ("grpc.http2.min_ping_interval_without_data_ms", options.grpc_http2_min_recv_ping_interval_without_data),
+        ("grpc.http2.max_ping_strikes", options.grpc_http2_max_ping_strikes),
+        ("grpc.so_reuseport", int(options.reuse_grpc_port)),
+        ("grpc.default_compression_level", COMPRESSION_LEVELS[options.grpc_infer_response_compression_level]),
+    ]
 
-    address: str = "0.0.0.0"
-    port: int = 8001
-    use_ssl: bool = False
-    use_ssl_mutual: bool = False
-    server_cert: str = ""
-    server_key: str = ""
-    root_cert: str = ""
-    infer_response_compression_level: CompressionLevel = "none"
-    keepalive_time_ms: int = 7_200_000
-    keepalive_timeout_ms: int = 20_000
-    keepalive_permit_without_calls: bool = False
-    http2_max_pings_without_data: int = 2
-    http2_min_recv_ping_interval_without_data_ms: int = 300_000
-    http2_max_ping_strikes: int = 2
-    reuse_port: bool = False
 
-    def channel_options(self) -> list[tuple[str, int]]:
-        return [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
-            ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
-            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
-            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
-            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
-            ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
-            ("grpc.http2.min_ping_interval_without_data_ms", self.http2_min_recv_ping_interval_without_data_ms),
-            ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
-            ("grpc.so_reuseport", int(self.reuse_port)),
-            ("grpc.default_compression_level", COMPRESSION_LEVELS[self.infer_response_compression_level]),
-        ]
+def server_credentials(options: ServerOptions) -> Any:
+    """TLS credentials from the PEM files of ``--grpc-server-cert/-key/-root-cert``, or None (insecure).
 
-    def credentials(self) -> Any:
-        """Server TLS credentials (PEM files), or None for an insecure port.
-
-        Raises:
-            OSError: a certificate or key file cannot be read.
-        """
-        if not (self.use_ssl or self.use_ssl_mutual):
-            return None
-        key = Path(self.server_key).read_bytes()
-        cert = Path(self.server_cert).read_bytes()
-        root = Path(self.root_cert).read_bytes() if self.root_cert else None
-        return grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=root, require_client_auth=self.use_ssl_mutual
-        )
+    Raises:
+        OSError: a certificate or key file cannot be read.
+    """
+    if not (options.grpc_use_ssl or options.grpc_use_ssl_mutual):
+        return None
+    key = Path(options.grpc_server_key).read_bytes()
+    cert = Path(options.grpc_server_cert).read_bytes()
+    root = Path(options.grpc_root_cert).read_bytes() if options.grpc_root_cert else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=root, require_client_auth=options.grpc_use_ssl_mutual
+    )
 
 
 def _host_port(address: str, port: int) -> str:
@@ -91,10 +72,10 @@ def _host_port(address: str, port: int) -> str:
 class GrpcFrontend:
     """Triton's ``GRPCInferenceService`` and the standard health service on one grpc.aio server."""
 
-    def __init__(self, server: InferenceServer, settings: GrpcSettings, grace_seconds: float = 30) -> None:
-        self.settings = settings
-        self.grace_seconds = grace_seconds
-        self._server: Any = grpc.aio.server(options=settings.channel_options())
+    def __init__(self, server: InferenceServer, options: ServerOptions) -> None:
+        self.options = options
+        self.address = options.grpc_address
+        self._server: Any = grpc.aio.server(options=channel_options(options))
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(server), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(server), self._server)
         self._stopping: asyncio.Task[None] | None = None
@@ -105,8 +86,8 @@ class GrpcFrontend:
         Raises:
             OSError: the address cannot be bound or a TLS file cannot be read.
         """
-        target = _host_port(self.settings.address, self.settings.port)
-        credentials = self.settings.credentials()
+        target = _host_port(self.address, self.options.grpc_port)
+        credentials = server_credentials(self.options)
         try:
             if credentials is None:
                 port: int = self._server.add_insecure_port(target)
@@ -117,13 +98,13 @@ class GrpcFrontend:
         if port == 0:  # older grpc versions return 0 instead of raising
             raise OSError(f"failed to bind {target}")
         await self._server.start()
-        logger.info("Started GRPCInferenceService at %s:%d", self.settings.address, port)
+        logger.info("Started GRPCInferenceService at %s:%d", self.address, port)
         return port
 
     async def stop_accepting(self) -> None:
         """Refuse new RPCs; in-flight ones (and open streams) continue until ``aclose``."""
         if self._stopping is None:
-            self._stopping = asyncio.create_task(self._server.stop(self.grace_seconds))
+            self._stopping = asyncio.create_task(self._server.stop(self.options.exit_timeout_secs + 1))
             await asyncio.sleep(0)
 
     async def aclose(self) -> None:

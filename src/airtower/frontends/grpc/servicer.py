@@ -86,21 +86,21 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             return encode_model_metadata(self.server.model_metadata(request.name, request.version))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelMetadata")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     async def ModelConfig(self, request: Any, context: _Context) -> Any:
         try:
             return service_pb2.ModelConfigResponse(config=self.server.model_config(request.name, request.version))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelConfig")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     async def ModelStatistics(self, request: Any, context: _Context) -> Any:
         try:
             return encode_model_statistics(self.server.model_statistics(request.name, request.version))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelStatistics")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     # ---------------------------------------------------------------- inference
 
@@ -124,7 +124,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             error = _as_triton_error(exc, "ModelInfer")
         else:
             return encode_infer_response(response, request)
-        await _abort(context, error)
+        return await _abort(context, error)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -184,7 +184,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             return encode_repository_index(self.server.repository_index(request.ready))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryIndex")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     async def RepositoryModelLoad(self, request: Any, context: _Context) -> Any:
         try:
@@ -199,7 +199,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             return service_pb2.RepositoryModelLoadResponse()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryModelLoad")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     async def RepositoryModelUnload(self, request: Any, context: _Context) -> Any:
         try:
@@ -209,7 +209,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             return service_pb2.RepositoryModelUnloadResponse()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryModelUnload")
-        await _abort(context, error)
+        return await _abort(context, error)
 
     # ---------------------------------------------------------------- not supported yet (nor over HTTP)
 
