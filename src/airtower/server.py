@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
-from airtower.errors import ModelNotFoundError, ServerNotReadyError, UnavailableError
+from airtower.errors import InvalidArgumentError, ModelNotFoundError, ServerNotReadyError, UnavailableError
 from airtower.models.manager import ModelManager
 from airtower.options import ServerOptions
 from airtower.types import JSONValue, config_to_wire
@@ -152,12 +152,22 @@ class InferenceServer:
     # -- statistics and repository extensions ---------------------------------------------
 
     def model_statistics(self, name: str = "", version: str = "") -> dict[str, JSONValue]:
-        """The statistics extension's JSON: every ready version, or the one named."""
+        """The statistics extension's JSON: every ready version, or the one named.
+
+        Raises:
+            InvalidArgumentError: the model or version is not available (Triton's INVALID_ARG).
+        """
         if name:
-            if version:
-                models = [self.models.get(name, version)]
-            else:
+            try:
                 entry = self.models.entry(name)
+            except ModelNotFoundError:
+                raise InvalidArgumentError(f"requested model '{name}' is not available") from None
+            if version:
+                try:
+                    models = [self.models.get(name, version)]
+                except (ModelNotFoundError, UnavailableError):
+                    raise InvalidArgumentError(f"requested model version is not available for model '{name}'") from None
+            else:
                 models = [entry.versions[v] for v in entry.ready_versions()]
         else:
             models = self.models.models()

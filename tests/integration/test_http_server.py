@@ -260,6 +260,16 @@ def test_statistics_count_known_traffic(client: httpclient.InferenceServerClient
     assert {s["name"] for s in all_stats} >= {"add_sub", "add_sub_onnx", "resnet50"}
 
 
+def test_statistics_of_unknown_model_or_version_is_invalid_argument(server: ServerProcess) -> None:
+    status, _, data = raw(server, "GET", "/v2/models/nope/stats")
+    assert (status, json.loads(data)) == (400, {"error": "requested model 'nope' is not available"})
+    status, _, data = raw(server, "GET", "/v2/models/add_sub/versions/7/stats")
+    assert (status, json.loads(data)) == (
+        400,
+        {"error": "requested model version is not available for model 'add_sub'"},
+    )
+
+
 def test_repository_index_lists_models(client: httpclient.InferenceServerClient) -> None:
     index = client.get_model_repository_index()
     rows = {row["name"]: row for row in index}
