@@ -285,6 +285,13 @@ def test_load_in_control_mode_none_is_unavailable(client: httpclient.InferenceSe
 # -- errors: each answered with Triton's status and message; the server keeps serving --------
 
 
+def test_outputs_come_in_the_models_order_like_triton(client: httpclient.InferenceServerClient) -> None:
+    a = np.ones(16, np.float32)
+    outputs = [httpclient.InferRequestedOutput(name) for name in ("OUTPUT1", "OUTPUT0")]
+    result = client.infer("add_sub", add_sub_inputs(a, a), outputs=outputs)
+    assert [output["name"] for output in result.get_response()["outputs"]] == ["OUTPUT0", "OUTPUT1"]
+
+
 def test_model_errors_fail_only_their_request(client: httpclient.InferenceServerClient) -> None:
     def call(mode: int) -> httpclient.InferResult:
         tensor = httpclient.InferInput("MODE", [1], "INT32")

@@ -124,21 +124,22 @@ class Model:
     # -- callbacks from instances ---------------------------------------------------------
 
     def _finish(self, pending: Pending, answer: InferenceResponse) -> InferenceResponse:
-        """Keep the requested outputs (in the client's order) and apply classification."""
+        """Keep the requested outputs (in the order the model produced them, as Triton does) and
+        apply classification."""
         request = pending.request
         answer.model_name = self.name
         answer.model_version = self.version_str
         answer.id = request.id
         if not request.outputs:
             return answer
-        produced = {tensor.name: tensor for tensor in answer.outputs}
+        wanted = {output.name: output for output in request.outputs}
         outputs: list[Tensor] = []
-        for wanted in request.outputs:
-            tensor = produced.get(wanted.name)
-            if tensor is None:
+        for tensor in answer.outputs:
+            requested = wanted.get(tensor.name)
+            if requested is None:
                 continue
-            if wanted.class_count > 0:
-                tensor = self._classify(tensor, wanted.class_count)
+            if requested.class_count > 0:
+                tensor = self._classify(tensor, requested.class_count)
             outputs.append(tensor)
         answer.outputs = outputs
         return answer
