@@ -367,9 +367,15 @@ _F16 = np.ones(16, np.float32).tobytes()
          grpc.StatusCode.INVALID_ARGUMENT, "inference request batch-size must be <= 8 for 'add_sub_onnx'"),
         (_infer_request("echo", ("IN_BYTES", "BYTES", [2], b"\x05\x00\x00\x00ab")), grpc.StatusCode.INVALID_ARGUMENT,
          "expected 2 string elements for inference input 'IN_BYTES' for model 'echo', got 1"),
+        (_infer_request("nope", ("INPUT0", "FP32", [16], _F16[:60])), grpc.StatusCode.NOT_FOUND,
+         "Request for unknown model: 'nope' is not found"),
+        (_infer_request("add_sub", ("INPUT0", "FOO", [16], _F16), ("INPUT1", "FP32", [16], _F16)),
+         grpc.StatusCode.INVALID_ARGUMENT,
+         "inference input 'INPUT0' data-type is '<invalid>', but model 'add_sub' expects 'FP32'"),
     ],
     ids=["unknown-model", "unknown-version", "wrong-shape", "wrong-datatype", "missing-input", "byte-size",
-         "missing-raw", "mixed-contents", "batch-too-big", "bad-bytes"],
+         "missing-raw", "mixed-contents", "batch-too-big", "bad-bytes", "unknown-model-before-bad-input",
+         "unknown-datatype"],
 )  # fmt: skip
 def test_bad_requests_get_triton_errors_and_server_keeps_serving(
     stub: Any, client: grpcclient.InferenceServerClient, request_message: Any, code: grpc.StatusCode, message: str

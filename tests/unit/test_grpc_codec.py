@@ -12,6 +12,7 @@ from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.errors import ErrorCode, InvalidArgumentError, TritonError
 from airtower.frontends.grpc.codec import (
+    InferResponseEncoder,
     decode_infer_request,
     encode_infer_response,
     encode_model_metadata,
@@ -177,6 +178,40 @@ def test_grpc_encode_response_raw_outputs_in_order_and_parameters() -> None:
     assert parameters["x"].double_param == 0.25
     assert parameters["s"].string_param == "v"
     assert parameters["triton_final_response"].bool_param is True
+
+
+def test_grpc_response_encoder_bytes_parse_to_the_message() -> None:
+    encoder = InferResponseEncoder()
+    request = InferenceRequest("m", id="r1")
+    big = np.arange(40, dtype=np.float32)  # 160 bytes: a two-byte length varint
+    for response, request_id in [
+        (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", big[::-1])]), ""),
+        (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", big[:3])]), "r2"),
+        (InferenceResponse("m", "2", outputs=[Tensor.from_numpy("S", "BYTES", np.array([b"ab"], np.object_))]), ""),
+        (InferenceResponse("m", "1", id="é" * 70), "r3"),  # no outputs; a non-ASCII id
+        (
+            InferenceResponse(
+                "m", "1", outputs=[Tensor.from_numpy("B", "BOOL", np.array([True]))], parameters={"n": 7}
+            ),
+            "",
+        ),
+    ]:
+        request.id = request_id
+        data = encoder.encode(response, request)
+        assert isinstance(data, bytes)
+        assert service_pb2.ModelInferResponse.FromString(data) == encode_infer_response(response, request)
+
+
+def test_grpc_response_encoder_caches_one_template_per_output_signature() -> None:
+    encoder = InferResponseEncoder()
+    encoder.MAX_CACHED = 2
+    request = InferenceRequest("m")
+    for n in (1, 1, 2, 3, 3):
+        response = InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", np.zeros(n, np.float32))])
+        decoded = service_pb2.ModelInferResponse.FromString(encoder.encode(response, request))
+        assert list(decoded.outputs[0].shape) == [n]
+        assert len(decoded.raw_output_contents[0]) == 4 * n
+    assert len(encoder._prefixes) == 1  # the third signature restarted the cache
 
 
 def test_grpc_stream_error_response() -> None:

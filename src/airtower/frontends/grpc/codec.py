@@ -331,6 +331,63 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
     return message
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+#: Wire tags of ``ModelInferResponse.id`` (field 3) and ``raw_output_contents`` (field 6), length-delimited.
+_ID_TAG = b"\x1a"
+_RAW_OUTPUT_TAG = b"\x32"
+
+
+class InferResponseEncoder:
+    """``ModelInferResponse`` wire bytes for the unary ModelInfer, without building a message per response.
+
+    Everything but the id and the output bytes is the same for every response of a model version with the
+    same outputs, so those fields are serialized once (``model_name``, ``model_version``, ``outputs``) and
+    cached by that signature; each response appends its ``id`` and one ``raw_output_contents`` entry per
+    output. Protobuf parsers accept fields in any order, so the bytes parse to exactly what
+    ``encode_infer_response`` builds. Responses with parameters take the message path.
+    """
+
+    #: Distinct output signatures kept (shapes vary with the batch size); the cache restarts past it.
+    MAX_CACHED = 1024
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[object, ...], bytes] = {}
+
+    def encode(self, response: InferenceResponse, request: InferenceRequest) -> bytes:
+        if response.parameters:
+            data: bytes = encode_infer_response(response, request).SerializeToString()
+            return data
+        outputs = response.outputs
+        key = (response.model_name, response.model_version, *[(t.name, t.datatype, t.shape) for t in outputs])
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            message = service_pb2.ModelInferResponse(
+                model_name=response.model_name, model_version=str(response.model_version)
+            )
+            for tensor in outputs:
+                message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            if len(self._prefixes) >= self.MAX_CACHED:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = message.SerializeToString()
+        parts: list[bytes | memoryview] = [prefix]
+        request_id = response.id or request.id
+        if request_id:
+            encoded_id = request_id.encode()
+            parts += (_ID_TAG, _varint(len(encoded_id)), encoded_id)
+        for tensor in outputs:
+            buffer = array_to_buffer(tensor.datatype, tensor.data)
+            parts += (_RAW_OUTPUT_TAG, _varint(len(buffer)), buffer)
+        return b"".join(parts)
+
+
 def stream_error_response(message: str, request_id: str, model_name: str = "") -> Any:
     """A ``ModelStreamInferResponse`` carrying an error; the stream stays open (Triton's default)."""
     response = service_pb2.ModelStreamInferResponse(error_message=message)

@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped]
-from tritonclient.grpc import service_pb2_grpc
 
-from airtower.frontends.grpc.servicer import HealthServicer, InferenceServicer
+from airtower.frontends.grpc.servicer import (
+    INFERENCE_SERVICE,
+    HealthServicer,
+    InferenceServicer,
+    inference_service_handlers,
+)
 
 if TYPE_CHECKING:
     from airtower.options import ServerOptions
@@ -76,7 +80,9 @@ class GrpcFrontend:
         self.options = options
         self.address = options.grpc_address
         self._server: Any = grpc.aio.server(options=channel_options(options))
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(server), self._server)
+        handlers = inference_service_handlers(InferenceServicer(server))
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(INFERENCE_SERVICE, handlers),))
+        self._server.add_registered_method_handlers(INFERENCE_SERVICE, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(server), self._server)
         self._stopping: asyncio.Task[None] | None = None
 

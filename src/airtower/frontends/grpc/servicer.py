@@ -16,11 +16,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import grpc  # type: ignore[import-untyped]
+from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.errors import InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.codec import (
+    InferResponseEncoder,
     decode_infer_request,
     encode_infer_response,
     encode_model_metadata,
@@ -59,6 +62,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     def __init__(self, server: InferenceServer) -> None:
         self.server = server
+        self._encoder = InferResponseEncoder()
 
     # ---------------------------------------------------------------- health and metadata
 
@@ -105,25 +109,29 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # ---------------------------------------------------------------- inference
 
     def _start(self, message: Any) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
-        # Like the HTTP frontend, an unknown or unready model is reported before the inputs are decoded.
-        config = self.server.model_config(message.model_name, message.model_version)
-        request = decode_infer_request(message, config)
+        try:
+            request = decode_infer_request(message)
+        except TritonError:
+            # Like the HTTP frontend, an unknown or unready model is reported before a bad input (the
+            # look-up raises); the config words the error of an unknown input datatype.
+            config = self.server.model_config(message.model_name, message.model_version)
+            request = decode_infer_request(message, config)
         return request, self.server.infer(request)
 
-    async def ModelInfer(self, message: Any, context: _Context) -> Any:
+    async def ModelInfer(self, message: Any, context: _Context) -> bytes:
+        """Answers the serialized ``ModelInferResponse`` (see ``inference_service_handlers``)."""
         try:
             request, future = self._start(message)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "ModelInfer"))
         try:
             response = await future
+            return self._encoder.encode(response, request)
         except asyncio.CancelledError:
             future.cancel()  # the client cancelled or went away: drop the request if still queued
             raise
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelInfer")
-        else:
-            return encode_infer_response(response, request)
         return await _abort(context, error)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
@@ -239,6 +247,44 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def LogSettings(self, request: Any, context: _Context) -> Any:
         await self._unsupported("LogSettings", context)
+
+
+def _serialize(message: Any) -> bytes:
+    """Response serializer that also passes already-serialized bytes through (ModelInfer's)."""
+    if isinstance(message, bytes):
+        return message
+    data: bytes = message.SerializeToString()
+    return data
+
+
+#: Full name of Triton's inference service.
+INFERENCE_SERVICE = "inference.GRPCInferenceService"
+
+
+def inference_service_handlers(servicer: InferenceServicer) -> dict[str, Any]:
+    """The method handlers of ``inference.GRPCInferenceService``, by method name, built from its descriptor.
+
+    The same as ``service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server`` registers, except that
+    a method may answer bytes it serialized itself: ModelInfer does, from a cached template, instead of
+    building a ``ModelInferResponse`` per request.
+    """
+    service = service_pb2.DESCRIPTOR.services_by_name[INFERENCE_SERVICE.rsplit(".", 1)[1]]
+    handlers: dict[str, Any] = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        behaviour = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            make = grpc.stream_stream_rpc_method_handler
+        elif method.client_streaming:  # pragma: no cover - the service has no such method
+            make = grpc.stream_unary_rpc_method_handler
+        elif method.server_streaming:  # pragma: no cover - the service has no such method
+            make = grpc.unary_stream_rpc_method_handler
+        else:
+            make = grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            behaviour, request_deserializer=request_class.FromString, response_serializer=_serialize
+        )
+    return handlers
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
