@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import subprocess
 import textwrap
@@ -21,6 +20,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.fixture_models import ECHO_TYPES, write_echo_model
+from tests.integration.perf_analyzer import run_perf_analyzer
 from tests.integration.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -403,18 +403,7 @@ def test_model_errors_fail_only_their_request(client: grpcclient.InferenceServer
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["unary", "streaming"])
 def test_perf_analyzer_grpc_runs_against_airtower(server: ServerProcess, streaming: bool) -> None:
-    perf_analyzer = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref")) / "bin" / "perf_analyzer"
-    assert perf_analyzer.exists(), "run `make reference` (../shared/reference/setup.sh) first"
-    done = subprocess.run(
-        [str(perf_analyzer), "-m", "add_sub", "-u", server.grpc_url, "-i", "grpc", "--concurrency-range", "2",
-         "--measurement-mode", "count_windows", "--measurement-request-count", "300", "--max-trials", "10",
-         "--stability-percentage", "1000", *(["--streaming"] if streaming else [])],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "Throughput:" in output
-    assert "error" not in output.lower(), output
+    run_perf_analyzer("add_sub", server.grpc_url, "grpc", *(["--streaming"] if streaming else []))
 
 
 # -- a dedicated server: TLS, mutual TLS, cancellation ---------------------------------------

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
-import subprocess
 import textwrap
 import threading
 from pathlib import Path
@@ -16,7 +14,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from tests.integration.fixture_models import write_echo_model
-from tests.integration.server_process import run_server_to_exit, start_server
+from tests.integration.perf_analyzer import run_perf_analyzer
+from tests.integration.server_process import ServerProcess, run_server_to_exit, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -192,16 +191,5 @@ def test_sigterm_finishes_in_flight_requests_then_finalizes(tmp_path: Path) -> N
     assert (model / "finalized").exists()
 
 
-def test_perf_analyzer_runs_against_airtower(server) -> None:  # type: ignore[no-untyped-def]
-    perf_analyzer = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref")) / "bin" / "perf_analyzer"
-    assert perf_analyzer.exists(), "run `make reference` (../shared/reference/setup.sh) first"
-    done = subprocess.run(
-        [str(perf_analyzer), "-m", "add_sub", "-u", server.url, "-i", "http", "--concurrency-range", "2",
-         "--measurement-mode", "count_windows", "--measurement-request-count", "300", "--max-trials", "10",
-         "--stability-percentage", "1000"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "Throughput:" in output
-    assert "error" not in output.lower(), output
+def test_perf_analyzer_runs_against_airtower(server: ServerProcess) -> None:
+    run_perf_analyzer("add_sub", server.url, "http")
