@@ -28,6 +28,7 @@ from airtower.frontends.http.codec import (
 from airtower.frontends.http.errors import encode_error_body
 
 if TYPE_CHECKING:
+    from airtower.core.request import InferenceRequest
     from airtower.core.response import InferenceResponse
     from airtower.server import InferenceServer
 
@@ -144,26 +145,16 @@ class Endpoints:
     def infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse | Deferred:
         """POST /v2/models/{m}[/versions/{v}]/infer (KServe v2 + binary tensor, classification,
         parameters, sequence and schedule-policy extensions)."""
-        # Like Triton, an unknown or unready model is reported before the body is parsed.
-        config = self.server.model_config(name, version)
         body = self._decompressed(request)
         if isinstance(body, HttpResponse):
             return body
-        header_length = request.headers.get(b"inference-header-content-length")
-        binary_data_output = True
-        if header_length is None:
-            inference_request, binary_data_output = self._decoder.decode(name, version, body, _EMPTY)
-        else:
-            length = _parse_int(header_length)
-            if length == 0:
-                inference_request = decode_raw_request(name, version, body, config)
-            elif 0 < length <= len(body):
-                view = memoryview(body)
-                inference_request, binary_data_output = self._decoder.decode(
-                    name, version, view[:length].tobytes(), view[length:]
-                )
-            else:
-                raise InvalidArgumentError(f"inference header size should be in range (0, {len(body)}), got: {length}")
+        try:
+            inference_request, binary_data_output = self._decode(request.headers, body, name, version)
+        except TritonError:
+            # Like Triton, an unknown or unready model is reported before a malformed body (the
+            # look-up raises); only failed requests pay for this second look-up.
+            self.server.model_config(name, version)
+            raise
         accept = request.headers.get(b"accept-encoding")
 
         def render(inference_response: InferenceResponse) -> HttpResponse:
@@ -179,6 +170,22 @@ class Endpoints:
             return response
 
         return Deferred(self.server.infer(inference_request), render)
+
+    def _decode(
+        self, headers: dict[bytes, bytes], body: bytes, name: str, version: str
+    ) -> tuple[InferenceRequest, bool]:
+        """The request and its ``binary_data_output`` flag, from a JSON, binary or raw binary body."""
+        header_length = headers.get(b"inference-header-content-length")
+        if header_length is None:
+            return self._decoder.decode(name, version, body, _EMPTY)
+        length = _parse_int(header_length)
+        if length == 0:
+            config = self.server.model_config(name, version)
+            return decode_raw_request(name, version, body, config), True
+        if 0 < length <= len(body):
+            view = memoryview(body)
+            return self._decoder.decode(name, version, view[:length].tobytes(), view[length:])
+        raise InvalidArgumentError(f"inference header size should be in range (0, {len(body)}), got: {length}")
 
     def _decompressed(self, request: HttpRequest) -> bytes | HttpResponse:
         encoding = request.headers.get(b"content-encoding")
