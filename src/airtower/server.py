@@ -74,6 +74,10 @@ class InferenceServer:
         self._accepting = False
         if self._in_flight:
             logger.info("waiting for %d in-flight inference requests", self._in_flight)
+            # Queued requests run now rather than wait for batches that can no longer fill.
+            for model in self.models.models():
+                if model.scheduler is not None:
+                    model.scheduler.flush()
             try:
                 await asyncio.wait_for(self._drained.wait(), self.options.exit_timeout_secs)
             except TimeoutError:

@@ -132,3 +132,69 @@ def write_broken_models(repository: Path) -> None:
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
     )
+
+
+# Reports, with each request, what its execute call held: how many requests, the sum of their
+# batch dimensions, and whether their shapes differed. ``DELAY_MS`` (optional) makes the call
+# sleep first, so that a later request can finish before an earlier one on another instance.
+BATCHING_MODEL = """
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        arrays = [pb_utils.get_input_tensor_by_name(request, "IN").as_numpy() for request in requests]
+        delays = [pb_utils.get_input_tensor_by_name(request, "DELAY_MS") for request in requests]
+        pause = max([int(d.as_numpy().max()) for d in delays if d is not None] or [0])
+        if pause:
+            time.sleep(pause / 1000)
+        total = sum(array.shape[0] for array in arrays)
+        mixed = int(len({array.shape[1:] for array in arrays}) > 1)
+        responses = []
+        for array in arrays:
+            batch = array.shape[0]
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor("OUT", array * 2),
+                        pb_utils.Tensor("REQUESTS", np.full((batch, 1), len(requests), np.int32)),
+                        pb_utils.Tensor("TOTAL", np.full((batch, 1), total, np.int32)),
+                        pb_utils.Tensor("MIXED", np.full((batch, 1), mixed, np.int32)),
+                    ]
+                )
+            )
+        return responses
+"""
+
+
+def write_batching_model(
+    repository: Path,
+    name: str,
+    dynamic_batching: str,
+    *,
+    max_batch_size: int = 8,
+    dims: str = "4",
+    instances: int = 1,
+) -> None:
+    """The batching model with ``dynamic_batching { <dynamic_batching> }``."""
+    config = f"""\
+        name: "{name}"
+        backend: "python"
+        max_batch_size: {max_batch_size}
+        input [
+          {{ name: "IN" data_type: TYPE_INT32 dims: [ {dims} ] }},
+          {{ name: "DELAY_MS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }}
+        ]
+        output [
+          {{ name: "OUT" data_type: TYPE_INT32 dims: [ {dims} ] }},
+          {{ name: "REQUESTS" data_type: TYPE_INT32 dims: [ 1 ] }},
+          {{ name: "TOTAL" data_type: TYPE_INT32 dims: [ 1 ] }},
+          {{ name: "MIXED" data_type: TYPE_INT32 dims: [ 1 ] }}
+        ]
+        instance_group [ {{ count: {instances} kind: KIND_CPU }} ]
+        dynamic_batching {{ {dynamic_batching} }}
+        """
+    _write(repository / name, config, BATCHING_MODEL)

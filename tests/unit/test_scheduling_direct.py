@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import asyncio
-import queue
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
-from airtower.models.instance import live_requests
 from airtower.scheduling.direct import DirectScheduler
-from airtower.scheduling.scheduler import Pending, ReadyQueue
+from airtower.scheduling.scheduler import Pending
 
 
 def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
@@ -15,20 +13,34 @@ def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
     return Pending(InferenceRequest("m"), future, 1, 0)
 
 
-async def test_direct_scheduler_queues_one_request_per_batch_in_order() -> None:
+async def test_direct_scheduler_gives_one_request_per_batch_in_order() -> None:
     loop = asyncio.get_running_loop()
-    ready: ReadyQueue = queue.SimpleQueue()
-    scheduler = DirectScheduler(ready)
+    scheduler = DirectScheduler()
     pendings = [make_pending(loop) for _ in range(3)]
     for pending in pendings:
         scheduler.enqueue(pending)
     assert scheduler.pending_count() == 3
-    assert [ready.get_nowait() for _ in range(3)] == [(p,) for p in pendings]
+    assert [scheduler.take() for _ in range(3)] == [(p,) for p in pendings]
     assert scheduler.pending_count() == 0
 
 
-async def test_cancelled_requests_are_dropped_before_executing() -> None:
+async def test_direct_scheduler_skips_cancelled_requests() -> None:
     loop = asyncio.get_running_loop()
+    scheduler = DirectScheduler()
     first, cancelled, last = (make_pending(loop) for _ in range(3))
     cancelled.future.cancel()
-    assert live_requests([first, cancelled, last]) == [first, last]
+    for pending in (first, cancelled, last):
+        scheduler.enqueue(pending)
+    assert scheduler.take() == (first,)
+    assert scheduler.take() == (last,)
+
+
+async def test_direct_scheduler_stop_lets_each_instance_exit_after_the_queue() -> None:
+    loop = asyncio.get_running_loop()
+    scheduler = DirectScheduler()
+    pending = make_pending(loop)
+    scheduler.enqueue(pending)
+    scheduler.stop(2)
+    assert scheduler.take() == (pending,)
+    assert scheduler.take() is None
+    assert scheduler.take() is None

@@ -2,7 +2,7 @@
 
 The thread is created with the instance and runs ``create_instance``, every ``execute`` and
 ``close`` of that backend instance, so a backend may keep thread-affine state. Every instance
-of a model version pulls batches from the model's shared ready queue as soon as it is free;
+of a model version takes its next batch from the model's scheduler as soon as it is free;
 results come back to the event loop with one ``call_soon_threadsafe`` per execution.
 """
 
@@ -18,36 +18,32 @@ from airtower.backends.base import BackendInstance, BackendModel, InstanceSpec
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
 from airtower.observability.stats import ExecutionTiming
-from airtower.scheduling.scheduler import Pending, ReadyQueue
+from airtower.scheduling.scheduler import Pending, Scheduler
 
 logger = logging.getLogger(__name__)
 
 #: Turns a backend's raw answer for one request into the client's response (filters
 #: outputs, applies classification). Runs on the instance thread; may raise TritonError.
 Finisher = Callable[[Pending, InferenceResponse], InferenceResponse]
-#: Called on the event loop after each execution with its batch, per-request results and timing.
-Recorder = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError"], ExecutionTiming], None]
-
-
-def live_requests(batch: Sequence[Pending]) -> list[Pending]:
-    """The requests of ``batch`` whose client still waits (cancelled ones are dropped)."""
-    return [pending for pending in batch if not pending.future.done()]
+#: Called on the event loop after each execution with its batch, per-request results and timing;
+#: resolves the requests' futures and records statistics.
+Completer = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError"], ExecutionTiming], None]
 
 
 class ModelInstance:
-    """Runs one backend instance on its own thread, pulling batches from the model's ready queue."""
+    """Runs one backend instance on its own thread, taking batches from the model's scheduler."""
 
-    def __init__(self, spec: InstanceSpec, finish: Finisher, record: Recorder) -> None:
+    def __init__(self, spec: InstanceSpec, finish: Finisher, complete: Completer) -> None:
         self.spec = spec
         self._finish = finish
-        self._record = record
+        self._complete = complete
         self._thread: threading.Thread | None = None
         self._backend: BackendInstance | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: asyncio.Future[None] | None = None
 
-    async def start(self, model: BackendModel, ready: ReadyQueue) -> None:
-        """Start the thread, create the backend instance on it, then serve ``ready``.
+    async def start(self, model: BackendModel, scheduler: Scheduler) -> None:
+        """Start the thread, create the backend instance on it, then execute what ``scheduler`` gives it.
 
         Raises:
             TritonError: the backend instance could not be created (the thread has exited).
@@ -56,19 +52,19 @@ class ModelInstance:
         created: asyncio.Future[None] = loop.create_future()
         self._closed = loop.create_future()
         self._thread = threading.Thread(
-            target=self._run, args=(model, ready, created), name=f"instance-{self.spec.name}", daemon=True
+            target=self._run, args=(model, scheduler, created), name=f"instance-{self.spec.name}", daemon=True
         )
         self._thread.start()
         await created
 
     async def wait_closed(self) -> None:
-        """Wait until the thread has finalized the instance (after it took ``None`` from the queue)."""
+        """Wait until the thread has finalized the instance (after ``take`` returned ``None``)."""
         if self._closed is not None and self._thread is not None and self._thread.is_alive():
             await self._closed
 
     # -- on the instance thread ---------------------------------------------------------
 
-    def _run(self, model: BackendModel, ready: ReadyQueue, created: asyncio.Future[None]) -> None:
+    def _run(self, model: BackendModel, scheduler: Scheduler, created: asyncio.Future[None]) -> None:
         loop = self._loop
         assert loop is not None
         try:
@@ -78,11 +74,9 @@ class ModelInstance:
             loop.call_soon_threadsafe(_set_exception, created, error)
             return
         loop.call_soon_threadsafe(_set_result, created, None)
-        execute = self._execute
-        while (batch := ready.get()) is not None:
-            live = live_requests(batch)
-            if live:
-                execute(live)
+        execute, take = self._execute, scheduler.take
+        while (batch := take()) is not None:
+            execute(batch)
         self._close()
 
     def _close(self) -> None:
@@ -122,24 +116,6 @@ class ModelInstance:
                 results.append(exc)
         timing.end_ns = time.monotonic_ns()
         self._loop.call_soon_threadsafe(self._complete, batch, results, timing)
-
-    # -- back on the event loop -----------------------------------------------------------
-
-    def _complete(
-        self,
-        batch: Sequence[Pending],
-        results: Sequence[InferenceResponse | TritonError],
-        timing: ExecutionTiming,
-    ) -> None:
-        for pending, result in zip(batch, results, strict=True):
-            future = pending.future
-            if future.done():
-                continue
-            if isinstance(result, TritonError):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-        self._record(batch, results, timing)
 
 
 def _set_result(future: asyncio.Future[None], value: None) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
-import queue
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +25,9 @@ from airtower.errors import InternalError, TritonError
 from airtower.models.instance import ModelInstance
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.scheduling.direct import DirectScheduler
-from airtower.scheduling.scheduler import Pending, ReadyQueue, Scheduler
+from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, ResponseOrder, shape_key_function
+from airtower.scheduling.dynamic_batcher import BatcherPolicy
+from airtower.scheduling.scheduler import Pending, Scheduler
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -73,30 +75,42 @@ class Model:
         self._batched = config.max_batch_size > 0
         self._backend_model: BackendModel | None = None
         self._instances: list[ModelInstance] = []
-        self._ready: ReadyQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._order: ResponseOrder | None = None
+        self._shape_key = shape_key_function(config)
         self.scheduler: Scheduler | None = None
 
     async def load(self, backend: Backend) -> None:
         """Load the backend model and start every instance; on failure, clean up and raise."""
+        self._loop = asyncio.get_running_loop()
         try:
             self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
+            scheduler = self.scheduler = self._new_scheduler()
             for spec in instance_specs(self.config):
-                instance = ModelInstance(spec, self._finish, self._record)
-                await instance.start(self._backend_model, self._ready)
+                instance = ModelInstance(spec, self._finish, self._complete)
+                await instance.start(self._backend_model, scheduler)
                 self._instances.append(instance)
         except BaseException:
             await self.aclose()
             raise
-        self.scheduler = DirectScheduler(self._ready)
         self.state = ModelState.READY
+
+    def _new_scheduler(self) -> Scheduler:
+        """Triton's choice: the dynamic batcher when configured (and the model batches), else direct."""
+        config = self.config
+        if config.HasField("dynamic_batching") and config.max_batch_size > 0:
+            policy = BatcherPolicy.from_config(config)
+            if policy.preserve_ordering:
+                self._order = ResponseOrder()
+            return DynamicBatchScheduler(policy, self._reject)
+        return DirectScheduler()
 
     async def aclose(self) -> None:
         """Finalize every instance (on its thread), then release the backend model."""
         self.state = ModelState.UNLOADING
-        # One stop marker per instance, queued behind any batch still waiting: each thread
-        # finishes what it took, takes one marker, finalizes its instance and exits.
-        for _ in self._instances:
-            self._ready.put(None)
+        # Each thread executes what is still queued, then finalizes its instance and exits.
+        if self.scheduler is not None:
+            self.scheduler.stop(len(self._instances))
         for instance in self._instances:
             await instance.wait_closed()
         self._instances.clear()
@@ -117,7 +131,15 @@ class Model:
         scheduler = self.scheduler
         assert scheduler is not None
         future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
-        pending = Pending(request, future, batch_size, time.monotonic_ns())
+        pending = Pending(
+            request,
+            future,
+            batch_size,
+            time.monotonic_ns(),
+            request.priority,
+            request.timeout_us,
+            self._shape_key(request),
+        )
         scheduler.enqueue(pending)
         return future
 
@@ -151,6 +173,33 @@ class Model:
         data = classify(tensor.data, class_count, labels, batched=self._batched)
         return Tensor.from_numpy(tensor.name, "BYTES", data)
 
+    def _complete(
+        self,
+        batch: Sequence[Pending],
+        results: Sequence[InferenceResponse | TritonError],
+        timing: ExecutionTiming,
+    ) -> None:
+        """On the event loop after an execution: answer its requests (in order when the model
+        preserves it), then record statistics."""
+        order = self._order
+        for pending, result in zip(batch, results, strict=True):
+            if order is not None and pending.order >= 0:
+                order.deliver(pending.order, functools.partial(_resolve, pending.future, result))
+            else:
+                _resolve(pending.future, result)
+        self._record(batch, results, timing)
+
+    def _reject(self, batch: Sequence[Pending], error: TritonError) -> None:
+        """From an instance thread: fail ``batch`` (dropped from the queue) with ``error``, on the loop."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._fail, batch, error)
+
+    def _fail(self, batch: Sequence[Pending], error: TritonError) -> None:
+        now = time.monotonic_ns()
+        for pending in batch:
+            _resolve(pending.future, error)
+            self.stats.record_failure(pending.enqueue_ns, now)
+
     def _record(
         self,
         batch: Sequence[Pending],
@@ -182,3 +231,12 @@ class Model:
                         InternalError.code, f"unable to read labels file '{path}' for model '{self.name}': {exc}"
                     ) from exc
         return labels
+
+
+def _resolve(future: asyncio.Future[InferenceResponse], result: InferenceResponse | TritonError) -> None:
+    if future.done():
+        return  # the client went away
+    if isinstance(result, TritonError):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -3,17 +3,36 @@ its own batch, executed by whichever instance is free first, in arrival order.""
 
 from __future__ import annotations
 
-from airtower.scheduling.scheduler import Pending, ReadyQueue
+import queue
+from collections.abc import Sequence
+
+from airtower.scheduling.scheduler import Pending
 
 
 class DirectScheduler:
     """One request per execution, in FIFO order, on the first free instance."""
 
-    def __init__(self, ready: ReadyQueue) -> None:
-        self._ready = ready
+    def __init__(self) -> None:
+        # One entry per request; ``None`` is a stop marker for one instance thread.
+        self._ready: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
 
     def enqueue(self, pending: Pending) -> None:
-        self._ready.put((pending,))
+        self._ready.put(pending)
+
+    def take(self) -> Sequence[Pending] | None:
+        get = self._ready.get
+        while (pending := get()) is not None:
+            if not pending.future.done():
+                return (pending,)
+        return None
+
+    def flush(self) -> None:
+        pass  # nothing ever waits for a batch to fill
+
+    def stop(self, instances: int) -> None:
+        # Queued behind every waiting request: each thread finishes what is queued, then exits.
+        for _ in range(instances):
+            self._ready.put(None)
 
     def pending_count(self) -> int:
         return self._ready.qsize()

@@ -1,21 +1,27 @@
-"""The Scheduler seam, the unit of queued work (``Pending``), and the ready queue.
+"""The Scheduler seam and the unit of queued work (``Pending``).
 
-Schedulers decide which requests run together; they put each decided batch on the model's
-``ReadyQueue``. Every instance thread of the model pulls the next batch from that queue as
-soon as it is free, so "a request goes to a free instance" needs no round trip through the
-event loop between two executions.
+A scheduler sits between the event loop and a model's instance threads. The loop ``enqueue``s
+each validated request; every instance thread calls ``take`` as soon as it is free and gets the
+next batch to execute, so "a request goes to a free instance" needs no round trip through the
+event loop between two executions, and a dynamic batch is formed at the moment an instance can
+run it (as Triton's batcher waits for a free instance before it closes a batch).
+
+Threads: ``enqueue`` and ``pending_count`` run on the event loop; ``take`` on instance threads;
+``flush`` and ``stop`` on the loop when the server exits and at unload. Requests a scheduler
+refuses after accepting them (queue timeouts) go back to the loop through the ``Reject``
+callback it was built with.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
+from airtower.errors import TritonError
 
 
 @dataclass(slots=True)
@@ -24,25 +30,48 @@ class Pending:
 
     ``future`` is resolved on the event loop with the response or the error; a future that is
     already done when its batch is taken by an instance (its client went away) is dropped
-    without being executed.
+    without being executed. ``priority``, ``timeout_us`` and ``shape_key`` are what the dynamic
+    batcher reads (``dynamic_batcher.Batchable``); ``order`` numbers executed requests when the
+    model preserves response order.
     """
 
     request: InferenceRequest
     future: asyncio.Future[InferenceResponse]
     batch_size: int
     enqueue_ns: int
+    priority: int = 0
+    timeout_us: int = 0
+    shape_key: Hashable = None
+    order: int = -1
 
 
-#: Batches ready to execute, shared by every instance of a model version. ``None`` tells one
-#: instance thread to finalize and exit.
-ReadyQueue: TypeAlias = "queue.SimpleQueue[Sequence[Pending] | None]"
+#: Fails requests a scheduler dropped after accepting them (a queue timeout, say). Called from
+#: an instance thread; the implementation hands the work to the event loop.
+Reject = Callable[[Sequence[Pending], TritonError], None]
 
 
 class Scheduler(Protocol):
     """Decides when queued requests execute, and with which others."""
 
     def enqueue(self, pending: Pending) -> None:
-        """Queue ``pending``; raises ``UnavailableError`` subclasses when it is refused."""
+        """Queue ``pending`` (event loop); raises ``UnavailableError`` subclasses when it is refused."""
+        ...
+
+    def take(self) -> Sequence[Pending] | None:
+        """The next batch to execute, blocking until there is one (instance thread).
+
+        Requests whose client went away are left out. ``None`` tells the calling instance to
+        finalize and exit; it comes only after ``stop`` and once every queued request was taken.
+        """
+        ...
+
+    def flush(self) -> None:
+        """From now on run queued requests without waiting for fuller batches (server exiting)."""
+        ...
+
+    def stop(self, instances: int) -> None:
+        """Flush, and let ``instances`` threads blocked in (or later calling) ``take`` exit once
+        the queue is empty."""
         ...
 
     def pending_count(self) -> int:

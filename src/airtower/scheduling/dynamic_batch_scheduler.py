@@ -1,0 +1,136 @@
+"""DynamicBatchScheduler: the thread-side shell around the dynamic batcher's decisions.
+
+``dynamic_batcher.BatchQueue`` decides; this class only locks, reads the clock and waits. An
+instance thread that is free calls ``take``: under the lock it asks the queue for the next batch;
+when the queue says "not yet" (a preferred size may still form before the queue delay expires)
+the thread waits on a condition until that time or until a new request arrives, then asks again.
+Requests that timed out in the queue (REJECT) are handed to the ``Reject`` callback.
+
+``ResponseOrder`` keeps ``preserve_ordering``: with several instances a later batch can finish
+first, so finished requests are held until every request taken before them was answered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING
+
+from airtower.errors import QueueTimeoutError
+from airtower.scheduling.dynamic_batcher import REQUEST_TIMEOUT_MESSAGE, BatcherPolicy, BatchQueue
+from airtower.scheduling.scheduler import Pending, Reject
+
+if TYPE_CHECKING:
+    from airtower.core.model_config import ModelConfig
+    from airtower.core.request import InferenceRequest
+
+
+class DynamicBatchScheduler:
+    """Triton's dynamic batcher: requests are merged into batches formed when an instance is free."""
+
+    def __init__(self, policy: BatcherPolicy, reject: Reject) -> None:
+        self.policy = policy
+        self._queue: BatchQueue[Pending] = BatchQueue(policy)
+        self._reject = reject
+        self._changed = threading.Condition(threading.Lock())
+        self._flushing = False
+        self._stopping = False
+        self._next_order = 0
+
+    def enqueue(self, pending: Pending) -> None:
+        with self._changed:
+            self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
+            self._changed.notify()
+
+    def take(self) -> Sequence[Pending] | None:
+        with self._changed:
+            while True:
+                now = time.monotonic_ns()
+                if self._flushing:
+                    # Exiting: whatever is queued runs now, without waiting for a fuller batch.
+                    now += self.policy.max_queue_delay_ns
+                decision = self._queue.next_batch(now)
+                if decision.rejected:
+                    self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
+                batch = [pending for pending in decision.batch if not pending.future.done()]
+                if batch:
+                    if self.policy.preserve_ordering:
+                        for pending in batch:
+                            pending.order = self._next_order
+                            self._next_order += 1
+                    return batch
+                if decision.batch or decision.rejected:
+                    continue  # only cancelled requests were taken: look again
+                if self._stopping and not len(self._queue):
+                    return None
+                timeout = None if decision.wake_at_ns is None else max(decision.wake_at_ns - now, 0) / 1e9
+                self._changed.wait(timeout)
+
+    def flush(self) -> None:
+        with self._changed:
+            self._flushing = True
+            self._changed.notify_all()
+
+    def stop(self, instances: int) -> None:
+        with self._changed:
+            self._flushing = self._stopping = True
+            self._changed.notify_all()
+
+    def pending_count(self) -> int:
+        with self._changed:
+            return len(self._queue)
+
+
+class ResponseOrder:
+    """Delivers finished requests in the order they were taken (``preserve_ordering``).
+
+    Used on the event loop only. ``deliver(order, callback)`` runs ``callback`` once every
+    request with a lower order number was delivered (or ``skip``ped).
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._held: dict[int, Callable[[], None]] = {}
+
+    def deliver(self, order: int, callback: Callable[[], None]) -> None:
+        if order != self._next:
+            self._held[order] = callback
+            return
+        callback()
+        self._next += 1
+        held = self._held
+        while self._next in held:
+            held.pop(self._next)()
+            self._next += 1
+
+    def held_count(self) -> int:
+        return len(self._held)
+
+
+def shape_key_function(config: ModelConfig) -> Callable[[InferenceRequest], Hashable]:
+    """How to tell which requests may share a batch, as Triton does.
+
+    Triton makes equal shapes a condition only for inputs with a variable dimension that are not
+    ``allow_ragged_batch`` (and for shape tensors): other inputs have the same shape in every
+    request anyway (core: ``model.cc``, ``enforce_equal_shape_tensors``).
+    """
+    names = tuple(
+        sorted(
+            tensor.name
+            for tensor in config.input
+            if tensor.is_shape_tensor or (not tensor.allow_ragged_batch and any(d < 0 for d in tensor.dims))
+        )
+    )
+    if not names:
+        return _no_key
+
+    def key(request: InferenceRequest) -> Hashable:
+        inputs = request.inputs
+        return tuple(inputs[name].shape[1:] if name in inputs else None for name in names)
+
+    return key
+
+
+def _no_key(request: InferenceRequest) -> Hashable:
+    return None
