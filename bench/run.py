@@ -3,9 +3,10 @@
     .venv/bin/python bench/run.py [--concurrency 1 4 16] [--rounds 2] [--protocol http|grpc]
 
 Both servers load the same model repository (the example `add_sub` Python model, two FP32
-inputs of 16 elements, max_batch_size 0, and `add_sub_batched`, the same model with
-max_batch_size 8). For each concurrency the two servers are measured in turn, alternating which goes
-first, ``--rounds`` times. Each measurement records perf_analyzer's throughput and p99 and the
+inputs of 16 elements, max_batch_size 0; `add_sub_batched`, the same model with
+max_batch_size 8; and `add_sub_dynamic`, max_batch_size 8 with the dynamic batcher). For each
+concurrency the two servers are measured in turn, alternating which goes first, ``--rounds``
+times. Each measurement records perf_analyzer's throughput and p99 and the
 server's own CPU time per inference (process CPU time, including Triton's Python stub
 processes, divided by the inferences its statistics extension counted). The script prints the
 median of each and the ratios (airtower / reference), and writes bench/results/latest.json.
@@ -41,15 +42,17 @@ def free_port() -> int:
 
 
 def make_repository(directory: Path) -> Path:
-    """The add_sub model twice: as shipped (max_batch_size 0) and with max_batch_size 8."""
+    """The add_sub model three times: as shipped (max_batch_size 0), with max_batch_size 8, and
+    with max_batch_size 8 and the dynamic batcher (``dynamic_batching { }``, Triton's defaults)."""
     repository = directory / "bench_repository"
     shutil.copytree(EXAMPLES / "add_sub", repository / "add_sub")
-    batched = repository / "add_sub_batched"
-    shutil.copytree(EXAMPLES / "add_sub", batched)
-    config = (batched / "config.pbtxt").read_text()
-    config = config.replace('name: "add_sub"', 'name: "add_sub_batched"')
-    config = config.replace("max_batch_size: 0", "max_batch_size: 8")
-    (batched / "config.pbtxt").write_text(config)
+    for name, extra in (("add_sub_batched", ""), ("add_sub_dynamic", "dynamic_batching { }\n")):
+        copy = repository / name
+        shutil.copytree(EXAMPLES / "add_sub", copy)
+        config = (copy / "config.pbtxt").read_text()
+        config = config.replace('name: "add_sub"', f'name: "{name}"')
+        config = config.replace("max_batch_size: 0", "max_batch_size: 8")
+        (copy / "config.pbtxt").write_text(config + extra)
     return repository
 
 
@@ -150,7 +153,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window")
     parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    parser.add_argument("--models", nargs="+", default=["add_sub", "add_sub_batched"])
+    parser.add_argument("--models", nargs="+", default=["add_sub", "add_sub_batched", "add_sub_dynamic"])
     args = parser.parse_args()
     if not (REF / "bin" / "perf_analyzer").exists():
         print(f"no reference Triton in {REF}: run `make reference` first", file=sys.stderr)

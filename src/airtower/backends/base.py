@@ -56,11 +56,13 @@ class ModelContext:
 
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """One instance of an instance group: ``<group name>_<index>``, kind and device."""
+    """One instance of an instance group: ``<group name>_<index>``, kind, device and its group's name
+    (Triton's Python backend names the group, not the instance, in execution errors)."""
 
     name: str
     kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL"
     device_id: int = 0
+    group: str = ""
 
 
 class BackendInstance(Protocol):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from airtower.backends.base import BackendInstance, BackendModel, InstanceSpec
+from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
 from airtower.observability.stats import ExecutionTiming
@@ -42,8 +43,11 @@ class ModelInstance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: asyncio.Future[None] | None = None
 
-    async def start(self, model: BackendModel, scheduler: Scheduler) -> None:
-        """Start the thread, create the backend instance on it, then execute what ``scheduler`` gives it.
+    async def start(
+        self, model: BackendModel, scheduler: Scheduler, warmup: Sequence[Sequence[InferenceRequest]] = ()
+    ) -> list[list[InferenceResponse | TritonError]]:
+        """Start the thread, create the backend instance on it, execute the ``warmup`` batches,
+        then execute what ``scheduler`` gives it. Returns each warmup request's result.
 
         Raises:
             TritonError: the backend instance could not be created (the thread has exited).
@@ -51,11 +55,19 @@ class ModelInstance:
         loop = self._loop = asyncio.get_running_loop()
         created: asyncio.Future[None] = loop.create_future()
         self._closed = loop.create_future()
+        batches = [[Pending(request, loop.create_future(), 1, 0) for request in batch] for batch in warmup]
         self._thread = threading.Thread(
-            target=self._run, args=(model, scheduler, created), name=f"instance-{self.spec.name}", daemon=True
+            target=self._run, args=(model, scheduler, created, batches), name=f"instance-{self.spec.name}", daemon=True
         )
         self._thread.start()
         await created
+        results: list[list[InferenceResponse | TritonError]] = []
+        for batch in batches:
+            answers = await asyncio.gather(*(pending.future for pending in batch), return_exceptions=True)
+            results.append(
+                [a if isinstance(a, InferenceResponse | TritonError) else InternalError(str(a)) for a in answers]
+            )
+        return results
 
     async def wait_closed(self) -> None:
         """Wait until the thread has finalized the instance (after ``take`` returned ``None``)."""
@@ -64,7 +76,9 @@ class ModelInstance:
 
     # -- on the instance thread ---------------------------------------------------------
 
-    def _run(self, model: BackendModel, scheduler: Scheduler, created: asyncio.Future[None]) -> None:
+    def _run(
+        self, model: BackendModel, scheduler: Scheduler, created: asyncio.Future[None], warmup: list[list[Pending]]
+    ) -> None:
         loop = self._loop
         assert loop is not None
         try:
@@ -73,8 +87,12 @@ class ModelInstance:
             error = exc if isinstance(exc, TritonError) else InternalError(f"{type(exc).__name__}: {exc}")
             loop.call_soon_threadsafe(_set_exception, created, error)
             return
-        loop.call_soon_threadsafe(_set_result, created, None)
         execute, take = self._execute, scheduler.take
+        for sample in warmup:  # before the instance serves: the model is not READY yet
+            for pending in sample:
+                pending.enqueue_ns = time.monotonic_ns()
+            execute(sample)
+        loop.call_soon_threadsafe(_set_result, created, None)
         while (batch := take()) is not None:
             execute(batch)
         self._close()

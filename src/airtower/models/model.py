@@ -21,8 +21,9 @@ from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import InternalError, TritonError
+from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.models.instance import ModelInstance
+from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.scheduling.direct import DirectScheduler
 from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, ResponseOrder, shape_key_function
@@ -54,7 +55,7 @@ def instance_specs(config: ModelConfig) -> list[InstanceSpec]:
         devices = list(group.gpus) if kind == "KIND_GPU" and group.gpus else [0]
         for device in devices:
             for index in range(max(group.count, 1)):
-                specs.append(InstanceSpec(f"{group.name}_{index}", kind, device))
+                specs.append(InstanceSpec(f"{group.name}_{index}", kind, device, group.name))
     return specs
 
 
@@ -84,16 +85,40 @@ class Model:
         """Load the backend model and start every instance; on failure, clean up and raise."""
         self._loop = asyncio.get_running_loop()
         try:
+            samples = warmup_samples(self.config, Path(self.context.model_dir))
             self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
             scheduler = self.scheduler = self._new_scheduler()
             for spec in instance_specs(self.config):
                 instance = ModelInstance(spec, self._finish, self._complete)
-                await instance.start(self._backend_model, scheduler)
                 self._instances.append(instance)
+                warmup = self._warmup_batches(samples, spec.group or spec.name)
+                results = await instance.start(self._backend_model, scheduler, warmup)
+                self._check_warmup(samples, results)
         except BaseException:
             await self.aclose()
             raise
         self.state = ModelState.READY
+
+    def _warmup_batches(self, samples: list[WarmupSample], instance: str) -> list[list[InferenceRequest]]:
+        """Each sample ``count`` times, checked as Triton checks warmup requests before running them."""
+        batches: list[list[InferenceRequest]] = []
+        max_batch = self.config.max_batch_size
+        for sample in samples:
+            if sample.batch_size > max(max_batch, 1):
+                too_big = f"batch size {sample.batch_size} for '{instance}', max allowed is {max_batch}"
+                raise InvalidArgumentError(warmup_failure(sample, [too_big] * sample.batch_size))
+            for request in sample.requests:
+                self.validator.validate(request)
+            batches.extend([sample.requests] * sample.count)
+        return batches
+
+    def _check_warmup(self, samples: list[WarmupSample], results: list[list[InferenceResponse | TritonError]]) -> None:
+        batches = iter(results)
+        for sample in samples:
+            for _ in range(sample.count):
+                errors = [result.message for result in next(batches) if isinstance(result, TritonError)]
+                if errors:
+                    raise InvalidArgumentError(warmup_failure(sample, errors))
 
     def _new_scheduler(self) -> Scheduler:
         """Triton's choice: the dynamic batcher when configured (and the model batches), else direct."""

@@ -266,7 +266,7 @@ class PythonInstance:
 
     def _failure(self, message: str) -> BackendExecutionError:
         return BackendExecutionError(
-            f"Failed to process the request(s) for model '{self._spec.name}', message: {message}"
+            f"Failed to process the request(s) for model '{self._spec.group or self._spec.name}', message: {message}"
         )
 
     def _execute_error(self, exc: BaseException) -> TritonError:
