@@ -18,6 +18,7 @@ from typing import NoReturn
 from airtower import __version__
 from airtower.errors import TritonError
 from airtower.options import DEFAULT_HTTP_MAX_INPUT_SIZE, ServerOptions
+from airtower.scheduling.rate_limiter import ResourceLimit, parse_resource_limit
 
 logger = logging.getLogger("airtower")
 
@@ -53,6 +54,13 @@ def parse_non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must not be negative")
     return value
+
+
+def parse_rate_limit_resource(text: str) -> ResourceLimit:
+    try:
+        return parse_resource_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_backend_config(text: str) -> tuple[str, str, str]:
@@ -118,6 +126,10 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--metrics-address", default="")
     flag("--metrics-port", type=parse_port, default=8002)
     flag("--log-verbose", type=parse_non_negative, default=0, help="verbose logging level")
+    flag("--rate-limit", choices=("off", "execution_count"), default="off",
+         help="execution_count: instances execute only while they hold their rate_limiter resources")  # fmt: skip
+    flag("--rate-limit-resource", type=parse_rate_limit_resource, action="append", default=[],
+         metavar="NAME:COUNT[:DEVICE]", help="amount of a rate limiter resource (repeatable)")  # fmt: skip
     flag("--backend-config", type=parse_backend_config, action="append", default=[], metavar="BACKEND,KEY=VALUE")
 
 
@@ -158,6 +170,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         metrics_port=args.metrics_port,
         log_verbose=args.log_verbose,
         backend_config=backend_config,
+        rate_limit=args.rate_limit,
+        rate_limit_resources=tuple(args.rate_limit_resource),
     )
 
 

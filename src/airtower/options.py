@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from airtower.scheduling.rate_limiter import ResourceLimit
 from airtower.types import ControlMode
 
 #: ``--grpc-infer-response-compression-level`` values.
@@ -52,6 +53,9 @@ class ServerOptions:
     metrics_address: str = ""
     metrics_port: int = 8002
     log_verbose: int = 0
+    #: ``--rate-limit``: "off" or "execution_count"; ``--rate-limit-resource`` amounts.
+    rate_limit: Literal["off", "execution_count"] = "off"
+    rate_limit_resources: tuple[ResourceLimit, ...] = ()
     #: ``--backend-config=<backend>,<key>=<value>``: {backend: {key: value}}; backend "" = global.
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
 from airtower.observability.stats import ExecutionTiming
+from airtower.scheduling.rate_limiter import RateLimiter, Waiter
 from airtower.scheduling.scheduler import Pending, Scheduler
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,20 @@ Completer = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonErr
 class ModelInstance:
     """Runs one backend instance on its own thread, taking batches from the model's scheduler."""
 
-    def __init__(self, spec: InstanceSpec, finish: Finisher, complete: Completer) -> None:
+    def __init__(
+        self,
+        spec: InstanceSpec,
+        finish: Finisher,
+        complete: Completer,
+        rate_limiter: RateLimiter | None = None,
+        limits: Waiter | None = None,
+    ) -> None:
         self.spec = spec
         self._finish = finish
         self._complete = complete
+        # With the rate limiter on, each execution first acquires the group's resources.
+        self._rate_limiter = rate_limiter if limits is not None else None
+        self._limits = limits
         self._thread: threading.Thread | None = None
         self._backend: BackendInstance | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,6 +121,9 @@ class ModelInstance:
     def _execute(self, batch: Sequence[Pending]) -> None:
         assert self._loop is not None
         assert self._backend is not None
+        grant = None
+        if self._rate_limiter is not None and self._limits is not None:
+            grant = self._rate_limiter.acquire(self._limits)
         timing = ExecutionTiming(start_ns=time.monotonic_ns())
         timing.input_end_ns = timing.start_ns
         try:
@@ -119,6 +133,9 @@ class ModelInstance:
         except Exception as exc:
             logger.exception("instance %s: execute failed", self.spec.name)
             raw = [BackendExecutionError(f"{type(exc).__name__}: {exc}")] * len(batch)
+        finally:
+            if grant is not None:
+                grant.limiter.release(grant)
         timing.output_start_ns = time.monotonic_ns()
         if len(raw) != len(batch):
             error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")

@@ -19,6 +19,7 @@ from airtower.models.model import Model, ModelState
 from airtower.options import ServerOptions
 from airtower.repository.config_loader import load_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
+from airtower.scheduling.rate_limiter import RateLimiter
 from airtower.types import JSONValue
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class ModelManager:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._entries: dict[str, ModelEntry] = {}
+        #: Shared by every model's instances when ``--rate-limit=execution_count``.
+        self.rate_limiter = (
+            RateLimiter(options.rate_limit_resources) if options.rate_limit == "execution_count" else None
+        )
 
     async def load_all(self) -> None:
         """Load every model found in the repositories (control mode ``none``)."""
@@ -101,7 +106,7 @@ class ModelManager:
                 options.backend_settings(config.backend),
                 version,
             )
-            model = Model(config, version, context)
+            model = Model(config, version, context, self.rate_limiter)
             entry.versions[version] = model
             try:
                 await model.load(backend)

@@ -28,10 +28,11 @@ from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.scheduling.direct import DirectScheduler
 from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, ResponseOrder, shape_key_function
 from airtower.scheduling.dynamic_batcher import BatcherPolicy
+from airtower.scheduling.rate_limiter import RateLimiter
 from airtower.scheduling.scheduler import Pending, Scheduler
 
 if TYPE_CHECKING:
-    from tritonclient.grpc.model_config_pb2 import ModelConfig
+    from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +46,27 @@ class ModelState(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
 
 
-def instance_specs(config: ModelConfig) -> list[InstanceSpec]:
-    """One spec per instance of every instance group (``<group>_<index>``), as Triton names them."""
+def instance_specs(config: ModelConfig) -> list[tuple[InstanceSpec, ModelInstanceGroup]]:
+    """One spec per instance of every instance group (``<group>_<index>``), as Triton names them,
+    with its group."""
     from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
 
-    specs: list[InstanceSpec] = []
+    specs: list[tuple[InstanceSpec, ModelInstanceGroup]] = []
     for group in config.instance_group:
         kind = ModelInstanceGroup.Kind.Name(group.kind)
         devices = list(group.gpus) if kind == "KIND_GPU" and group.gpus else [0]
         for device in devices:
             for index in range(max(group.count, 1)):
-                specs.append(InstanceSpec(f"{group.name}_{index}", kind, device, group.name))
+                specs.append((InstanceSpec(f"{group.name}_{index}", kind, device, group.name), group))
     return specs
 
 
 class Model:
     """A loaded model version."""
 
-    def __init__(self, config: ModelConfig, version: int, context: ModelContext) -> None:
+    def __init__(
+        self, config: ModelConfig, version: int, context: ModelContext, rate_limiter: RateLimiter | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self.version = version
@@ -79,6 +83,7 @@ class Model:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._order: ResponseOrder | None = None
         self._shape_key = shape_key_function(config)
+        self._rate_limiter = rate_limiter
         self.scheduler: Scheduler | None = None
 
     async def load(self, backend: Backend) -> None:
@@ -88,8 +93,11 @@ class Model:
             samples = warmup_samples(self.config, Path(self.context.model_dir))
             self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
             scheduler = self.scheduler = self._new_scheduler()
-            for spec in instance_specs(self.config):
-                instance = ModelInstance(spec, self._finish, self._complete)
+            for spec, group in instance_specs(self.config):
+                limits = None
+                if self._rate_limiter is not None:
+                    limits = self._rate_limiter.register(group, spec.device_id, spec.name)
+                instance = ModelInstance(spec, self._finish, self._complete, self._rate_limiter, limits)
                 self._instances.append(instance)
                 warmup = self._warmup_batches(samples, spec.group or spec.name)
                 results = await instance.start(self._backend_model, scheduler, warmup)
