@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
+from airtower.errors import TritonError
 from airtower.scheduling.direct import DirectScheduler
 from airtower.scheduling.scheduler import Pending
+
+
+class Rejections:
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[Pending], TritonError]] = []
+
+    def __call__(self, batch: Sequence[Pending], error: TritonError) -> None:
+        self.calls.append((list(batch), error))
 
 
 def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
@@ -15,7 +25,8 @@ def make_pending(loop: asyncio.AbstractEventLoop) -> Pending:
 
 async def test_direct_scheduler_gives_one_request_per_batch_in_order() -> None:
     loop = asyncio.get_running_loop()
-    scheduler = DirectScheduler()
+    rejections = Rejections()
+    scheduler = DirectScheduler(rejections)
     pendings = [make_pending(loop) for _ in range(3)]
     for pending in pendings:
         scheduler.enqueue(pending)
@@ -26,18 +37,23 @@ async def test_direct_scheduler_gives_one_request_per_batch_in_order() -> None:
 
 async def test_direct_scheduler_skips_cancelled_requests() -> None:
     loop = asyncio.get_running_loop()
-    scheduler = DirectScheduler()
+    rejections = Rejections()
+    scheduler = DirectScheduler(rejections)
     first, cancelled, last = (make_pending(loop) for _ in range(3))
     cancelled.future.cancel()
     for pending in (first, cancelled, last):
         scheduler.enqueue(pending)
     assert scheduler.take() == (first,)
     assert scheduler.take() == (last,)
+    [(dropped, error)] = rejections.calls
+    assert dropped == [cancelled]
+    assert error.code.value == "CANCELLED"
 
 
 async def test_direct_scheduler_stop_lets_each_instance_exit_after_the_queue() -> None:
     loop = asyncio.get_running_loop()
-    scheduler = DirectScheduler()
+    rejections = Rejections()
+    scheduler = DirectScheduler(rejections)
     pending = make_pending(loop)
     scheduler.enqueue(pending)
     scheduler.stop(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airtower.core.tensor import Tensor
@@ -42,3 +43,6 @@ class InferenceRequest:
     flags: int = 0
     #: Set by the server once the request is accepted: the version that serves it.
     resolved_version: int = 0
+    #: Set by the server once the request is queued: whether its client cancelled it or went
+    #: away (callable from any thread; Python models see it as ``request.is_cancelled()``).
+    is_cancelled: Callable[[], bool] | None = None

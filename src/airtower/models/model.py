@@ -136,7 +136,7 @@ class Model:
             if policy.preserve_ordering:
                 self._order = ResponseOrder()
             return DynamicBatchScheduler(policy, self._reject)
-        return DirectScheduler()
+        return DirectScheduler(self._reject)
 
     async def aclose(self) -> None:
         """Finalize every instance (on its thread), then release the backend model."""
@@ -164,6 +164,7 @@ class Model:
         scheduler = self.scheduler
         assert scheduler is not None
         future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
+        request.is_cancelled = future.cancelled
         pending = Pending(
             request,
             future,

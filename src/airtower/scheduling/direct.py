@@ -6,15 +6,17 @@ from __future__ import annotations
 import queue
 from collections.abc import Sequence
 
-from airtower.scheduling.scheduler import Pending
+from airtower.errors import RequestCancelledError
+from airtower.scheduling.scheduler import Pending, Reject
 
 
 class DirectScheduler:
     """One request per execution, in FIFO order, on the first free instance."""
 
-    def __init__(self) -> None:
+    def __init__(self, reject: Reject) -> None:
         # One entry per request; ``None`` is a stop marker for one instance thread.
         self._ready: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+        self._reject = reject
 
     def enqueue(self, pending: Pending) -> None:
         self._ready.put(pending)
@@ -24,6 +26,7 @@ class DirectScheduler:
         while (pending := get()) is not None:
             if not pending.future.done():
                 return (pending,)
+            self._reject((pending,), RequestCancelledError("request cancelled"))  # counted as a failure
         return None
 
     def flush(self) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from airtower.errors import QueueTimeoutError
+from airtower.errors import QueueTimeoutError, RequestCancelledError
 from airtower.scheduling.dynamic_batcher import REQUEST_TIMEOUT_MESSAGE, BatcherPolicy, BatchQueue
 from airtower.scheduling.scheduler import Pending, Reject
 
@@ -54,6 +54,9 @@ class DynamicBatchScheduler:
                 if decision.rejected:
                     self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
                 batch = [pending for pending in decision.batch if not pending.future.done()]
+                if len(batch) < len(decision.batch):  # counted as failures
+                    cancelled = [pending for pending in decision.batch if pending.future.done()]
+                    self._reject(cancelled, RequestCancelledError("request cancelled"))
                 if batch:
                     if self.policy.preserve_ordering:
                         for pending in batch:

@@ -45,8 +45,9 @@ class Pending:
     order: int = -1
 
 
-#: Fails requests a scheduler dropped after accepting them (a queue timeout, say). Called from
-#: an instance thread; the implementation hands the work to the event loop.
+#: Fails requests a scheduler dropped after accepting them (a queue timeout, or a request whose
+#: client cancelled it, which is only counted). Called from an instance thread; the
+#: implementation hands the work to the event loop.
 Reject = Callable[[Sequence[Pending], TritonError], None]
 
 

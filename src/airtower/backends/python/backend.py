@@ -231,6 +231,7 @@ class PythonInstance:
             request.flags,
             request.timeout_us,
             request.parameters,
+            request.is_cancelled,
         )
 
     def _from_pb_response(self, request: InferenceRequest, answer: Any) -> InferenceResponse | TritonError:

@@ -429,6 +429,7 @@ class InferenceRequest:
         flags: int,
         timeout: int,
         parameters: dict[str, Any],
+        is_cancelled: Callable[[], bool] | None = None,
     ) -> InferenceRequest:
         """The fast constructor the backend uses for requests handed to ``execute``."""
         request = cls.__new__(cls)
@@ -444,7 +445,7 @@ class InferenceRequest:
         request._trace = _NO_TRACE
         request._parameters = parameters
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
-        request._is_cancelled = None
+        request._is_cancelled = is_cancelled
         return request
 
     def inputs(self) -> list[Tensor]:
