@@ -300,6 +300,24 @@ def test_stream_with_requests_in_flight_and_an_error(client: grpcclient.Inferenc
     assert messages[1] == "Request for unknown model: 'nope' is not found"
 
 
+def test_stream_with_triton_grpc_error_header_ends_on_the_first_error(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(
+        callback=lambda result, error: results.put((result, error)), headers={"triton_grpc_error": "true"}
+    )
+    try:
+        client.async_stream_infer("nope", _mode(0), request_id="unknown")
+        result, error = results.get(timeout=60)
+    finally:
+        client.stop_stream()
+    assert result is None
+    assert error.status() == "StatusCode.NOT_FOUND"
+    assert error.message() == "Request for unknown model: 'nope' is not found"
+    assert_add_sub_works(client)
+
+
 async def test_asyncio_stream(server: ServerProcess) -> None:
     a = np.arange(16, dtype=np.float32)
 

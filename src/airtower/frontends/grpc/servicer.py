@@ -138,6 +138,15 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         in_flight: set[asyncio.Future[InferenceResponse]] = set()
         reading = True
+        # Header "triton_grpc_error: true": the first error ends the stream with its gRPC status
+        # instead of travelling in a response's error_message (Triton's opt-in).
+        grpc_errors = any(
+            key == "triton_grpc_error" and str(value).lower() == "true"
+            for key, value in (context.invocation_metadata() or ())
+        )
+
+        def error_item(error: TritonError, request_id: str, model_name: str = "") -> Any:
+            return error if grpc_errors else stream_error_response(error.message, request_id, model_name)
 
         def finished(request: InferenceRequest, future: asyncio.Future[InferenceResponse]) -> None:
             in_flight.discard(future)
@@ -149,10 +158,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                             infer_response=encode_infer_response(future.result(), request, final_response=True)
                         )
                     else:
-                        error = _as_triton_error(exc, "ModelStreamInfer")
-                        item = stream_error_response(error.message, request.id, request.model_name)
+                        item = error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id, request.model_name)
                 except Exception as encode_exc:  # noqa: BLE001 - request boundary: every error becomes a response
-                    item = stream_error_response(_as_triton_error(encode_exc, "ModelStreamInfer").message, request.id)
+                    item = error_item(_as_triton_error(encode_exc, "ModelStreamInfer"), request.id)
                 queue.put_nowait(item)
             if not reading and not in_flight:
                 queue.put_nowait(None)
@@ -164,9 +172,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                     try:
                         request, future = self._start(message)
                     except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
-                        queue.put_nowait(
-                            stream_error_response(_as_triton_error(exc, "ModelStreamInfer").message, message.id)
-                        )
+                        queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), message.id))
                         continue
                     in_flight.add(future)
                     future.add_done_callback(functools.partial(finished, request))
@@ -178,6 +184,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         reader = asyncio.create_task(read())
         try:
             while (item := await queue.get()) is not None:
+                if isinstance(item, TritonError):
+                    await _abort(context, item)
                 yield item
             await reader
         finally:
