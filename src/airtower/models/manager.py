@@ -2,7 +2,8 @@
 
 Model control mode ``none`` (Triton's default): every model of every repository is loaded at
 start-up; a model whose config or files are broken is UNAVAILABLE with a reason and does not
-take the others down.
+take the others down. Ensembles load after the models they compose (nested ensembles after
+theirs); one whose composing models are missing is UNAVAILABLE with Triton's reason.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
 from airtower.errors import ModelNotFoundError, ModelNotReadyError, TritonError
+from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
 from airtower.options import ServerOptions
-from airtower.repository.config_loader import load_model_config
+from airtower.repository.config_loader import ENSEMBLE_PLATFORM, load_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
 from airtower.scheduling.rate_limiter import RateLimiter
 from airtower.types import JSONValue
@@ -40,11 +42,11 @@ class ModelEntry:
     name: str
     location: ModelLocation | None = None
     config: ModelConfig | None = None
-    versions: dict[int, Model] = field(default_factory=dict)
+    versions: dict[int, Model | EnsembleModel] = field(default_factory=dict)
     #: version → reason it is unavailable; key 0 when the model failed before any version.
     failures: dict[int, str] = field(default_factory=dict)
     #: The highest READY version, which serves requests naming no version (kept by the manager).
-    latest: Model | None = None
+    latest: Model | EnsembleModel | None = None
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, m in self.versions.items() if m.state is ModelState.READY)
@@ -60,6 +62,8 @@ class ModelManager:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._entries: dict[str, ModelEntry] = {}
+        #: Ensembles whose config was read, waiting for their composing models: (entry, versions).
+        self._ensembles: list[tuple[ModelEntry, list[int]]] = []
         #: Shared by every model's instances when ``--rate-limit=execution_count``.
         self.rate_limiter = (
             RateLimiter(options.rate_limit_resources) if options.rate_limit == "execution_count" else None
@@ -79,6 +83,48 @@ class ModelManager:
         async with asyncio.TaskGroup() as group:
             for location in locations.values():
                 group.create_task(load_one(location))
+        await self._load_ensembles()
+
+    async def _load_ensembles(self) -> None:
+        """Load the waiting ensembles, each once every model it composes is settled."""
+        waiting = self._ensembles
+        while waiting:
+            settled = [
+                (entry, versions)
+                for entry, versions in waiting
+                if not any(other is not entry and dep == other.name for dep in _deps(entry) for other, _ in waiting)
+            ]
+            if not settled:  # ensembles that compose each other
+                settled = list(waiting)
+            for item in settled:
+                waiting.remove(item)
+                await self._load_ensemble(*item)
+
+    async def _load_ensemble(self, entry: ModelEntry, versions: list[int]) -> None:
+        assert entry.config is not None
+        assert entry.location is not None
+        config = entry.config
+        missing = [name for name in _deps(entry) if not self._is_available(name)]
+        if missing:
+            reason = f"ensemble {entry.name} contains models that are not available or ambiguous: {', '.join(missing)}"
+            logger.error("failed to load model '%s': %s", entry.name, reason)
+            entry.failures[0] = reason
+            return
+        for version in versions:
+            context = ModelContext(entry.name, entry.location.model_dir, entry.location.repository, {}, version)
+            try:
+                model = EnsembleModel(config, version, context, self.get)
+                entry.versions[version] = model
+                await model.load()
+            except TritonError as exc:
+                self._fail_version(entry, version, exc.message)
+            else:
+                logger.info("successfully loaded '%s' version %d", entry.name, version)
+        entry.refresh_latest()
+
+    def _is_available(self, name: str) -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and bool(entry.ready_versions())
 
     async def _load_model(self, location: ModelLocation) -> None:
         entry = self._entries[location.name] = ModelEntry(location.name, location)
@@ -93,6 +139,10 @@ class ModelManager:
             )
             entry.config = config
             versions = select_versions(config, available_versions(location.model_dir))
+            if config.platform == ENSEMBLE_PLATFORM:
+                EnsemblePlan.from_config(config)  # Triton checks the graph before loading anything
+                self._ensembles.append((entry, versions))
+                return
             backend = get_backend(config.backend)
         except TritonError as exc:
             logger.error("failed to load model '%s': %s", location.name, exc.message)
@@ -134,7 +184,7 @@ class ModelManager:
 
     # -- look-ups -------------------------------------------------------------------------
 
-    def get(self, name: str, version: str = "") -> Model:
+    def get(self, name: str, version: str = "") -> Model | EnsembleModel:
         """The READY model version serving requests for ``name`` / ``version``.
 
         ``version`` "" picks the highest READY version.
@@ -167,7 +217,7 @@ class ModelManager:
             raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
         return entry
 
-    def models(self) -> list[Model]:
+    def models(self) -> list[Model | EnsembleModel]:
         """Every loaded version, by name then version."""
         return [
             entry.versions[v] for name in sorted(self._entries) for entry in [self._entries[name]]
@@ -202,3 +252,9 @@ class ModelManager:
                     row["reason"] = reason
                 rows.append(row)
         return rows
+
+
+def _deps(entry: ModelEntry) -> list[str]:
+    """The models an ensemble's steps name."""
+    assert entry.config is not None
+    return sorted({step.model_name for step in entry.config.ensemble_scheduling.step})

@@ -1,0 +1,259 @@
+"""Ensembles (``platform: "ensemble"``): a data-flow graph of composing models, run in the server.
+
+``EnsemblePlan`` is the graph checked at load with Triton's rules and messages (core
+``ensemble_utils.cc``): every ensemble input is used, every output is written by a step whose
+inputs are all connected to the ensemble inputs (no cycles), and a tensor has one producer.
+
+``EnsembleModel`` serves it. A request becomes a task on the event loop that starts every step
+whose input tensors exist, submitting the step's request straight to the composing model (no
+network hop; the composing model's scheduler, batching included, applies), and starts more as
+outputs arrive, so independent branches run at once. Tensors pass between steps by reference
+(renamed, never copied). The ensemble's outputs come in the order they were produced, as in
+Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from airtower.backends.base import ModelContext
+from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.response import InferenceResponse
+from airtower.core.tensor import Tensor
+from airtower.core.validation import RequestValidator
+from airtower.errors import InternalError, ModelConfigError, TritonError
+from airtower.models.model import Model, ModelState
+from airtower.observability.stats import ExecutionTiming, ModelStatistics
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One ``ensemble_scheduling.step``: ``inputs`` maps the model's input names to ensemble
+    tensors, ``outputs`` the model's output names to ensemble tensors."""
+
+    model_name: str
+    model_version: str  # "" = the latest READY version
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsemblePlan:
+    name: str
+    steps: tuple[Step, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> EnsemblePlan:
+        """The checked graph of ``config``.
+
+        Raises:
+            ModelConfigError: an unused input, an output that is not written or not connected
+                (a cycle, a tensor nobody produces), or a tensor produced by two steps.
+        """
+        steps = tuple(
+            Step(
+                step.model_name,
+                str(step.model_version) if step.model_version > 0 else "",
+                dict(sorted(step.input_map.items())),
+                dict(sorted(step.output_map.items())),
+            )
+            for step in config.ensemble_scheduling.step
+        )
+        plan = cls(config.name, steps, tuple(t.name for t in config.input), tuple(t.name for t in config.output))
+        plan._check()
+        return plan
+
+    @property
+    def composing_models(self) -> list[str]:
+        return sorted({step.model_name for step in self.steps})
+
+    def _check(self) -> None:
+        name = self.name
+        producer: dict[str, int] = {}
+        for index, step in enumerate(self.steps):
+            for tensor in step.outputs.values():
+                if tensor in producer or tensor in self.inputs:
+                    raise ModelConfigError(
+                        f"ensemble tensor '{tensor}' for ensemble '{name}' is the output of more than one step "
+                        "or an ensemble input"
+                    )
+                producer[tensor] = index
+        consumed = {tensor for step in self.steps for tensor in step.inputs.values()}
+        for tensor in self.inputs:
+            if tensor not in consumed:
+                # Triton's message, its missing quote included.
+                raise ModelConfigError(f"ensemble input '{tensor}' for ensemble {name}' is not used")
+        connected = set(self.inputs)
+        changed = True
+        while changed:
+            changed = False
+            for step in self.steps:
+                if all(t in connected for t in step.inputs.values()) and not set(step.outputs.values()) <= connected:
+                    connected.update(step.outputs.values())
+                    changed = True
+        for tensor in self.outputs:
+            if tensor not in producer:
+                raise ModelConfigError(f"output '{tensor}' for ensemble '{name}' is not written")
+            if tensor not in connected:
+                missing = self._first_unconnected(producer[tensor], producer, connected, set())
+                raise ModelConfigError(
+                    f"output '{tensor}' for ensemble '{name}' is not written: at least one of its depending "
+                    f"tensors, '{missing}', is not connected"
+                )
+
+    def _first_unconnected(self, index: int, producer: dict[str, int], connected: set[str], seen: set[int]) -> str:
+        seen.add(index)
+        for tensor in self.steps[index].inputs.values():
+            if tensor in connected:
+                continue
+            source = producer.get(tensor)
+            if source is None or source in seen:
+                return tensor
+            return self._first_unconnected(source, producer, connected, seen)
+        return ""  # pragma: no cover - only called for a step with an unconnected input
+
+
+#: Finds the READY composing model serving ``(name, version)``; raises like ``ModelManager.get``.
+ModelLookup = Callable[[str, str], "Model | EnsembleModel"]
+
+
+class EnsembleModel:
+    """A loaded ensemble version: the same face as ``Model`` to the server and frontends."""
+
+    scheduler = None  # no queue of its own: its steps queue at the composing models
+
+    def __init__(self, config: ModelConfig, version: int, context: ModelContext, lookup: ModelLookup) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = version
+        self.version_str = str(version)
+        self.context = context
+        self.state: ModelState = ModelState.LOADING
+        self.reason = ""
+        self.stats = ModelStatistics(self.name, self.version_str)
+        self.validator = RequestValidator(config)
+        self.plan = EnsemblePlan.from_config(config)
+        self._lookup = lookup
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def load(self) -> None:
+        """Check that the composing models serve the tensors the steps map, then become READY."""
+        for step in self.plan.steps:
+            model = self._lookup(step.model_name, step.model_version)
+            inputs = {tensor.name for tensor in model.config.input}
+            outputs = {tensor.name for tensor in model.config.output}
+            for key in step.inputs:
+                if key not in inputs:
+                    raise ModelConfigError(
+                        f"in ensemble {self.name}, ensemble tensor {step.inputs[key]} is mapped to non-existing "
+                        f"input {key} of model {step.model_name}"
+                    )
+            for key in step.outputs:
+                if key not in outputs:
+                    raise ModelConfigError(
+                        f"in ensemble {self.name}, ensemble tensor {step.outputs[key]} is mapped from non-existing "
+                        f"output {key} of model {step.model_name}"
+                    )
+        self.state = ModelState.READY
+
+    async def aclose(self) -> None:
+        self.state = ModelState.UNLOADING
+        for task in list(self._tasks):
+            task.cancel()
+
+    def submit(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+        """Validate ``request`` and start running the graph on it.
+
+        Raises:
+            InvalidArgumentError: the request does not match the ensemble's config.
+        """
+        batch_size = self.validator.validate(request)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[InferenceResponse] = loop.create_future()
+        task = loop.create_task(self._run(request, batch_size, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # A client that goes away cancels the graph and, through it, the running steps.
+        future.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
+        return future
+
+    async def _run(self, request: InferenceRequest, batch_size: int, future: asyncio.Future[InferenceResponse]) -> None:
+        start = time.monotonic_ns()
+        running: dict[asyncio.Future[InferenceResponse], Step] = {}
+        try:
+            response = await self._execute(request, running)
+        except asyncio.CancelledError:
+            for step_future in running:
+                step_future.cancel()
+            raise
+        except TritonError as exc:
+            for step_future in running:
+                step_future.cancel()
+            if not future.done():
+                future.set_exception(exc)
+            self.stats.record_failure(start, time.monotonic_ns())
+            return
+        end = time.monotonic_ns()
+        if not future.done():
+            future.set_result(response)
+        timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
+        self.stats.record_success(start, timing, end)
+        self.stats.record_execution(batch_size, timing)
+
+    async def _execute(
+        self, request: InferenceRequest, running: dict[asyncio.Future[InferenceResponse], Step]
+    ) -> InferenceResponse:
+        tensors: dict[str, Tensor] = dict(request.inputs)
+        waiting = list(self.plan.steps)
+        while True:
+            for step in list(waiting):
+                if all(source in tensors for source in step.inputs.values()):
+                    waiting.remove(step)
+                    step_request = InferenceRequest(
+                        step.model_name,
+                        step.model_version,
+                        request.id,
+                        {key: _renamed(tensors[source], key) for key, source in step.inputs.items()},
+                        [RequestedOutput(name) for name in step.outputs],
+                        dict(request.parameters),
+                        request.priority,
+                        request.timeout_us,
+                        request.correlation_id,
+                        request.flags,
+                    )
+                    model = self._lookup(step.model_name, step.model_version)
+                    running[model.submit(step_request)] = step
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for step_future in done:
+                step = running.pop(step_future)
+                answer = step_future.result()  # a step's error is the ensemble's error
+                produced = {tensor.name: tensor for tensor in answer.outputs}
+                for key, target in step.outputs.items():
+                    tensor = produced.get(key)
+                    if tensor is None:
+                        raise InternalError(
+                            f"in ensemble '{self.name}', model '{step.model_name}' did not produce output '{key}'"
+                        )
+                    tensors[target] = _renamed(tensor, target)
+        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
+        outputs = [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
+        return InferenceResponse(self.name, self.version_str, request.id, outputs)
+
+
+def _renamed(tensor: Tensor, name: str) -> Tensor:
+    """The same data under another name (no copy)."""
+    return tensor if tensor.name == name else Tensor(name, tensor.datatype, tensor.shape, tensor.data)

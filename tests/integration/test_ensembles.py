@@ -1,0 +1,171 @@
+"""Ensembles: steps run in the server in data-flow order (parallel branches at once), nested
+ensembles, statistics, and Triton's load-time errors for broken graphs."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    maps = [f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in inputs.items()]
+    maps += [f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in outputs.items()]
+    return f'{{ model_name: "{model}" model_version: -1 {" ".join(maps)} }}'
+
+
+def write_ensemble(repository: Path, name: str, inputs: list[str], outputs: list[str], steps: list[str]) -> None:
+    def tensors(names: list[str]) -> str:
+        return ", ".join(f'{{ name: "{n}" data_type: TYPE_FP32 dims: [ 16 ] }}' for n in names)
+
+    (repository / name / "1").mkdir(parents=True)
+    config = f"""\
+        name: "{name}"
+        platform: "ensemble"
+        max_batch_size: 0
+        input [ {tensors(inputs)} ]
+        output [ {tensors(outputs)} ]
+        ensemble_scheduling {{ step [ {", ".join(steps)} ] }}
+        """
+    (repository / name / "config.pbtxt").write_text(textwrap.dedent(config))
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("ensembles")
+    shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
+    first = step("add_sub", {"INPUT0": "A", "INPUT1": "B"}, {"OUTPUT0": "S", "OUTPUT1": "DIFF"})
+    # pipe: SUM2 = (A + B) * 2, DIFF = A - B
+    write_ensemble(
+        repository, "pipe", ["A", "B"], ["SUM2", "DIFF"],
+        [first, step("add_sub", {"INPUT0": "S", "INPUT1": "S"}, {"OUTPUT0": "SUM2"})],
+    )  # fmt: skip
+    # diamond: two independent branches, then a join: J = (A + B) + (A - B) = 2A
+    write_ensemble(
+        repository, "diamond", ["A", "B"], ["J"],
+        [
+            step("add_sub", {"INPUT0": "A", "INPUT1": "B"}, {"OUTPUT0": "L"}),
+            step("add_sub", {"INPUT0": "A", "INPUT1": "B"}, {"OUTPUT1": "R"}),
+            step("add_sub", {"INPUT0": "L", "INPUT1": "R"}, {"OUTPUT0": "J"}),
+        ],
+    )  # fmt: skip
+    # nested: an ensemble step inside an ensemble
+    write_ensemble(
+        repository, "nested", ["X", "Y"], ["OUT"],
+        [step("pipe", {"A": "X", "B": "Y"}, {"SUM2": "OUT"})],
+    )  # fmt: skip
+    write_ensemble(repository, "missing", ["A"], ["O"], [step("nothere", {"X": "A"}, {"Y": "O"})])
+    write_ensemble(
+        repository, "unused", ["A", "B", "Z"], ["O"],
+        [step("add_sub", {"INPUT0": "A", "INPUT1": "B"}, {"OUTPUT0": "O"})],
+    )  # fmt: skip
+    write_ensemble(
+        repository, "cycle", ["A"], ["O"],
+        [
+            step("add_sub", {"INPUT0": "A", "INPUT1": "T2"}, {"OUTPUT0": "T1", "OUTPUT1": "O"}),
+            step("add_sub", {"INPUT0": "T1", "INPUT1": "A"}, {"OUTPUT0": "T2"}),
+        ],
+    )  # fmt: skip
+    write_ensemble(
+        repository, "unwritten", ["A", "B"], ["O", "NEVER"],
+        [step("add_sub", {"INPUT0": "A", "INPUT1": "B"}, {"OUTPUT0": "O"})],
+    )  # fmt: skip
+    write_ensemble(
+        repository, "bad_map", ["A", "B"], ["O"],
+        [step("add_sub", {"INPUT0": "A", "NOPE": "B"}, {"OUTPUT0": "O"})],
+    )  # fmt: skip
+    return repository
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path) -> Iterator[ServerProcess]:
+    process = start_server([repository], "--exit-on-error=false")
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpclient.InferenceServerClient]:
+    with httpclient.InferenceServerClient(server.url) as client:
+        yield client
+
+
+A = np.arange(16, dtype=np.float32)
+B = np.full(16, 2, dtype=np.float32)
+
+
+def inputs(module: object, names: tuple[str, str] = ("A", "B")) -> list[httpclient.InferInput]:
+    tensors = []
+    for name, value in zip(names, (A, B), strict=True):
+        tensor = module.InferInput(name, [16], "FP32")  # type: ignore[attr-defined]
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return tensors
+
+
+def test_steps_run_in_data_flow_order(client: httpclient.InferenceServerClient) -> None:
+    result = client.infer("pipe", inputs(httpclient), request_id="r1")
+    np.testing.assert_array_equal(result.as_numpy("SUM2"), (A + B) * 2)
+    np.testing.assert_array_equal(result.as_numpy("DIFF"), A - B)
+    response = result.get_response()
+    assert (response["model_name"], response["model_version"], response["id"]) == ("pipe", "1", "r1")
+    # Triton answers outputs in the order they were produced: DIFF (first step) before SUM2.
+    assert [output["name"] for output in response["outputs"]] == ["DIFF", "SUM2"]
+
+
+def test_parallel_branches_join(client: httpclient.InferenceServerClient) -> None:
+    result = client.infer("diamond", inputs(httpclient))
+    np.testing.assert_array_equal(result.as_numpy("J"), 2 * A)
+
+
+def test_nested_ensemble_over_grpc(server: ServerProcess) -> None:
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        result = client.infer("nested", inputs(grpcclient, ("X", "Y")))
+    np.testing.assert_array_equal(result.as_numpy("OUT"), (A + B) * 2)
+
+
+def test_statistics_count_ensemble_and_composing_requests(client: httpclient.InferenceServerClient) -> None:
+    before = client.get_inference_statistics("add_sub")["model_stats"][0]["inference_count"]
+    ensemble_before = client.get_inference_statistics("diamond")["model_stats"][0]["inference_count"]
+    client.infer("diamond", inputs(httpclient))
+    after = client.get_inference_statistics("add_sub")["model_stats"][0]["inference_count"]
+    ensemble_after = client.get_inference_statistics("diamond")["model_stats"][0]
+    assert after - before == 3
+    assert ensemble_after["inference_count"] - ensemble_before == 1
+    assert ensemble_after["inference_stats"]["success"]["count"] == ensemble_after["inference_count"]
+
+
+def test_bad_input_is_refused_like_any_model(client: httpclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("pipe", inputs(httpclient)[:1])
+    assert error.value.status() == "400"
+    assert "expected 2 inputs but got 1 inputs for model 'pipe'" in str(error.value.message())
+
+
+def test_broken_ensembles_are_unavailable_with_triton_s_reasons(client: httpclient.InferenceServerClient) -> None:
+    rows = {row["name"]: row for row in client.get_model_repository_index()}
+    for name in ("pipe", "diamond", "nested", "add_sub"):
+        assert rows[name]["state"] == "READY"
+    reasons = {name: rows[name]["reason"] for name in ("missing", "unused", "cycle", "unwritten", "bad_map")}
+    assert reasons == {
+        "missing": "ensemble missing contains models that are not available or ambiguous: nothere",
+        "unused": "ensemble input 'Z' for ensemble unused' is not used",
+        "cycle": "output 'O' for ensemble 'cycle' is not written: at least one of its depending tensors, 'T1', "
+        "is not connected",
+        "unwritten": "output 'NEVER' for ensemble 'unwritten' is not written",
+        "bad_map": "in ensemble bad_map, ensemble tensor B is mapped to non-existing input NOPE of model add_sub",
+    }
+    assert not client.is_model_ready("missing")
