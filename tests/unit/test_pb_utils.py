@@ -149,10 +149,10 @@ def test_pb_utils_request_and_response_accessors() -> None:
         pb_utils.InferenceResponse([], parameters={"p": [1]})  # type: ignore[dict-item]
 
 
-def test_pb_utils_bls_and_decoupled_calls_raise_unsupported() -> None:
+def test_pb_utils_decoupled_calls_raise_unsupported() -> None:
     request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[])
-    with pytest.raises(pb_utils.TritonError, match="BLS is not supported yet") as caught:
-        request.exec()
+    with pytest.raises(pb_utils.TritonError, match="BLS with decoupled=True") as caught:
+        request.exec(decoupled=True)
     assert caught.value.code() == pb_utils.TritonError.UNSUPPORTED
     with pytest.raises(pb_utils.TritonError):
         request.get_response_sender()

@@ -17,7 +17,8 @@ request at that position.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import concurrent.futures
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -28,6 +29,11 @@ from airtower.errors import TritonError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+#: Starts ``request`` on the model it names and returns a thread-safe future of its response
+#: (a ``TritonError`` when it fails). Callable from any thread except the event loop's own.
+InternalInfer = Callable[[InferenceRequest], "concurrent.futures.Future[InferenceResponse]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,8 @@ class ModelContext:
     repository: Path
     backend_config: dict[str, str] = field(default_factory=dict)
     version: int = 0
+    #: Runs a request on another model of this server, from any thread (Python models' BLS).
+    infer: InternalInfer | None = None
 
     @property
     def version_dir(self) -> Path:

@@ -9,12 +9,16 @@ theirs); one whose composing models are missing is UNAVAILABLE with Triton's rea
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
 from airtower.errors import ModelNotFoundError, ModelNotReadyError, TritonError
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
@@ -62,6 +66,7 @@ class ModelManager:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._entries: dict[str, ModelEntry] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Ensembles whose config was read, waiting for their composing models: (entry, versions).
         self._ensembles: list[tuple[ModelEntry, list[int]]] = []
         #: Shared by every model's instances when ``--rate-limit=execution_count``.
@@ -69,8 +74,31 @@ class ModelManager:
             RateLimiter(options.rate_limit_resources) if options.rate_limit == "execution_count" else None
         )
 
+    def infer_threadsafe(self, request: InferenceRequest) -> concurrent.futures.Future[InferenceResponse]:
+        """Run ``request`` from another thread (Python models' BLS): no network hop, the model's
+        own scheduler applies. The returned future fails with the ``TritonError`` of a refused or
+        failed request; cancelling it cancels the request."""
+        loop = self._loop
+        assert loop is not None, "models are served once the manager has loaded them"
+        result: concurrent.futures.Future[InferenceResponse] = concurrent.futures.Future()
+
+        def start() -> None:
+            if not result.set_running_or_notify_cancel():
+                return
+            try:
+                future = self.get(request.model_name, request.model_version).submit(request)
+            except TritonError as exc:
+                result.set_exception(exc)
+                return
+            future.add_done_callback(functools.partial(_copy_outcome, result))
+            result.add_done_callback(lambda _: loop.call_soon_threadsafe(future.cancel))
+
+        loop.call_soon_threadsafe(start)
+        return result
+
     async def load_all(self) -> None:
         """Load every model found in the repositories (control mode ``none``)."""
+        self._loop = asyncio.get_running_loop()
         locations, duplicates = scan_repositories(self.options.model_repositories)
         for name, reason in duplicates.items():
             self._entries[name] = ModelEntry(name, failures={0: reason})
@@ -155,6 +183,7 @@ class ModelManager:
                 location.repository,
                 options.backend_settings(config.backend),
                 version,
+                self.infer_threadsafe,
             )
             model = Model(config, version, context, self.rate_limiter)
             entry.versions[version] = model
@@ -258,3 +287,16 @@ def _deps(entry: ModelEntry) -> list[str]:
     """The models an ensemble's steps name."""
     assert entry.config is not None
     return sorted({step.model_name for step in entry.config.ensemble_scheduling.step})
+
+
+def _copy_outcome(
+    result: concurrent.futures.Future[InferenceResponse], future: asyncio.Future[InferenceResponse]
+) -> None:
+    if result.done():
+        return
+    if future.cancelled():
+        result.cancel()
+    elif (error := future.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(future.result())

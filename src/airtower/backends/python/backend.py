@@ -15,6 +15,8 @@ them while the model is loaded, for imports made later inside methods).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import importlib.util
 import inspect
 import itertools
@@ -33,10 +35,10 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import model_config_pb2
 
-from airtower.backends.base import InstanceSpec, ModelContext
+from airtower.backends.base import InstanceSpec, InternalInfer, ModelContext
 from airtower.backends.python import triton_python_backend_utils as pb_utils
 from airtower.core.model_config import ModelConfig, config_from_json, config_to_json, is_decoupled
-from airtower.core.request import InferenceRequest
+from airtower.core.request import InferenceRequest, RequestedOutput
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.errors import (
@@ -106,6 +108,8 @@ class PythonBackend:
         path = _model_file(config, ctx)
         if not path.is_file():
             raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
+        if ctx.infer is not None:
+            pb_utils._set_bls_handler(functools.partial(_start_bls, ctx.infer))
         module = _import_model(ctx, path)
         try:
             model_class = _model_class(module, ctx, path)
@@ -379,6 +383,69 @@ def _run_auto_complete(hook: Any, config: ModelConfig, ctx: ModelContext) -> Non
 
 
 # -- errors ----------------------------------------------------------------------------------
+
+
+def _start_bls(
+    infer: InternalInfer, request: pb_utils.InferenceRequest
+) -> concurrent.futures.Future[pb_utils.InferenceResponse]:
+    """Start a model's BLS ``request`` in the server; its future answers a ``pb_utils`` response
+    (an error too travels in the response, as in Triton)."""
+    answer: concurrent.futures.Future[pb_utils.InferenceResponse] = concurrent.futures.Future()
+    try:
+        started = infer(_from_pb_request(request))
+    except TritonError as exc:
+        answer.set_result(pb_utils.InferenceResponse(error=_to_pb_error(exc)))
+        return answer
+
+    def done(future: concurrent.futures.Future[InferenceResponse]) -> None:
+        if answer.done():
+            return
+        if future.cancelled():
+            answer.set_result(pb_utils.InferenceResponse(error=pb_utils.TritonError("request cancelled", 7)))
+            return
+        error = future.exception()
+        if error is not None:
+            pb_error = _to_pb_error(error if isinstance(error, TritonError) else InternalError(str(error)))
+            answer.set_result(pb_utils.InferenceResponse(error=pb_error))
+            return
+        response = future.result()
+        outputs = [
+            pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
+            for tensor in response.outputs
+        ]
+        answer.set_result(pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None))
+
+    started.add_done_callback(done)
+    answer.add_done_callback(lambda _: started.cancel())
+    return answer
+
+
+def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
+    """A BLS request as the server's own request (tensors are not copied)."""
+    inputs: dict[str, Tensor] = {}
+    for tensor in request.inputs():
+        array = tensor.as_numpy()
+        wire = _WIRE_BY_TRITON_TYPE[tensor.triton_dtype()]
+        if wire == "BYTES":
+            array = _to_bytes_array(array)
+        inputs[tensor.name()] = Tensor(tensor.name(), wire, tuple(int(d) for d in array.shape), array)
+    parameters = json.loads(request.parameters())
+    version = request._model_version
+    return InferenceRequest(
+        request._model_name,
+        str(version) if version > 0 else "",
+        request.request_id(),
+        inputs,
+        [RequestedOutput(name) for name in request.requested_output_names()],
+        parameters,
+        timeout_us=request.timeout(),
+        correlation_id=request.correlation_id(),
+        flags=request.flags(),
+    )
+
+
+def _to_pb_error(error: TritonError) -> pb_utils.TritonError:
+    return pb_utils.TritonError(error.message, getattr(pb_utils.TritonError, error.code.value))
 
 
 def _from_pb_error(error: Any) -> TritonError:

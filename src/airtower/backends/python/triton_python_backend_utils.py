@@ -12,6 +12,8 @@ Everything here is public, frozen API (``__all__``); imports nothing from airtow
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
 import json
 import logging
@@ -492,13 +494,46 @@ class InferenceRequest:
         self._release_flags = flags
 
     def exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonError("BLS is not supported yet", TritonError.UNSUPPORTED)
+        """Run this request on ``model_name`` in this server (BLS) and wait for its response.
+
+        Errors come back in the response (``has_error()``), as in Triton; so does an expired
+        ``timeout`` (microseconds).
+        """
+        future = self._start_bls(decoupled)
+        try:
+            return future.result(timeout=self._timeout / 1e6 if self._timeout else None)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return InferenceResponse(error=TritonError("Request timeout expired", TritonError.UNAVAILABLE))
 
     async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonError("BLS is not supported yet", TritonError.UNSUPPORTED)
+        """``exec`` for ``async def execute``: awaits the response without blocking the model's loop."""
+        future = asyncio.wrap_future(self._start_bls(decoupled))
+        if not self._timeout:
+            return await future
+        try:
+            return await asyncio.wait_for(future, self._timeout / 1e6)
+        except TimeoutError:
+            return InferenceResponse(error=TritonError("Request timeout expired", TritonError.UNAVAILABLE))
+
+    def _start_bls(self, decoupled: bool) -> concurrent.futures.Future[InferenceResponse]:
+        if decoupled:
+            raise _unsupported("BLS with decoupled=True")
+        if _bls_handler is None:
+            raise TritonError("BLS requests can only be made while the server runs the model", TritonError.UNAVAILABLE)
+        return _bls_handler(self)
 
 
 _PARAMETER_TYPES = (bool, int, float, str)
+
+
+#: Set by the backend: starts a BLS request in the server, answers a future of its response.
+_bls_handler: Callable[[InferenceRequest], concurrent.futures.Future[InferenceResponse]] | None = None
+
+
+def _set_bls_handler(handler: Callable[[InferenceRequest], concurrent.futures.Future[InferenceResponse]]) -> None:
+    global _bls_handler
+    _bls_handler = handler
 
 
 class InferenceResponse:

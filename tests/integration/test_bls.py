@@ -1,0 +1,107 @@
+"""BLS: Python models calling other models of the server with ``exec`` and ``async_exec``."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# MODE 0: add_sub through exec(); 1: the same through async_exec() (execute is async then);
+# 2: an unknown model (the error comes back in the response); 3: a bad input for add_sub.
+BLS_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def call(model, a, b):
+    return pb_utils.InferenceRequest(
+        model_name=model,
+        requested_output_names=["OUTPUT0"],
+        inputs=[pb_utils.Tensor("INPUT0", a), pb_utils.Tensor("INPUT1", b)],
+    )
+
+
+class TritonPythonModel:
+    async def execute(self, requests):
+        responses = []
+        for request in requests:
+            mode = int(pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0])
+            a = np.arange(16, dtype=np.float32)
+            b = np.full(16, 3, dtype=np.float32)
+            if mode == 0:
+                answer = call("add_sub", a, b).exec()
+            elif mode == 1:
+                answer = await call("add_sub", a, b).async_exec()
+            elif mode == 2:
+                answer = call("nope", a, b).exec()
+            else:
+                answer = call("add_sub", a[:3], b[:3]).exec()
+            if answer.has_error():
+                error = answer.error()
+                text = f"{error.code().name}: {error.message()}"
+                out = np.array([text.encode()], dtype=np.object_)
+            else:
+                values = pb_utils.get_output_tensor_by_name(answer, "OUTPUT0").as_numpy().tolist()
+                out = np.array([repr(values).encode()], dtype=np.object_)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("RESULT", out)]))
+        return responses
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    repository = tmp_path_factory.mktemp("bls")
+    shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
+    (repository / "bls" / "1").mkdir(parents=True)
+    (repository / "bls" / "1" / "model.py").write_text(BLS_MODEL)
+    (repository / "bls" / "config.pbtxt").write_text(
+        textwrap.dedent("""\
+        name: "bls"
+        backend: "python"
+        max_batch_size: 0
+        input [ { name: "MODE" data_type: TYPE_INT32 dims: [ 1 ] } ]
+        output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
+        """)
+    )
+    process = start_server([repository])
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def run(server: ServerProcess, mode: int) -> str:
+    with httpclient.InferenceServerClient(server.url) as client:
+        tensor = httpclient.InferInput("MODE", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([mode], np.int32))
+        return str(client.infer("bls", [tensor]).as_numpy("RESULT")[0].decode())
+
+
+@pytest.mark.parametrize("mode", [0, 1], ids=["exec", "async_exec"])
+def test_bls_calls_another_model(server: ServerProcess, mode: int) -> None:
+    expected = (np.arange(16, dtype=np.float32) + 3).tolist()
+    assert run(server, mode) == repr(expected)
+
+
+def test_bls_errors_come_back_in_the_response(server: ServerProcess) -> None:
+    assert run(server, 2) == "NOT_FOUND: Request for unknown model: 'nope' is not found"
+    message = run(server, 3)
+    assert message.startswith("INVALID_ARG: ")
+    assert "unexpected shape for input 'INPUT0' for model 'add_sub'" in message
+
+
+def test_bls_calls_count_in_the_called_model_statistics(server: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(server.url) as client:
+        before = client.get_inference_statistics("add_sub")["model_stats"][0]["inference_count"]
+        run(server, 0)
+        after = client.get_inference_statistics("add_sub")["model_stats"][0]["inference_count"]
+    assert after - before == 1
