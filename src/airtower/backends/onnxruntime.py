@@ -28,6 +28,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from tritonclient.grpc import model_config_pb2
 
 from airtower.backends.base import InstanceSpec, ModelContext
+from airtower.core.batch_input import BatchInputSpec, concatenate_ragged, scatter_with_input_shape
 from airtower.core.model_config import ModelConfig, parse_default_max_batch_size
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
@@ -195,7 +196,11 @@ def _fill_ios(config: ModelConfig, ctx: ModelContext, key: str, infos: list[Tens
     ios = getattr(config, key)
     batching = config.max_batch_size > 0
     if len(ios) == 0:
+        # Batch-input targets are fed by the server, never by clients: they stay out of config.input.
+        generated = _batch_input_targets(config) if key == "input" else set()
         for info in infos:
+            if info.name in generated:
+                continue
             io = ios.add(name=info.name, data_type=info.data_type)
             dims = info.dims[1:] if batching else info.dims
             if dims:
@@ -431,6 +436,8 @@ def _compare_dims(
 def _validate_ios(config: ModelConfig, model_name: str, key: str, infos: list[TensorInfo]) -> None:
     by_name = {info.name: info for info in infos}
     mbs = config.max_batch_size
+    # The batch output shape doesn't necessarily match the model (onnxruntime.cc ValidateOutputs).
+    unchecked = _batch_output_targets(config) if key == "output" else set()
     for io in getattr(config, key):
         info = by_name.get(io.name)
         if info is None:
@@ -445,7 +452,11 @@ def _validate_ios(config: ModelConfig, model_name: str, key: str, infos: list[Te
                 f"'{io.name}', model provides {info.data_type}"
             )
         dims = list(io.reshape.shape) if io.HasField("reshape") else list(io.dims)
-        if len(info.dims) > 0:
+        if key == "input" and io.allow_ragged_batch:
+            _validate_ragged_input(model_name, io, info)
+        elif io.name in unchecked:
+            continue
+        elif len(info.dims) > 0:
             _compare_dims(model_name, io.name, info.dims, dims, mbs, exact=key == "output")
         elif any(d != 1 for d in dims):
             raise ModelConfigError(
@@ -454,13 +465,54 @@ def _validate_ios(config: ModelConfig, model_name: str, key: str, infos: list[Te
                 f"{_format_dims(dims)}."
             )
     if key == "input":
-        declared = {io.name for io in config.input} | {b.target_name[0] for b in config.batch_input if b.target_name}
+        _validate_batch_inputs(config, model_name, by_name)
+        declared = {io.name for io in config.input} | _batch_input_targets(config)
         missing = sorted(set(by_name) - declared)
         if missing:
             raise ModelConfigError(
                 f"unable to load model '{model_name}', configuration expects {len(declared)} inputs, model provides "
                 f"{len(by_name)} (not in the configuration: {', '.join(missing)})"
             )
+
+
+def _validate_ragged_input(model_name: str, io: Any, info: TensorInfo) -> None:
+    # A ragged input is fed as the concatenation of every request's elements: the model takes [-1].
+    # (Triton's messages, double space included: onnxruntime.cc ValidateInputs.)
+    if io.optional:
+        raise ModelConfigError(
+            f"unable to load model '{model_name}', configuration expects model provides input with shape [-1] "
+            f"for ragged input '{io.name}', which is not supported for optional input"
+        )
+    if info.dims != (-1,):
+        raise ModelConfigError(
+            f"unable to load model '{model_name}', configuration expects model provides input with shape [-1]  "
+            f"for ragged input '{io.name}', model provides {_format_dims(info.dims)}"
+        )
+
+
+def _validate_batch_inputs(config: ModelConfig, model_name: str, by_name: dict[str, TensorInfo]) -> None:
+    for batch_input in config.batch_input:
+        data_type = model_config_pb2.DataType.Name(batch_input.data_type)
+        for target in batch_input.target_name:
+            info = by_name.get(target)
+            if info is None:
+                raise ModelConfigError(
+                    f"unable to load model '{model_name}': batch input '{target}' is not an input of the model, "
+                    "allowed inputs are: " + ", ".join(sorted(by_name))
+                )
+            if info.data_type != data_type:
+                raise ModelConfigError(
+                    f"unable to load model '{model_name}', configuration expects datatype {data_type} for batch "
+                    f"input '{target}', model provides {info.data_type}"
+                )
+
+
+def _batch_input_targets(config: ModelConfig) -> set[str]:
+    return {target for batch_input in config.batch_input for target in batch_input.target_name}
+
+
+def _batch_output_targets(config: ModelConfig) -> set[str]:
+    return {target for batch_output in config.batch_output for target in batch_output.target_name}
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,8 +643,29 @@ class OnnxRuntimeInstance:
         self._run_options = model.settings.run_options()
         self._model_inputs = {info.name: info for info in inputs}
         self._model_outputs = {info.name: info for info in outputs}
-        self._input_reshape = {io.name: tuple(io.reshape.shape) for io in config.input if io.HasField("reshape")}
+        # A ragged input is fed flat (its request shapes concatenated), never reshaped.
+        self._ragged = frozenset(io.name for io in config.input if io.allow_ragged_batch)
+        self._input_reshape = {
+            io.name: tuple(io.reshape.shape)
+            for io in config.input
+            if io.HasField("reshape") and io.name not in self._ragged
+        }
+        self._batch_inputs = tuple(
+            BatchInputSpec(
+                kind=model_config_pb2.BatchInput.Kind.Name(b.kind),
+                target_names=tuple(b.target_name),
+                data_type=model_config_pb2.DataType.Name(b.data_type),
+                source_input=b.source_input[0],
+            )
+            for b in config.batch_input
+        )
+        self._batch_outputs = self._batch_output_specs(config)
         self._outputs = self._output_specs(config)
+        for name in self._batch_outputs:  # scattered by their source input's shapes, never reshaped
+            if name in self._outputs:
+                self._outputs[name] = _OutputSpec(self._outputs[name].wire_type, None)
+        # Models with ragged inputs, batch inputs or batch outputs take the ragged path for every execution.
+        self._is_ragged = bool(self._ragged or self._batch_inputs or self._batch_outputs)
         self._bf16 = any(info.data_type == "TYPE_BF16" for info in (*inputs, *outputs))
 
     def _output_specs(self, config: ModelConfig) -> dict[str, _OutputSpec]:
@@ -607,7 +680,21 @@ class OnnxRuntimeInstance:
                 specs[name] = _OutputSpec(config_to_wire(info.data_type), None)
         return specs
 
+    @staticmethod
+    def _batch_output_specs(config: ModelConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """``BATCH_SCATTER_WITH_INPUT_SHAPE`` targets → (source input, config dims of the output)."""
+        dims_by_output = {
+            io.name: tuple(io.reshape.shape) if io.HasField("reshape") else tuple(io.dims) for io in config.output
+        }
+        specs: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for batch_output in config.batch_output:
+            for target in batch_output.target_name:
+                specs[target] = (batch_output.source_input[0], dims_by_output.get(target, (-1,)))
+        return specs
+
     def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+        if self._is_ragged:
+            return self._execute_ragged(requests)
         if len(requests) == 1:
             return [self._execute_one(requests[0])]
         if self._max_batch_size > 0 and self._can_concatenate(requests):
@@ -671,6 +758,103 @@ class OnnxRuntimeInstance:
                 if tensor.data.ndim == 0:
                     return False
         return True
+
+    # -- ragged batching (allow_ragged_batch inputs, batch_input, batch_output) ----------------
+
+    def _execute_ragged(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+        if self._can_concatenate_ragged(requests):
+            return self._execute_ragged_batch(requests)
+        # Requests whose non-ragged inputs cannot be stacked run one by one; each fails alone.
+        results: list[InferenceResponse | TritonError] = []
+        for request in requests:
+            try:
+                results.extend(self._execute_ragged_batch([request]))
+            except TritonError as exc:
+                results.append(exc)
+        return results
+
+    def _can_concatenate_ragged(self, requests: Sequence[InferenceRequest]) -> bool:
+        if self._max_batch_size == 0 and len(requests) > 1:
+            return False
+        first = requests[0].inputs
+        for request in requests[1:]:
+            if request.inputs.keys() != first.keys():
+                return False
+            for name, tensor in request.inputs.items():
+                ref = first[name]
+                if tensor.datatype != ref.datatype or tensor.data.ndim == 0:
+                    return False
+                if name not in self._ragged and tuple(tensor.data.shape[1:]) != tuple(ref.data.shape[1:]):
+                    return False
+        return True
+
+    def _execute_ragged_batch(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+        """Run ``requests`` in one session run: ragged inputs flat, batch inputs generated, outputs split."""
+        names = list(dict.fromkeys(name for request in requests for name in self._requested(request)))
+        sizes = [self._batch_size(request) for request in requests]
+        arrays = self._run(self._ragged_feed(requests), names, sum(sizes))
+        per_request = self._split_outputs(requests, names, arrays, sizes)
+        results: list[InferenceResponse | TritonError] = []
+        for request, parts in zip(requests, per_request, strict=True):
+            wanted = self._requested(request)
+            kept = [(name, part) for name, part in zip(names, parts, strict=True) if name in wanted]
+            results.append(self._response(request, [name for name, _ in kept], [part for _, part in kept]))
+        return results
+
+    def _ragged_feed(self, requests: Sequence[InferenceRequest]) -> dict[str, npt.NDArray[Any]]:
+        feed: dict[str, npt.NDArray[Any]] = {}
+        for name in requests[0].inputs:
+            datas = [request.inputs[name].data for request in requests]
+            if name in self._ragged:
+                feed[name] = concatenate_ragged(datas)
+            else:
+                feed[name] = datas[0] if len(datas) == 1 else np.concatenate(datas, axis=0)
+        for spec in self._batch_inputs:
+            array = spec.to_array(self._source_shapes(requests, spec.source_input))
+            for target in spec.target_names:
+                feed[target] = array
+        return feed
+
+    def _source_shapes(self, requests: Sequence[InferenceRequest], source: str) -> list[tuple[int, ...]]:
+        shapes = []
+        for request in requests:
+            tensor = request.inputs.get(source)
+            if tensor is None:
+                raise InvalidArgumentError(
+                    f"[request id: {request.id or '<id_unknown>'}] input '{source}' for model '{self._name}' is "
+                    "required: it is the source of a batch input or batch output"
+                )
+            shapes.append(tuple(int(d) for d in tensor.data.shape))
+        return shapes
+
+    def _split_outputs(
+        self,
+        requests: Sequence[InferenceRequest],
+        names: list[str],
+        arrays: list[npt.NDArray[Any]],
+        sizes: list[int],
+    ) -> list[list[npt.NDArray[Any]]]:
+        """Per request, its part of every output: by batch dimension, or scattered by input shape."""
+        total = sum(sizes)
+        offsets = np.cumsum([0, *sizes])
+        columns: list[list[npt.NDArray[Any]]] = []
+        for name, array in zip(names, arrays, strict=True):
+            scatter = self._batch_outputs.get(name)
+            if scatter is not None:
+                source, dims = scatter
+                shapes = self._source_shapes(requests, source)
+                columns.append(scatter_with_input_shape(array, dims, shapes, self._max_batch_size > 0))
+                continue
+            if self._max_batch_size == 0:
+                columns.append([array])
+                continue
+            if array.ndim == 0 or array.shape[0] != total:
+                raise InternalError(
+                    f"output '{name}' of model '{self._name}' has shape {_format_dims(array.shape)}, "
+                    f"which cannot be split into the batch of {total}"
+                )
+            columns.append([array[int(offsets[i]) : int(offsets[i + 1])] for i in range(len(requests))])
+        return [[column[index] for column in columns] for index in range(len(requests))]
 
     def _batch_size(self, request: InferenceRequest) -> int:
         if self._max_batch_size == 0 or not request.inputs:
