@@ -15,9 +15,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from airtower.core.request import InferenceRequest
+from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
-from airtower.errors import InvalidArgumentError, ModelNotFoundError, ServerNotReadyError, UnavailableError
+from airtower.errors import (
+    InternalError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    ServerNotReadyError,
+    TritonError,
+    UnavailableError,
+    UnsupportedError,
+)
 from airtower.models.manager import ModelManager
 from airtower.options import ServerOptions
 from airtower.types import JSONValue, config_to_wire
@@ -128,21 +136,55 @@ class InferenceServer:
 
     # -- inference ------------------------------------------------------------------------
 
-    def infer(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+    def infer(self, request: InferenceRequest, caller: str = "inference") -> asyncio.Future[InferenceResponse]:
         """Start one request on the model version it names; await the returned future.
 
         Checks that fail at once raise here; the model's own failure is the future's exception.
         Cancelling the future (client gone) drops the request if it has not started executing.
+        ``caller`` names the endpoint in the error for a decoupled model, which can only stream.
 
         Raises:
             ModelNotFoundError: unknown model or version.
             ModelNotReadyError: the version is not READY.
             InvalidArgumentError: the request does not match the model's config.
+            UnsupportedError: the model is decoupled (use ``infer_stream``).
             ServerNotReadyError: the server is exiting.
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        future = self.models.get(request.model_name, request.model_version).submit(request)
+        model = self.models.get(request.model_name, request.model_version)
+        if model.decoupled:
+            raise UnsupportedError(f"{caller} doesn't support models with decoupled transaction policy")
+        return self._track(model.submit(request))
+
+    def infer_stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:
+        """Start one request whose responses go to ``on_response(response, final)`` on the loop:
+        a decoupled model's zero or more responses (``None`` with ``final`` for a bare final flag),
+        or any other model's one response or error, final. The future resolves after the last.
+
+        Raises:
+            The errors of ``infer``, except for decoupled models.
+        """
+        if not self._accepting:
+            raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
+        model = self.models.get(request.model_name, request.model_version)
+        if model.decoupled:
+            return self._track(model.submit(request, on_response))
+        future = self._track(model.submit(request))
+
+        def answer(done: asyncio.Future[InferenceResponse]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                on_response(done.result(), True)
+            else:
+                on_response(error if isinstance(error, TritonError) else InternalError(str(error)), True)
+
+        future.add_done_callback(answer)
+        return future
+
+    def _track(self, future: asyncio.Future[InferenceResponse]) -> asyncio.Future[InferenceResponse]:
         self._in_flight += 1
         self._drained.clear()
         future.add_done_callback(self._request_done)

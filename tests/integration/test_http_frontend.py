@@ -109,7 +109,7 @@ class FakeInferenceServer:
         self._known(name)
         return self.configs[name]
 
-    def infer(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+    def infer(self, request: InferenceRequest, caller: str = "inference") -> asyncio.Future[InferenceResponse]:
         # Like InferenceServer.infer: look-up errors raise at once, model errors fail the future.
         self.requests.append(request)
         self._known(request.model_name)

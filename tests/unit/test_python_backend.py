@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from airtower.backends.base import InstanceSpec, ModelContext
+from airtower.backends.python import triton_python_backend_utils as pb_utils
 from airtower.backends.python.backend import PythonBackend, PythonInstance, PythonModel
 from airtower.core.model_config import ModelConfig, config_to_json, parse_config_text
 from airtower.core.request import InferenceRequest, RequestedOutput
@@ -26,7 +27,6 @@ from airtower.errors import (
     NotFoundError,
     TritonError,
     UnavailableError,
-    UnsupportedError,
 )
 
 ADD_SUB_CONFIG = """
@@ -447,10 +447,59 @@ def test_python_backend_instance_fails_without_execute(repo: Repository) -> None
         repo.instance(repo.write("noexec", "class TritonPythonModel:\n    pass\n", ADD_SUB_CONFIG))
 
 
-def test_python_backend_refuses_decoupled_models(repo: Repository) -> None:
-    ctx = repo.write("dec", ADD_SUB_MODEL, ADD_SUB_CONFIG + "model_transaction_policy {{ decoupled: true }}\n")
-    with pytest.raises(UnsupportedError, match="decoupled"):
-        repo.load(ctx)
+DECOUPLED_MODEL = """
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", a * 2)]))
+
+            def finish(sender=sender):
+                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+            thread = threading.Thread(target=finish)
+            thread.start()
+            thread.join()
+        return None
+"""
+
+
+def test_python_backend_decoupled_model_sends_through_the_request_sink(repo: Repository) -> None:
+    config = ADD_SUB_CONFIG + "model_transaction_policy {{ decoupled: true }}\n"
+    instance = repo.instance(repo.write("dec", DECOUPLED_MODEL, config))
+    sent: list[tuple[Any, bool]] = []
+    request = make_request("r1")
+    request.response_sink = lambda response, final: sent.append((response, final))
+    assert instance.execute([request]) == [None]
+    [(first, first_final), (last, last_final)] = sent
+    assert isinstance(first, InferenceResponse)
+    assert not first_final
+    np.testing.assert_array_equal(first.outputs[0].data, request.inputs["INPUT0"].data * 2)
+    assert (last, last_final) == (None, True)
+
+
+def test_pb_utils_response_sender_rules() -> None:
+    sent: list[tuple[Any, bool]] = []
+    sender = pb_utils.InferenceResponseSender(lambda response, final: sent.append((response, final)))
+    with pytest.raises(pb_utils.TritonError, match="must be provided when the response flags is set to zero"):
+        sender.send()
+    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    with pytest.raises(pb_utils.TritonError, match="Response sender has been closed"):
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    assert sent == [(None, True)]
+
+
+def test_get_response_sender_needs_a_decoupled_model() -> None:
+    request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[])
+    with pytest.raises(pb_utils.TritonError, match="decoupled transaction policy"):
+        request.get_response_sender()
 
 
 def test_python_backend_calls_finalize_on_close(repo: Repository) -> None:

@@ -76,7 +76,7 @@ class InstanceSpec:
 class BackendInstance(Protocol):
     """One execution context; at most one ``execute`` runs at a time, on its own thread."""
 
-    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
         """Run ``requests`` as one batch.
 
         Args:
@@ -86,7 +86,8 @@ class BackendInstance(Protocol):
         Returns:
             One entry per request, in order: its response, or the error that fails it alone.
             A response's outputs may include outputs that were not asked for; the caller
-            keeps the ones requested.
+            keeps the ones requested. ``None`` for a request of a decoupled model, whose
+            responses go (now or later, from any thread) to ``request.response_sink``.
 
         Raises:
             TritonError: the whole execution failed; every request fails with it.

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airtower.core.tensor import Tensor
 from airtower.types import ParameterValue
+
+if TYPE_CHECKING:
+    from airtower.core.response import InferenceResponse
+    from airtower.errors import TritonError
 
 #: Request parameters the server interprets itself; they never reach a backend.
 RESERVED_PARAMETERS: frozenset[str] = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output", "headers"}
 )
+
+
+#: ``(response, final)`` → None; see ``InferenceRequest.response_sink``.
+ResponseSink = Callable[["InferenceResponse | TritonError | None", bool], None]
 
 
 @dataclass(slots=True)
@@ -46,3 +55,10 @@ class InferenceRequest:
     #: Set by the server once the request is queued: whether its client cancelled it or went
     #: away (callable from any thread; Python models see it as ``request.is_cancelled()``).
     is_cancelled: Callable[[], bool] | None = None
+    #: Set by the server for a decoupled model's request: takes each response the model sends
+    #: (``None`` with ``final`` for a bare final flag; a ``TritonError`` for an error response)
+    #: and whether it is the last. Callable from any thread.
+    response_sink: ResponseSink | None = None
+    #: gRPC streaming's ``triton_enable_empty_final_response``: end a decoupled request whose
+    #: model sent a bare final flag with an empty response marked final.
+    enable_empty_final_response: bool = False

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import ModelContext
-from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.request import InferenceRequest, RequestedOutput, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
@@ -133,6 +133,7 @@ class EnsembleModel:
     """A loaded ensemble version: the same face as ``Model`` to the server and frontends."""
 
     scheduler = None  # no queue of its own: its steps queue at the composing models
+    decoupled = False
 
     def __init__(self, config: ModelConfig, version: int, context: ModelContext, lookup: ModelLookup) -> None:
         self.config = config
@@ -173,8 +174,11 @@ class EnsembleModel:
         for task in list(self._tasks):
             task.cancel()
 
-    def submit(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
-        """Validate ``request`` and start running the graph on it.
+    def submit(
+        self, request: InferenceRequest, on_response: ResponseSink | None = None
+    ) -> asyncio.Future[InferenceResponse]:
+        """Validate ``request`` and start running the graph on it (``on_response`` is for
+        decoupled models only; an ensemble answers once).
 
         Raises:
             InvalidArgumentError: the request does not match the ensemble's config.

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 Finisher = Callable[[Pending, InferenceResponse], InferenceResponse]
 #: Called on the event loop after each execution with its batch, per-request results and timing;
 #: resolves the requests' futures and records statistics.
-Completer = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError"], ExecutionTiming], None]
+Completer = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError | None"], ExecutionTiming], None]
 
 
 class ModelInstance:
@@ -140,10 +140,10 @@ class ModelInstance:
         if len(raw) != len(batch):
             error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")
             raw = [error] * len(batch)
-        results: list[InferenceResponse | TritonError] = []
+        results: list[InferenceResponse | TritonError | None] = []
         for pending, answer in zip(batch, raw, strict=True):
-            if isinstance(answer, TritonError):
-                results.append(answer)
+            if answer is None or isinstance(answer, TritonError):
+                results.append(answer)  # None: a decoupled model answers through the request's sink
                 continue
             try:
                 results.append(self._finish(pending, answer))

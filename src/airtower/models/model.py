@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from airtower.backends.base import Backend, BackendModel, InstanceSpec, ModelContext
 from airtower.core.classification import classify, read_labels
-from airtower.core.request import InferenceRequest
+from airtower.core.model_config import is_decoupled
+from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import InternalError, InvalidArgumentError, TritonError
+from airtower.errors import InternalError, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.models.instance import ModelInstance
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
@@ -84,6 +85,7 @@ class Model:
         self._order: ResponseOrder | None = None
         self._shape_key = shape_key_function(config)
         self._rate_limiter = rate_limiter
+        self.decoupled = is_decoupled(config)
         self.scheduler: Scheduler | None = None
 
     async def load(self, backend: Backend) -> None:
@@ -154,17 +156,34 @@ class Model:
             except Exception:
                 logger.exception("closing model %s version %s failed", self.name, self.version)
 
-    def submit(self, request: InferenceRequest) -> asyncio.Future[InferenceResponse]:
+    def submit(
+        self, request: InferenceRequest, on_response: ResponseSink | None = None
+    ) -> asyncio.Future[InferenceResponse]:
         """Validate ``request`` and queue it; the future resolves with its response.
+
+        A decoupled model's responses go to ``on_response(response, final)`` on the event loop
+        (``None`` with ``final`` for a bare final flag); its future resolves after the final one.
 
         Raises:
             InvalidArgumentError: the request does not match the config.
+            UnsupportedError: a decoupled model without ``on_response``.
         """
         batch_size = self.validator.validate(request)
         scheduler = self.scheduler
         assert scheduler is not None
-        future: asyncio.Future[InferenceResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[InferenceResponse] = loop.create_future()
         request.is_cancelled = future.cancelled
+        request.resolved_version = self.version
+        if self.decoupled:
+            if on_response is None:
+                raise UnsupportedError("doesn't support models with decoupled transaction policy")
+            deliver = functools.partial(self._deliver, request, future, on_response)
+
+            def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
+                loop.call_soon_threadsafe(deliver, response, final)
+
+            request.response_sink = sink
         pending = Pending(
             request,
             future,
@@ -182,7 +201,9 @@ class Model:
     def _finish(self, pending: Pending, answer: InferenceResponse) -> InferenceResponse:
         """Keep the requested outputs (in the order the model produced them, as Triton does) and
         apply classification."""
-        request = pending.request
+        return self._finish_request(pending.request, answer)
+
+    def _finish_request(self, request: InferenceRequest, answer: InferenceResponse) -> InferenceResponse:
         answer.model_name = self.name
         answer.model_version = self.version_str
         answer.id = request.id
@@ -210,18 +231,46 @@ class Model:
     def _complete(
         self,
         batch: Sequence[Pending],
-        results: Sequence[InferenceResponse | TritonError],
+        results: Sequence[InferenceResponse | TritonError | None],
         timing: ExecutionTiming,
     ) -> None:
         """On the event loop after an execution: answer its requests (in order when the model
         preserves it), then record statistics."""
         order = self._order
         for pending, result in zip(batch, results, strict=True):
+            if result is None:  # a decoupled model answers through the request's sink
+                if pending.request.response_sink is None:  # warmup: nobody listens
+                    _resolve(pending.future, InferenceResponse(self.name, self.version_str, "", []))
+                continue
+            sink = pending.request.response_sink
+            if sink is not None:  # a decoupled request that failed: an error response, then the end
+                sink(result, True)
+                continue
             if order is not None and pending.order >= 0:
                 order.deliver(pending.order, functools.partial(_resolve, pending.future, result))
             else:
                 _resolve(pending.future, result)
         self._record(batch, results, timing)
+
+    def _deliver(
+        self,
+        request: InferenceRequest,
+        future: asyncio.Future[InferenceResponse],
+        on_response: ResponseSink,
+        response: InferenceResponse | TritonError | None,
+        final: bool,
+    ) -> None:
+        """On the loop: one response a decoupled model sent for ``request``."""
+        if future.done():
+            return  # the client went away, or the final response was already sent
+        if isinstance(response, InferenceResponse):
+            try:
+                response = self._finish_request(request, response)
+            except TritonError as exc:
+                response = exc
+        on_response(response, final)
+        if final:
+            future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
 
     def _reject(self, batch: Sequence[Pending], error: TritonError) -> None:
         """From an instance thread: fail ``batch`` (dropped from the queue) with ``error``, on the loop."""
@@ -237,7 +286,7 @@ class Model:
     def _record(
         self,
         batch: Sequence[Pending],
-        results: Sequence[InferenceResponse | TritonError],
+        results: Sequence[InferenceResponse | TritonError | None],
         timing: ExecutionTiming,
     ) -> None:
         stats = self.stats

@@ -48,7 +48,6 @@ from airtower.errors import (
     InternalError,
     ModelConfigError,
     TritonError,
-    UnsupportedError,
 )
 from airtower.types import NUMPY_DTYPE_BY_WIRE, config_to_wire
 
@@ -97,14 +96,8 @@ class PythonBackend:
         """Import ``<version>/model.py`` and find ``TritonPythonModel``.
 
         Raises:
-            UnsupportedError: the model is decoupled (not supported in-process yet).
             InternalError: the file is missing, fails to import or defines no ``TritonPythonModel``.
         """
-        if is_decoupled(config):
-            raise UnsupportedError(
-                f"python model '{ctx.name}': decoupled models (model_transaction_policy.decoupled) "
-                "are not supported yet"
-            )
         path = _model_file(config, ctx)
         if not path.is_file():
             raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
@@ -171,6 +164,7 @@ class PythonInstance:
         self._name = model.ctx.name
         self._version = str(model.ctx.version)
         self._version_number = model.ctx.version
+        self._decoupled = is_decoupled(model.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         where = f"python model '{self._name}' version {self._version} instance '{spec.name}'"
         try:
@@ -189,7 +183,7 @@ class PythonInstance:
         if inspect.iscoroutinefunction(execute):
             self._loop = self._loop or asyncio.new_event_loop()
 
-    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
+    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
         """Run the model's ``execute`` on ``requests``; see ``backends.base.BackendInstance``."""
         pb_requests = [self._to_pb_request(request) for request in requests]
         try:
@@ -199,6 +193,9 @@ class PythonInstance:
         except (Exception, SystemExit) as exc:
             logger.error("python model '%s' instance '%s': execute raised", self._name, self._spec.name, exc_info=True)
             raise self._execute_error(exc) from exc
+        if self._decoupled:
+            # Responses travel through each request's sender (Triton ignores what execute returns).
+            return [None] * len(requests)
         if not isinstance(result, list | tuple):
             raise self._failure(f"Expected a list in the execute return, found type '{type(result).__name__}'.")
         if len(result) != len(requests):
@@ -236,7 +233,18 @@ class PythonInstance:
             request.timeout_us,
             request.parameters,
             request.is_cancelled,
+            self._sender_for(request) if self._decoupled else None,
         )
+
+    def _sender_for(self, request: InferenceRequest) -> pb_utils.InferenceResponseSender:
+        sink = request.response_sink
+        if sink is None:
+            raise InternalError(f"python model '{self._name}': decoupled request without a response sink")
+
+        def send(answer: pb_utils.InferenceResponse | None, final: bool) -> None:
+            sink(None if answer is None else self._from_pb_response(request, answer), final)
+
+        return pb_utils.InferenceResponseSender(send, request.is_cancelled)
 
     def _from_pb_response(self, request: InferenceRequest, answer: Any) -> InferenceResponse | TritonError:
         if not isinstance(answer, pb_utils.InferenceResponse):

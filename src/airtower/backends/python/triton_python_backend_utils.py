@@ -17,6 +17,7 @@ import concurrent.futures
 import enum
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -344,13 +345,36 @@ class Tensor:
 
 
 class InferenceResponseSender:
-    """Sends responses of a decoupled model (not supported yet in-process)."""
+    """Sends the responses of one request of a decoupled model, from any thread, at any time
+    (also after ``execute`` returned), until one is sent with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL``."""
+
+    __slots__ = ("_closed", "_is_cancelled", "_lock", "_send")
+
+    def __init__(
+        self, send: Callable[[InferenceResponse | None, bool], None], is_cancelled: Callable[[], bool] | None = None
+    ) -> None:
+        self._send = send
+        self._is_cancelled = is_cancelled
+        self._closed = False
+        self._lock = threading.Lock()
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
-        raise _unsupported("InferenceResponseSender.send (decoupled models)")
+        if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
+            raise TritonError(f"Unsupported response flags: {flags}", TritonError.INVALID_ARG)
+        if response is None and flags == 0:
+            raise TritonError(
+                "Inference Response object must be provided when the response flags is set to zero.",
+                TritonError.INVALID_ARG,
+            )
+        final = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        with self._lock:
+            if self._closed:
+                raise TritonError("Unable to send response. Response sender has been closed.")
+            self._closed = final
+        self._send(response, final)
 
     def is_cancelled(self) -> bool:
-        return False
+        return self._is_cancelled() if self._is_cancelled is not None else False
 
 
 class ResponseIterator:
@@ -381,6 +405,7 @@ class InferenceRequest:
         "_release_flags",
         "_request_id",
         "_requested_output_names",
+        "_sender",
         "_timeout",
         "_trace",
     )
@@ -418,6 +443,7 @@ class InferenceRequest:
         self._parameters: Any = parameters if isinstance(parameters, str) else dict(parameters)
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         self._is_cancelled: Callable[[], bool] | None = None
+        self._sender: InferenceResponseSender | None = None
 
     @classmethod
     def _for_execute(
@@ -432,6 +458,7 @@ class InferenceRequest:
         timeout: int,
         parameters: dict[str, Any],
         is_cancelled: Callable[[], bool] | None = None,
+        sender: InferenceResponseSender | None = None,
     ) -> InferenceRequest:
         """The fast constructor the backend uses for requests handed to ``execute``."""
         request = cls.__new__(cls)
@@ -448,6 +475,7 @@ class InferenceRequest:
         request._parameters = parameters
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         request._is_cancelled = is_cancelled
+        request._sender = sender
         return request
 
     def inputs(self) -> list[Tensor]:
@@ -486,7 +514,13 @@ class InferenceRequest:
         return self._is_cancelled() if self._is_cancelled is not None else False
 
     def get_response_sender(self) -> InferenceResponseSender:
-        raise _unsupported("get_response_sender (decoupled models)")
+        """The sender of this request's responses (decoupled models only)."""
+        if self._sender is None:
+            raise TritonError(
+                "get_response_sender() can only be used by models using the decoupled transaction policy",
+                TritonError.UNSUPPORTED,
+            )
+        return self._sender
 
     def set_release_flags(self, flags: int) -> None:
         if flags != TRITONSERVER_REQUEST_RELEASE_ALL:

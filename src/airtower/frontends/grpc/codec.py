@@ -127,6 +127,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: Any) -> No
                     "parameter keys starting with 'triton_' are reserved for Triton usage. Only the following keys "
                     "starting with 'triton_' are allowed: " + ", ".join(sorted(ALLOWED_TRITON_PARAMETERS))
                 )
+            request.enable_empty_final_response = bool(parameter.bool_param)
         elif choice in ("int64_param", "bool_param", "string_param", "double_param"):
             custom[key] = getattr(parameter, choice)
         else:
@@ -304,10 +305,13 @@ def _string_count(request: InferenceRequest, name: str, expected: int, got: int)
 # --------------------------------------------------------------------------- responses
 
 
-def encode_infer_response(response: InferenceResponse, request: InferenceRequest, final_response: bool = False) -> Any:
+def encode_infer_response(
+    response: InferenceResponse, request: InferenceRequest, final_response: bool | None = None
+) -> Any:
     """A ``ModelInferResponse`` with every output in ``raw_output_contents``, in output order.
 
-    ``final_response`` adds ``triton_final_response: true``, as Triton does on ModelStreamInfer.
+    ``final_response`` (ModelStreamInfer only) adds ``triton_final_response`` with that value, as
+    Triton does on every stream response.
     """
     message = service_pb2.ModelInferResponse(
         model_name=response.model_name,
@@ -326,8 +330,20 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
     if response.parameters:
         for key, value in response.parameters.items():
             set_parameter(message.parameters[key], value)
-    if final_response:
-        message.parameters["triton_final_response"].bool_param = True
+    if final_response is not None:
+        message.parameters["triton_final_response"].bool_param = final_response
+    return message
+
+
+def empty_final_response(request: InferenceRequest, model_version: str) -> Any:
+    """The ``ModelStreamInferResponse`` that ends a decoupled request whose model sent its final
+    flag without a response, when the client set ``triton_enable_empty_final_response``."""
+    message = service_pb2.ModelStreamInferResponse()
+    response = message.infer_response
+    response.model_name = request.model_name
+    response.model_version = model_version
+    response.id = request.id
+    response.parameters["triton_final_response"].bool_param = True
     return message
 
 

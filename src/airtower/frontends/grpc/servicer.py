@@ -25,6 +25,7 @@ from airtower.errors import InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.codec import (
     InferResponseEncoder,
     decode_infer_request,
+    empty_final_response,
     encode_infer_response,
     encode_model_metadata,
     encode_model_statistics,
@@ -108,15 +109,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     # ---------------------------------------------------------------- inference
 
-    def _start(self, message: Any) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
+    def _decode(self, message: Any) -> InferenceRequest:
         try:
-            request = decode_infer_request(message)
+            return decode_infer_request(message)
         except TritonError:
             # Like the HTTP frontend, an unknown or unready model is reported before a bad input (the
             # look-up raises); the config words the error of an unknown input datatype.
             config = self.server.model_config(message.model_name, message.model_version)
-            request = decode_infer_request(message, config)
-        return request, self.server.infer(request)
+            return decode_infer_request(message, config)
+
+    def _start(self, message: Any) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
+        request = self._decode(message)
+        return request, self.server.infer(request, "ModelInfer RPC")
 
     async def ModelInfer(self, message: Any, context: _Context) -> bytes:
         """Answers the serialized ``ModelInferResponse`` (see ``inference_service_handlers``)."""
@@ -148,20 +152,22 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         def error_item(error: TritonError, request_id: str, model_name: str = "") -> Any:
             return error if grpc_errors else stream_error_response(error.message, request_id, model_name)
 
-        def finished(request: InferenceRequest, future: asyncio.Future[InferenceResponse]) -> None:
-            in_flight.discard(future)
-            if not future.cancelled():
-                exc = future.exception()
+        def on_response(request: InferenceRequest, item: InferenceResponse | TritonError | None, final: bool) -> None:
+            """A response of ``request`` (every model answers through here, decoupled or not)."""
+            if isinstance(item, TritonError):
+                queue.put_nowait(error_item(item, request.id, request.model_name))
+            elif item is not None:
                 try:
-                    if exc is None:
-                        item = service_pb2.ModelStreamInferResponse(
-                            infer_response=encode_infer_response(future.result(), request, final_response=True)
-                        )
-                    else:
-                        item = error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id, request.model_name)
-                except Exception as encode_exc:  # noqa: BLE001 - request boundary: every error becomes a response
-                    item = error_item(_as_triton_error(encode_exc, "ModelStreamInfer"), request.id)
-                queue.put_nowait(item)
+                    message = encode_infer_response(item, request, final_response=final)
+                    queue.put_nowait(service_pb2.ModelStreamInferResponse(infer_response=message))
+                except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
+                    queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id))
+            elif request.enable_empty_final_response:
+                version = request.model_version or str(request.resolved_version or "")
+                queue.put_nowait(empty_final_response(request, version))
+
+        def finished(future: asyncio.Future[InferenceResponse]) -> None:
+            in_flight.discard(future)
             if not reading and not in_flight:
                 queue.put_nowait(None)
 
@@ -170,12 +176,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             try:
                 async for message in requests:
                     try:
-                        request, future = self._start(message)
+                        request = self._decode(message)
+                        future = self.server.infer_stream(request, functools.partial(on_response, request))
                     except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
                         queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), message.id))
                         continue
                     in_flight.add(future)
-                    future.add_done_callback(functools.partial(finished, request))
+                    future.add_done_callback(finished)
             finally:
                 reading = False
                 if not in_flight:

@@ -169,7 +169,7 @@ class Endpoints:
                 _compress(response, accept)
             return response
 
-        return Deferred(self.server.infer(inference_request), render)
+        return Deferred(self.server.infer(inference_request, "HTTP end point"), render)
 
     def _decode(
         self, headers: dict[bytes, bytes], body: bytes, name: str, version: str
