@@ -43,6 +43,7 @@ test: examples reference check
 
 bench: examples reference
 	TRITON_REF=$(TRITON_REF) $(PY) bench/run.py
+	TRITON_REF=$(TRITON_REF) $(PY) bench/batching.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
