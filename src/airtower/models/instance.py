@@ -42,8 +42,10 @@ class ModelInstance:
         complete: Completer,
         rate_limiter: RateLimiter | None = None,
         limits: Waiter | None = None,
+        index: int = 0,
     ) -> None:
         self.spec = spec
+        self.index = index  # its position among the version's instances (sequence batching pins to it)
         self._finish = finish
         self._complete = complete
         # With the rate limiter on, each execution first acquires the group's resources.
@@ -104,7 +106,8 @@ class ModelInstance:
                 pending.enqueue_ns = time.monotonic_ns()
             execute(sample)
         loop.call_soon_threadsafe(_set_result, created, None)
-        while (batch := take()) is not None:
+        index = self.index
+        while (batch := take(index)) is not None:
             execute(batch)
         self._close()
 

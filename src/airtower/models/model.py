@@ -31,6 +31,7 @@ from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, R
 from airtower.scheduling.dynamic_batcher import BatcherPolicy
 from airtower.scheduling.rate_limiter import RateLimiter
 from airtower.scheduling.scheduler import Pending, Scheduler
+from airtower.scheduling.sequence_batch_scheduler import SequenceBatchScheduler
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup
@@ -94,12 +95,13 @@ class Model:
         try:
             samples = warmup_samples(self.config, Path(self.context.model_dir))
             self._backend_model = await asyncio.to_thread(backend.load, self.config, self.context)
-            scheduler = self.scheduler = self._new_scheduler()
-            for spec, group in instance_specs(self.config):
+            specs = instance_specs(self.config)
+            scheduler = self.scheduler = self._new_scheduler(len(specs))
+            for index, (spec, group) in enumerate(specs):
                 limits = None
                 if self._rate_limiter is not None:
                     limits = self._rate_limiter.register(group, spec.device_id, spec.name)
-                instance = ModelInstance(spec, self._finish, self._complete, self._rate_limiter, limits)
+                instance = ModelInstance(spec, self._finish, self._complete, self._rate_limiter, limits, index)
                 self._instances.append(instance)
                 warmup = self._warmup_batches(samples, spec.group or spec.name)
                 results = await instance.start(self._backend_model, scheduler, warmup)
@@ -130,9 +132,11 @@ class Model:
                 if errors:
                     raise InvalidArgumentError(warmup_failure(sample, errors))
 
-    def _new_scheduler(self) -> Scheduler:
-        """Triton's choice: the dynamic batcher when configured (and the model batches), else direct."""
+    def _new_scheduler(self, instances: int) -> Scheduler:
+        """Triton's choice: the sequence batcher or the dynamic batcher when configured, else direct."""
         config = self.config
+        if config.HasField("sequence_batching"):
+            return SequenceBatchScheduler(config, instances, self._reject)
         if config.HasField("dynamic_batching") and config.max_batch_size > 0:
             policy = BatcherPolicy.from_config(config)
             if policy.preserve_ordering:

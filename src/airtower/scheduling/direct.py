@@ -21,7 +21,7 @@ class DirectScheduler:
     def enqueue(self, pending: Pending) -> None:
         self._ready.put(pending)
 
-    def take(self) -> Sequence[Pending] | None:
+    def take(self, instance: int = 0) -> Sequence[Pending] | None:
         get = self._ready.get
         while (pending := get()) is not None:
             if not pending.future.done():

@@ -43,7 +43,7 @@ class DynamicBatchScheduler:
             self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
             self._changed.notify()
 
-    def take(self) -> Sequence[Pending] | None:
+    def take(self, instance: int = 0) -> Sequence[Pending] | None:
         with self._changed:
             while True:
                 now = time.monotonic_ns()

@@ -58,8 +58,8 @@ class Scheduler(Protocol):
         """Queue ``pending`` (event loop); raises ``UnavailableError`` subclasses when it is refused."""
         ...
 
-    def take(self) -> Sequence[Pending] | None:
-        """The next batch to execute, blocking until there is one (instance thread).
+    def take(self, instance: int = 0) -> Sequence[Pending] | None:
+        """The next batch for the ``instance``-th instance, blocking until there is one.
 
         Requests whose client went away are left out. ``None`` tells the calling instance to
         finalize and exit; it comes only after ``stop`` and once every queued request was taken.

@@ -1,0 +1,168 @@
+"""SequenceBatchScheduler: the thread-side shell of the sequence batcher, and its control inputs.
+
+Requests are admitted under a lock on the event loop (a missing correlation ID or START flag
+fails there, with Triton's message); each instance thread asks for the next batch of the
+sequences assigned to it and waits on a condition when there is none. The control inputs the
+config names (``CONTROL_SEQUENCE_START/END/READY/CORRID``) are added to each request as it is
+taken, with the configured values and types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from airtower.core.tensor import Tensor
+from airtower.errors import ModelConfigError
+from airtower.scheduling.scheduler import Pending, Reject
+from airtower.scheduling.sequence_batcher import SequenceTable
+from airtower.types import NUMPY_DTYPE_BY_WIRE, config_to_wire
+
+if TYPE_CHECKING:
+    from airtower.core.model_config import ModelConfig
+
+#: ``InferenceRequest.flags`` bits (TRITONSERVER_RequestFlag).
+SEQUENCE_START = 1
+SEQUENCE_END = 2
+
+#: Triton's default ``max_sequence_idle_microseconds``.
+DEFAULT_IDLE_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ControlInput:
+    """One control tensor: ``kind`` START/END/READY/CORRID, its wire type and false/true values."""
+
+    name: str
+    kind: str
+    datatype: str
+    false_value: Any = 0
+    true_value: Any = 1
+
+
+def control_inputs(config: ModelConfig) -> list[ControlInput]:
+    """The ``sequence_batching.control_input`` entries of ``config``.
+
+    Raises:
+        ModelConfigError: a control without values (or, for CORRID, without a data type).
+    """
+    from tritonclient.grpc.model_config_pb2 import ModelSequenceBatching
+
+    controls: list[ControlInput] = []
+    for tensor in config.sequence_batching.control_input:
+        for control in tensor.control:
+            kind = ModelSequenceBatching.Control.Kind.Name(control.kind).removeprefix("CONTROL_SEQUENCE_")
+            if kind == "CORRID":
+                from tritonclient.grpc.model_config_pb2 import DataType
+
+                controls.append(ControlInput(tensor.name, kind, config_to_wire(DataType.Name(control.data_type))))
+            elif control.int32_false_true:
+                false, true = control.int32_false_true
+                controls.append(ControlInput(tensor.name, kind, "INT32", false, true))
+            elif control.fp32_false_true:
+                false, true = control.fp32_false_true
+                controls.append(ControlInput(tensor.name, kind, "FP32", false, true))
+            elif control.bool_false_true:
+                false, true = control.bool_false_true
+                controls.append(ControlInput(tensor.name, kind, "BOOL", false, true))
+            else:
+                raise ModelConfigError(
+                    f"sequence batching control '{tensor.name}' of model '{config.name}' has no false/true values"
+                )
+    return controls
+
+
+class SequenceBatchScheduler:
+    """Triton's sequence batcher (direct and oldest strategies share this shell)."""
+
+    def __init__(self, config: ModelConfig, instances: int, reject: Reject) -> None:
+        batching = config.sequence_batching
+        strategy = batching.WhichOneof("strategy_choice") or "direct"
+        slots = config.max_batch_size
+        if strategy == "oldest" and batching.oldest.max_candidate_sequences > 0:
+            slots = batching.oldest.max_candidate_sequences
+        idle_us = batching.max_sequence_idle_microseconds or DEFAULT_IDLE_US
+        self._table: SequenceTable[Pending] = SequenceTable(
+            config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size
+        )
+        self._controls = control_inputs(config)
+        self._batched = config.max_batch_size > 0
+        self._reject = reject
+        self._changed = threading.Condition(threading.Lock())
+        self._stopping = False
+
+    def enqueue(self, pending: Pending) -> None:
+        request = pending.request
+        flags = request.flags
+        with self._changed:
+            self._table.admit(
+                pending,
+                request.correlation_id,
+                bool(flags & SEQUENCE_START),
+                bool(flags & SEQUENCE_END),
+                time.monotonic_ns(),
+            )
+            self._changed.notify_all()  # the sequence's instance may be any of the waiting threads
+
+    def take(self, instance: int = 0) -> Sequence[Pending] | None:
+        with self._changed:
+            while True:
+                now = time.monotonic_ns()
+                taken = self._table.next_batch(instance, now)
+                if taken:
+                    self._changed.notify_all()  # a slot may have been freed for a waiting sequence
+                    batch: list[Pending] = []
+                    for queued in taken:
+                        pending = queued.item
+                        if pending.future.done():
+                            continue  # the client went away
+                        self._add_controls(pending, queued.start, queued.end)
+                        batch.append(pending)
+                    if batch:
+                        return batch
+                    continue
+                if self._stopping:
+                    return None
+                wake = self._table.next_idle_ns()
+                self._changed.wait(None if wake is None else max(wake - now, 0) / 1e9)
+
+    def flush(self) -> None:
+        pass  # sequences never wait for a batch to fill
+
+    def stop(self, instances: int) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+
+    def pending_count(self) -> int:
+        with self._changed:
+            return len(self._table)
+
+    def _add_controls(self, pending: Pending, start: bool, end: bool) -> None:
+        request = pending.request
+        shape = (1, 1) if self._batched else (1,)
+        for control in self._controls:
+            if control.kind == "CORRID":
+                value = _correlation_value(request.correlation_id, control.datatype)
+            else:
+                on = {"START": start, "END": end, "READY": True}[control.kind]
+                value = control.true_value if on else control.false_value
+            dtype = np.object_ if control.datatype == "BYTES" else NUMPY_DTYPE_BY_WIRE[control.datatype]
+            array = np.full(shape, value, dtype=dtype)
+            request.inputs[control.name] = Tensor(control.name, control.datatype, shape, array)
+
+
+def _correlation_value(correlation_id: int | str, datatype: str) -> Any:
+    """The CORRID control's value: the ID itself, or for a string ID in a numeric tensor a stable
+    64-bit hash of it (Triton also hashes, with its own function)."""
+    if datatype == "BYTES":
+        return str(correlation_id).encode()
+    if isinstance(correlation_id, str):
+        return int.from_bytes(hashlib.blake2b(correlation_id.encode(), digest_size=8).digest(), "little") >> 1
+    return correlation_id

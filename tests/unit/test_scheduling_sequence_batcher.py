@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from airtower.errors import InvalidArgumentError
+from airtower.scheduling.sequence_batcher import Queued, SequenceTable
+
+SECOND = 10**9
+
+
+def table(instances: int = 1, slots: int = 1, idle_ns: int = SECOND, batch_limit: int = 4) -> SequenceTable[str]:
+    return SequenceTable("acc", instances, slots, idle_ns, batch_limit)
+
+
+def items(batch: list[Queued[str]]) -> list[str]:
+    return [queued.item for queued in batch]
+
+
+def test_a_request_without_correlation_id_is_refused() -> None:
+    for missing in (0, ""):
+        with pytest.raises(InvalidArgumentError) as error:
+            table().admit("r", missing, True, False, 0)
+        assert error.value.message == (
+            "inference request to model 'acc' must specify a non-zero or non-empty correlation ID"
+        )
+
+
+def test_a_sequence_must_start_with_the_start_flag() -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        table().admit("r", 7, False, False, 0)
+    assert error.value.message == (
+        "inference request for sequence 7 to model 'acc' must specify the START flag on the first request of the "
+        "sequence"
+    )
+
+
+def test_requests_of_a_sequence_run_one_at_a_time_in_order() -> None:
+    t = table(slots=2)
+    t.admit("a1", 1, True, False, 0)
+    t.admit("a2", 1, False, False, 1)
+    t.admit("b1", "b", True, False, 2)
+    assert items(t.next_batch(0, 3)) == ["a1", "b1"]  # one request per sequence per batch
+    assert items(t.next_batch(0, 4)) == ["a2"]
+    assert t.next_batch(0, 5) == []
+
+
+def test_flags_travel_with_each_request() -> None:
+    t = table()
+    t.admit("first", 1, True, False, 0)
+    t.admit("last", 1, False, True, 1)
+    [first] = t.next_batch(0, 2)
+    [last] = t.next_batch(0, 3)
+    assert (first.start, first.end, last.start, last.end) == (True, False, False, True)
+
+
+def test_after_end_the_id_needs_a_new_start_and_the_slot_is_free() -> None:
+    t = table(slots=1)
+    t.admit("a1", 1, True, True, 0)
+    t.admit("b1", 2, True, False, 1)  # waits: the only slot is taken
+    assert items(t.next_batch(0, 2)) == ["a1"]  # END taken: the slot goes to sequence 2
+    assert items(t.next_batch(0, 3)) == ["b1"]
+    with pytest.raises(InvalidArgumentError, match="must specify the START flag"):
+        t.admit("a2", 1, False, False, 4)
+
+
+def test_sequences_spread_over_instances_and_stay_on_theirs() -> None:
+    t = table(instances=2, slots=1)
+    t.admit("a1", 1, True, False, 0)
+    t.admit("b1", 2, True, False, 1)
+    t.admit("a2", 1, False, False, 2)
+    assert items(t.next_batch(0, 3)) == ["a1"]
+    assert items(t.next_batch(1, 3)) == ["b1"]
+    assert items(t.next_batch(1, 4)) == []
+    assert items(t.next_batch(0, 4)) == ["a2"]
+
+
+def test_idle_sequences_are_released() -> None:
+    t = table(slots=1, idle_ns=10)
+    t.admit("a1", 1, True, False, 0)
+    assert items(t.next_batch(0, 1)) == ["a1"]
+    t.admit("b1", 2, True, False, 2)  # no slot yet: sequence 1 is still active
+    assert t.next_idle_ns() == 11
+    assert items(t.next_batch(0, 5)) == []
+    assert items(t.next_batch(0, 11)) == ["b1"]  # sequence 1 went idle and freed the slot
+    with pytest.raises(InvalidArgumentError, match="must specify the START flag"):
+        t.admit("a2", 1, False, False, 12)
+
+
+def test_a_batch_holds_at_most_the_batch_limit_oldest_first() -> None:
+    t = table(slots=8, batch_limit=2)
+    for index, cid in enumerate((3, 1, 2)):
+        t.admit(f"s{cid}", cid, True, False, index)
+    assert items(t.next_batch(0, 10)) == ["s3", "s1"]
+    assert items(t.next_batch(0, 11)) == ["s2"]
+
+
+def test_drain_returns_every_queued_request() -> None:
+    t = table(slots=1)
+    t.admit("a1", 1, True, False, 0)
+    t.admit("b1", 2, True, False, 1)
+    assert sorted(t.drain()) == ["a1", "b1"]
+    assert len(t) == 0
