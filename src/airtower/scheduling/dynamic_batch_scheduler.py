@@ -3,7 +3,7 @@
 ``dynamic_batcher.BatchQueue`` decides; this class only locks, reads the clock and waits. An
 instance thread that is free calls ``take``: under the lock it asks the queue for the next batch;
 when the queue says "not yet" (a preferred size may still form before the queue delay expires)
-the thread waits on a condition until that time or until a new request arrives, then asks again.
+the thread parks until that time or until a new request arrives, then asks again.
 Requests that timed out in the queue (REJECT) are handed to the ``Reject`` callback.
 
 ``ResponseOrder`` keeps ``preserve_ordering``: with several instances a later batch can finish
@@ -12,8 +12,10 @@ first, so finished requests are held until every request taken before them was a
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,61 +29,94 @@ if TYPE_CHECKING:
 
 
 class DynamicBatchScheduler:
-    """Triton's dynamic batcher: requests are merged into batches formed when an instance is free."""
+    """Triton's dynamic batcher: requests are merged into batches formed when an instance is free.
+
+    The queue is guarded by a plain lock; an instance thread with nothing to run parks on its own
+    ``SimpleQueue`` (C-level blocking, no allocation per wait) and ``enqueue`` wakes one parked
+    thread. A wake-up may find nothing to do (another instance took the batch): the thread
+    simply looks again.
+    """
 
     def __init__(self, policy: BatcherPolicy, reject: Reject) -> None:
         self.policy = policy
         self._queue: BatchQueue[Pending] = BatchQueue(policy)
         self._reject = reject
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._parked: deque[queue.SimpleQueue[None]] = deque()
+        self._wakers = threading.local()
         self._flushing = False
         self._stopping = False
         self._next_order = 0
 
     def enqueue(self, pending: Pending) -> None:
-        with self._changed:
+        with self._lock:
             self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
-            self._changed.notify()
+            waker = self._parked.popleft() if self._parked else None
+        if waker is not None:
+            waker.put(None)
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
-        with self._changed:
-            while True:
+        waker: queue.SimpleQueue[None] | None = getattr(self._wakers, "queue", None)
+        if waker is None:
+            waker = self._wakers.queue = queue.SimpleQueue()
+        while True:
+            with self._lock:
                 now = time.monotonic_ns()
                 if self._flushing:
                     # Exiting: whatever is queued runs now, without waiting for a fuller batch.
                     now += self.policy.max_queue_delay_ns
                 decision = self._queue.next_batch(now)
-                if decision.rejected:
-                    self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
-                batch = [pending for pending in decision.batch if not pending.future.done()]
-                if len(batch) < len(decision.batch):  # counted as failures
-                    cancelled = [pending for pending in decision.batch if pending.future.done()]
-                    self._reject(cancelled, RequestCancelledError("request cancelled"))
+                batch = self._live(decision.batch)
                 if batch:
                     if self.policy.preserve_ordering:
                         for pending in batch:
                             pending.order = self._next_order
                             self._next_order += 1
-                    return batch
-                if decision.batch or decision.rejected:
-                    continue  # only cancelled requests were taken: look again
-                if self._stopping and not len(self._queue):
-                    return None
-                timeout = None if decision.wake_at_ns is None else max(decision.wake_at_ns - now, 0) / 1e9
-                self._changed.wait(timeout)
+                elif not decision.batch and not decision.rejected:
+                    if self._stopping and not len(self._queue):
+                        return None
+                    self._parked.append(waker)
+            if decision.rejected:
+                self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
+            if batch:
+                return batch
+            if decision.batch or decision.rejected:
+                continue  # only cancelled or timed-out requests were taken: look again
+            timeout = None if decision.wake_at_ns is None else max(decision.wake_at_ns - now, 0) / 1e9
+            try:
+                waker.get(timeout=timeout)
+            except queue.Empty:
+                with self._lock:
+                    if waker in self._parked:
+                        self._parked.remove(waker)
+                    # else an enqueue already chose this thread: its token makes a spare wake-up
+
+    def _live(self, taken: list[Pending]) -> list[Pending]:
+        """``taken`` less the requests whose client went away (counted as failures)."""
+        for pending in taken:
+            if pending.future.done():
+                break
+        else:
+            return taken
+        self._reject([p for p in taken if p.future.done()], RequestCancelledError("request cancelled"))
+        return [p for p in taken if not p.future.done()]
 
     def flush(self) -> None:
-        with self._changed:
+        with self._lock:
             self._flushing = True
-            self._changed.notify_all()
+            parked, self._parked = list(self._parked), deque()
+        for waker in parked:
+            waker.put(None)
 
     def stop(self, instances: int) -> None:
-        with self._changed:
+        with self._lock:
             self._flushing = self._stopping = True
-            self._changed.notify_all()
+            parked, self._parked = list(self._parked), deque()
+        for waker in parked:
+            waker.put(None)
 
     def pending_count(self) -> int:
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
 

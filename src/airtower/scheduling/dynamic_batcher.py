@@ -203,6 +203,15 @@ class BatchQueue(Generic[T]):
         self._levels: dict[int, _Level[T]] = {}
         self._order: list[int] = []  # level numbers, ascending: level 1 is served first
         self._size = 0
+        # Triton's default ``dynamic_batching { }`` (one level, no queue timeouts, no delay, no
+        # preferred size below max_batch_size) always sends the longest FIFO prefix that fits:
+        # ``next_batch`` takes it directly instead of walking the general decision.
+        self._simple = (
+            policy.priority_levels == 0
+            and policy.max_queue_delay_ns == 0
+            and policy.default_queue_policy.default_timeout_us == 0
+            and policy.preferred_batch_sizes in ((), (policy.max_batch_size,))
+        )
 
     def __len__(self) -> int:
         return self._size
@@ -239,6 +248,8 @@ class BatchQueue(Generic[T]):
         accumulated when it can't grow, reached the largest preferred size, or the delay is 0 or
         expired; otherwise nothing, with the time to ask again.
         """
+        if self._simple:
+            return BatchDecision(self._take_prefix(), [], None)
         policy = self.policy
         max_preferred = policy.max_preferred_batch_size
         rejected: list[T] = []
@@ -286,6 +297,25 @@ class BatchQueue(Generic[T]):
         if closest_deadline_ns:
             wake_at_ns = min(wake_at_ns, closest_deadline_ns)
         return BatchDecision([], rejected, wake_at_ns)
+
+    def _take_prefix(self) -> list[T]:
+        """The longest FIFO prefix of the single queue that fits max_batch_size with one shape."""
+        if not self._order:
+            return []
+        queue = self._levels[self._order[0]].queue
+        batch: list[T] = []
+        total = 0
+        limit = self.policy.max_batch_size
+        while queue:
+            item = queue[0].item
+            size = max(1, item.batch_size)
+            if batch and (total + size > limit or item.shape_key != batch[0].shape_key):
+                break
+            queue.popleft()
+            batch.append(item)
+            total += size
+        self._size -= len(batch)
+        return batch
 
     def drain(self) -> list[T]:
         """Remove and return every queued request, in the order they would have been served."""
