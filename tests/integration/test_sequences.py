@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,41 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.server_process import ServerProcess, start_server
+from tests.models import save_model
+
+STATE_CONFIG = """\
+name: "acc_state"
+backend: "onnxruntime"
+max_batch_size: 4
+input [ { name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+sequence_batching {
+  state [ {
+    input_name: "INPUT_STATE" output_name: "OUTPUT_STATE" data_type: TYPE_FP32 dims: [ 1 ]
+    initial_state { name: "zeros" data_type: TYPE_FP32 dims: [ 1 ] zero_data: true }
+  } ]
+}
+"""
+
+
+def write_state_model(repository: Path) -> None:
+    """An ONNX running sum whose total lives in an implicit state: OUTPUT = OUTPUT_STATE = INPUT + INPUT_STATE."""
+    from onnx import TensorProto, helper
+
+    tensors = {name: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 1]) for name in
+               ("INPUT", "INPUT_STATE", "OUTPUT", "OUTPUT_STATE")}  # fmt: skip
+    nodes = [
+        helper.make_node("Add", ["INPUT", "INPUT_STATE"], ["SUM"]),
+        helper.make_node("Identity", ["SUM"], ["OUTPUT"]),
+        helper.make_node("Identity", ["SUM"], ["OUTPUT_STATE"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "acc_state", [tensors["INPUT"], tensors["INPUT_STATE"]], [tensors["OUTPUT"], tensors["OUTPUT_STATE"]]
+    )
+    save_model(graph, repository / "acc_state" / "1" / "model.onnx")
+    (repository / "acc_state" / "config.pbtxt").write_text(STATE_CONFIG)
+
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (repository / "acc" / "1").mkdir(parents=True)
     (repository / "acc" / "1" / "model.py").write_text(ACCUMULATOR)
     (repository / "acc" / "config.pbtxt").write_text(textwrap.dedent(CONFIG))
+    write_state_model(repository)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()
@@ -135,3 +172,20 @@ def test_triton_s_errors_and_the_server_keeps_serving(client: httpclient.Inferen
     with pytest.raises(InferenceServerException, match="must specify the START flag"):
         send(client, httpclient, 1, 8)  # that sequence ended
     assert send(client, httpclient, 4, 9, sequence_start=True, sequence_end=True)["total"] == 4
+
+
+def test_implicit_state_carries_an_onnx_model_s_total(client: httpclient.InferenceServerClient) -> None:
+    def add(value: float, sequence_id: int, **flags: bool) -> float:
+        tensor = httpclient.InferInput("INPUT", [1, 1], "FP32")
+        tensor.set_data_from_numpy(np.array([[value]], np.float32))
+        result = client.infer("acc_state", [tensor], sequence_id=sequence_id, **flags)
+        assert result.as_numpy("OUTPUT_STATE") is None  # states never reach the client
+        return float(result.as_numpy("OUTPUT")[0][0])
+
+    assert add(1, 41, sequence_start=True) == 1
+    assert add(10, 42, sequence_start=True) == 10
+    assert add(2, 41) == 3
+    assert add(20, 42) == 30
+    assert add(3, 41, sequence_end=True) == 6
+    assert add(5, 41, sequence_start=True) == 5  # a new sequence starts from the initial state
+    assert add(30, 42, sequence_end=True) == 60

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from airtower.errors import InvalidArgumentError
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+from airtower.errors import InvalidArgumentError, ModelConfigError
+from airtower.scheduling.sequence_batch_scheduler import implicit_states
 from airtower.scheduling.sequence_batcher import Queued, SequenceTable
 
 SECOND = 10**9
@@ -100,3 +106,26 @@ def test_drain_returns_every_queued_request() -> None:
     t.admit("b1", 2, True, False, 1)
     assert sorted(t.drain()) == ["a1", "b1"]
     assert len(t) == 0
+
+
+def test_implicit_state_initial_values(tmp_path: Path) -> None:
+    (tmp_path / "initial_state").mkdir()
+    (tmp_path / "initial_state" / "s.bin").write_bytes(np.array([1.5, 2.5], np.float32).tobytes())
+    config = text_format.Parse(
+        """
+        name: "m"
+        sequence_batching { state [
+          { input_name: "A" output_name: "A_OUT" data_type: TYPE_FP32 dims: [ 2 ] },
+          { input_name: "B" output_name: "B_OUT" data_type: TYPE_FP32 dims: [ 2 ]
+            initial_state { name: "f" data_type: TYPE_FP32 dims: [ 2 ] data_file: "s.bin" } }
+        ] }
+        """,
+        ModelConfig(),
+    )
+    zeros, from_file = implicit_states(config, tmp_path)
+    assert (zeros.input_name, zeros.output_name, zeros.datatype) == ("A", "A_OUT", "FP32")
+    np.testing.assert_array_equal(zeros.initial, [0, 0])
+    np.testing.assert_array_equal(from_file.initial, [1.5, 2.5])
+    (tmp_path / "initial_state" / "s.bin").write_bytes(b"\0")
+    with pytest.raises(ModelConfigError, match="failed to read initial state 'f'"):
+        implicit_states(config, tmp_path)

@@ -197,7 +197,7 @@ def _fill_ios(config: ModelConfig, ctx: ModelContext, key: str, infos: list[Tens
     batching = config.max_batch_size > 0
     if len(ios) == 0:
         # Batch-input targets are fed by the server, never by clients: they stay out of config.input.
-        generated = _batch_input_targets(config) if key == "input" else set()
+        generated = _server_fed_inputs(config) if key == "input" else set()
         for info in infos:
             if info.name in generated:
                 continue
@@ -466,7 +466,7 @@ def _validate_ios(config: ModelConfig, model_name: str, key: str, infos: list[Te
             )
     if key == "input":
         _validate_batch_inputs(config, model_name, by_name)
-        declared = {io.name for io in config.input} | _batch_input_targets(config)
+        declared = {io.name for io in config.input} | _server_fed_inputs(config)
         missing = sorted(set(by_name) - declared)
         if missing:
             raise ModelConfigError(
@@ -509,6 +509,16 @@ def _validate_batch_inputs(config: ModelConfig, model_name: str, by_name: dict[s
 
 def _batch_input_targets(config: ModelConfig) -> set[str]:
     return {target for batch_input in config.batch_input for target in batch_input.target_name}
+
+
+def _server_fed_inputs(config: ModelConfig) -> set[str]:
+    """Model inputs the server feeds, never clients: batch inputs, sequence controls and states."""
+    sequence = config.sequence_batching
+    return (
+        _batch_input_targets(config)
+        | {control.name for control in sequence.control_input}
+        | {state.input_name for state in sequence.state}
+    )
 
 
 def _batch_output_targets(config: ModelConfig) -> set[str]:
@@ -661,6 +671,7 @@ class OnnxRuntimeInstance:
         )
         self._batch_outputs = self._batch_output_specs(config)
         self._outputs = self._output_specs(config)
+        self._state_outputs = [state.output_name for state in config.sequence_batching.state]
         for name in self._batch_outputs:  # scattered by their source input's shapes, never reshaped
             if name in self._outputs:
                 self._outputs[name] = _OutputSpec(self._outputs[name].wire_type, None)
@@ -678,6 +689,12 @@ class OnnxRuntimeInstance:
         if not specs:  # a config without outputs: everything the model produces
             for name, info in self._model_outputs.items():
                 specs[name] = _OutputSpec(config_to_wire(info.data_type), None)
+        # Implicit states are outputs too: the sequence batcher keeps them for the next request.
+        for state in config.sequence_batching.state:
+            if state.output_name not in specs:
+                specs[state.output_name] = _OutputSpec(
+                    config_to_wire(model_config_pb2.DataType.Name(state.data_type)), None
+                )
         return specs
 
     @staticmethod
@@ -714,7 +731,9 @@ class OnnxRuntimeInstance:
     # -- helpers ------------------------------------------------------------------------------
 
     def _requested(self, request: InferenceRequest) -> list[str]:
-        return [output.name for output in request.outputs] or list(self._outputs)
+        if request.outputs:
+            return [output.name for output in request.outputs] + self._state_outputs
+        return list(self._outputs)
 
     def _execute_one(self, request: InferenceRequest) -> InferenceResponse:
         names = self._requested(request)

@@ -87,6 +87,7 @@ class Model:
         self._shape_key = shape_key_function(config)
         self._rate_limiter = rate_limiter
         self.decoupled = is_decoupled(config)
+        self._sequences: SequenceBatchScheduler | None = None
         self.scheduler: Scheduler | None = None
 
     async def load(self, backend: Backend) -> None:
@@ -136,7 +137,10 @@ class Model:
         """Triton's choice: the sequence batcher or the dynamic batcher when configured, else direct."""
         config = self.config
         if config.HasField("sequence_batching"):
-            return SequenceBatchScheduler(config, instances, self._reject)
+            sequences = self._sequences = SequenceBatchScheduler(
+                config, instances, self._reject, Path(self.context.model_dir)
+            )
+            return sequences
         if config.HasField("dynamic_batching") and config.max_batch_size > 0:
             policy = BatcherPolicy.from_config(config)
             if policy.preserve_ordering:
@@ -208,6 +212,8 @@ class Model:
         return self._finish_request(pending.request, answer)
 
     def _finish_request(self, request: InferenceRequest, answer: InferenceResponse) -> InferenceResponse:
+        if self._sequences is not None and self._sequences.states:
+            answer.outputs = self._sequences.keep_state(request, answer.outputs)
         answer.model_name = self.name
         answer.model_version = self.version_str
         answer.id = request.id

@@ -4,7 +4,8 @@ Requests are admitted under a lock on the event loop (a missing correlation ID o
 fails there, with Triton's message); each instance thread asks for the next batch of the
 sequences assigned to it and waits on a condition when there is none. The control inputs the
 config names (``CONTROL_SEQUENCE_START/END/READY/CORRID``) are added to each request as it is
-taken, with the configured values and types.
+taken, with the configured values and types, and so are implicit states (``state [ ]``): the
+state a request's execution wrote is its sequence's next request's state input.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from airtower.core.tensor import Tensor
-from airtower.errors import ModelConfigError
+from airtower.core.tensor import Tensor, array_from_buffer
+from airtower.errors import ModelConfigError, TritonError
 from airtower.scheduling.scheduler import Pending, Reject
 from airtower.scheduling.sequence_batcher import SequenceTable
 from airtower.types import NUMPY_DTYPE_BY_WIRE, config_to_wire
 
 if TYPE_CHECKING:
     from airtower.core.model_config import ModelConfig
+    from airtower.core.request import InferenceRequest
 
 #: ``InferenceRequest.flags`` bits (TRITONSERVER_RequestFlag).
 SEQUENCE_START = 1
@@ -78,10 +81,52 @@ def control_inputs(config: ModelConfig) -> list[ControlInput]:
     return controls
 
 
+@dataclass(frozen=True, slots=True)
+class ImplicitState:
+    """One ``sequence_batching.state``: the model reads ``input_name`` and writes ``output_name``;
+    the server carries the output of one request of a sequence to the input of the next."""
+
+    input_name: str
+    output_name: str
+    datatype: str
+    initial: Any  # numpy array of the state's dims: the value for a sequence's first request
+
+
+def implicit_states(config: ModelConfig, model_dir: Path | None) -> list[ImplicitState]:
+    """The ``sequence_batching.state`` entries, with their initial values (zeros, or
+    ``<model>/initial_state/<data_file>``; zeros of the state's dims, -1 read as 1, when none).
+
+    Raises:
+        ModelConfigError: an initial state file that is missing or of the wrong size.
+    """
+    from tritonclient.grpc.model_config_pb2 import DataType
+
+    states: list[ImplicitState] = []
+    for state in config.sequence_batching.state:
+        wire = config_to_wire(DataType.Name(state.data_type))
+        dtype = np.object_ if wire == "BYTES" else NUMPY_DTYPE_BY_WIRE[wire]
+        dims = tuple(max(int(d), 1) for d in state.dims)
+        initial = np.zeros(dims, dtype=dtype) if wire != "BYTES" else np.full(dims, b"", dtype=np.object_)
+        for entry in state.initial_state:
+            dims = tuple(int(d) for d in entry.dims)
+            if entry.WhichOneof("state_data") == "data_file":
+                path = (model_dir or Path()) / "initial_state" / entry.data_file
+                try:
+                    initial = array_from_buffer(wire, dims, path.read_bytes()).copy()
+                except (OSError, TritonError) as exc:
+                    raise ModelConfigError(
+                        f"failed to read initial state '{entry.name}' of model '{config.name}' from {path}: {exc}"
+                    ) from exc
+            else:
+                initial = np.zeros(dims, dtype=dtype) if wire != "BYTES" else np.full(dims, b"", dtype=np.object_)
+        states.append(ImplicitState(state.input_name, state.output_name, wire, initial))
+    return states
+
+
 class SequenceBatchScheduler:
     """Triton's sequence batcher (direct and oldest strategies share this shell)."""
 
-    def __init__(self, config: ModelConfig, instances: int, reject: Reject) -> None:
+    def __init__(self, config: ModelConfig, instances: int, reject: Reject, model_dir: Path | None = None) -> None:
         batching = config.sequence_batching
         strategy = batching.WhichOneof("strategy_choice") or "direct"
         slots = config.max_batch_size
@@ -92,6 +137,8 @@ class SequenceBatchScheduler:
             config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size
         )
         self._controls = control_inputs(config)
+        self.states = implicit_states(config, model_dir)
+        self._saved: dict[Hashable, dict[str, Tensor]] = {}  # correlation ID → state input → tensor
         self._batched = config.max_batch_size > 0
         self._reject = reject
         self._changed = threading.Condition(threading.Lock())
@@ -156,6 +203,35 @@ class SequenceBatchScheduler:
             dtype = np.object_ if control.datatype == "BYTES" else NUMPY_DTYPE_BY_WIRE[control.datatype]
             array = np.full(shape, value, dtype=dtype)
             request.inputs[control.name] = Tensor(control.name, control.datatype, shape, array)
+        if self.states:
+            saved = None if start else self._saved.get(request.correlation_id)
+            for state in self.states:
+                tensor = saved.get(state.input_name) if saved is not None else None
+                if tensor is None:
+                    initial = state.initial[np.newaxis] if self._batched else state.initial
+                    tensor = Tensor(state.input_name, state.datatype, tuple(initial.shape), initial)
+                request.inputs[state.input_name] = tensor
+            if end:
+                self._saved.pop(request.correlation_id, None)
+
+    def keep_state(self, request: InferenceRequest, outputs: list[Tensor]) -> list[Tensor]:
+        """On the instance thread after an execution: save the request's state outputs for the
+        next request of its sequence; returns the other outputs (states never reach clients)."""
+        if not self.states:
+            return outputs
+        by_output = {state.output_name: state for state in self.states}
+        kept: list[Tensor] = []
+        saved: dict[str, Tensor] = {}
+        for tensor in outputs:
+            state = by_output.get(tensor.name)
+            if state is None:
+                kept.append(tensor)
+            else:
+                saved[state.input_name] = Tensor(state.input_name, tensor.datatype, tensor.shape, tensor.data)
+        if saved and not request.flags & SEQUENCE_END:
+            with self._changed:
+                self._saved[request.correlation_id] = saved
+        return kept
 
 
 def _correlation_value(correlation_id: int | str, datatype: str) -> Any:
