@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.errors import (
-    InternalError,
     InvalidArgumentError,
     ModelNotFoundError,
     ServerNotReadyError,
-    TritonError,
     UnavailableError,
     UnsupportedError,
 )
@@ -167,22 +165,7 @@ class InferenceServer:
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        model = self.models.get(request.model_name, request.model_version)
-        if model.decoupled:
-            return self._track(model.submit(request, on_response))
-        future = self._track(model.submit(request))
-
-        def answer(done: asyncio.Future[InferenceResponse]) -> None:
-            if done.cancelled():
-                return
-            error = done.exception()
-            if error is None:
-                on_response(done.result(), True)
-            else:
-                on_response(error if isinstance(error, TritonError) else InternalError(str(error)), True)
-
-        future.add_done_callback(answer)
-        return future
+        return self._track(self.models.stream(request, on_response))
 
     def _track(self, future: asyncio.Future[InferenceResponse]) -> asyncio.Future[InferenceResponse]:
         self._in_flight += 1

@@ -12,13 +12,24 @@ import pytest
 import tritonclient.http as httpclient
 
 from tests.integration.server_process import ServerProcess, start_server
+from tests.integration.test_decoupled import REPEAT_MODEL
+
+REPEAT_CONFIG = """\
+name: "repeat"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+"""
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # MODE 0: add_sub through exec(); 1: the same through async_exec() (execute is async then);
-# 2: an unknown model (the error comes back in the response); 3: a bad input for add_sub.
+# 2: an unknown model (the error comes back in the response); 3: a bad input for add_sub;
+# 4 / 5: the decoupled "repeat" model through exec(decoupled=True) / async_exec(decoupled=True).
 BLS_MODEL = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -45,8 +56,23 @@ class TritonPythonModel:
                 answer = await call("add_sub", a, b).async_exec()
             elif mode == 2:
                 answer = call("nope", a, b).exec()
-            else:
+            elif mode == 3:
                 answer = call("add_sub", a[:3], b[:3]).exec()
+            else:
+                repeat = pb_utils.InferenceRequest(
+                    model_name="repeat", requested_output_names=["OUT"],
+                    inputs=[pb_utils.Tensor("N", np.array([3], np.int32))],
+                )
+                if mode == 4:
+                    answers = list(repeat.exec(decoupled=True))
+                else:
+                    answers = [answer async for answer in await repeat.async_exec(decoupled=True)]
+                seen = [
+                    [int(t.as_numpy()[0]) for t in answer.output_tensors()] for answer in answers
+                ]
+                out = np.array([repr(seen).encode()], dtype=np.object_)
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("RESULT", out)]))
+                continue
             if answer.has_error():
                 error = answer.error()
                 text = f"{error.code().name}: {error.message()}"
@@ -74,6 +100,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
         """)
     )
+    (repository / "repeat" / "1").mkdir(parents=True)
+    (repository / "repeat" / "1" / "model.py").write_text(REPEAT_MODEL)
+    (repository / "repeat" / "config.pbtxt").write_text(REPEAT_CONFIG)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()
@@ -105,3 +134,9 @@ def test_bls_calls_count_in_the_called_model_statistics(server: ServerProcess) -
         run(server, 0)
         after = client.get_inference_statistics("add_sub")["model_stats"][0]["inference_count"]
     assert after - before == 1
+
+
+@pytest.mark.parametrize("mode", [4, 5], ids=["exec", "async_exec"])
+def test_bls_iterates_a_decoupled_model_s_responses(server: ServerProcess, mode: int) -> None:
+    # Three responses, then Triton's empty last response for the bare final flag.
+    assert run(server, mode) == repr([[0], [1], [2], []])

@@ -149,11 +149,11 @@ def test_pb_utils_request_and_response_accessors() -> None:
         pb_utils.InferenceResponse([], parameters={"p": [1]})  # type: ignore[dict-item]
 
 
-def test_pb_utils_decoupled_calls_raise_unsupported() -> None:
+def test_pb_utils_bls_outside_a_server_is_unavailable() -> None:
     request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[])
-    with pytest.raises(pb_utils.TritonError, match="BLS with decoupled=True") as caught:
+    with pytest.raises(pb_utils.TritonError, match="while the server runs the model") as caught:
         request.exec(decoupled=True)
-    assert caught.value.code() == pb_utils.TritonError.UNSUPPORTED
+    assert caught.value.code() == pb_utils.TritonError.UNAVAILABLE
     with pytest.raises(pb_utils.TritonError):
         request.get_response_sender()
     with pytest.raises(TypeError, match="Correlation ID"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from airtower.core.request import InferenceRequest
+from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.errors import TritonError
 
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 #: Starts ``request`` on the model it names and returns a thread-safe future of its response
 #: (a ``TritonError`` when it fails). Callable from any thread except the event loop's own.
 InternalInfer = Callable[[InferenceRequest], "concurrent.futures.Future[InferenceResponse]"]
+
+
+#: Starts ``request`` and calls ``on_response(response | TritonError | None, final)`` on the
+#: server's event loop for each of its responses; returns a function that cancels it.
+InternalStream = Callable[[InferenceRequest, ResponseSink], Callable[[], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,8 @@ class ModelContext:
     version: int = 0
     #: Runs a request on another model of this server, from any thread (Python models' BLS).
     infer: InternalInfer | None = None
+    #: The same for every response of a (decoupled) model: see ``InternalStream``.
+    infer_stream: InternalStream | None = None
 
     @property
     def version_dir(self) -> Path:

@@ -12,14 +12,15 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
-from airtower.core.request import InferenceRequest
+from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
-from airtower.errors import ModelNotFoundError, ModelNotReadyError, TritonError
+from airtower.errors import InternalError, ModelNotFoundError, ModelNotReadyError, TritonError
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
 from airtower.options import ServerOptions
@@ -95,6 +96,51 @@ class ModelManager:
 
         loop.call_soon_threadsafe(start)
         return result
+
+    def stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:
+        """On the loop: start ``request``; every response goes to ``on_response(response, final)``
+        (a decoupled model's zero or more, ``None`` with ``final`` for a bare final flag; any other
+        model's one response or error, final). The future resolves after the last.
+
+        Raises:
+            The look-up and validation errors of ``get`` and ``submit``.
+        """
+        model = self.get(request.model_name, request.model_version)
+        if model.decoupled:
+            return model.submit(request, on_response)
+        future = model.submit(request)
+
+        def answer(done: asyncio.Future[InferenceResponse]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                on_response(done.result(), True)
+            else:
+                on_response(error if isinstance(error, TritonError) else InternalError(str(error)), True)
+
+        future.add_done_callback(answer)
+        return future
+
+    def stream_threadsafe(self, request: InferenceRequest, on_response: ResponseSink) -> Callable[[], None]:
+        """``stream`` from another thread (BLS with ``decoupled=True``): ``on_response`` is called on
+        the event loop; an error at the start comes as a final error response. Returns a function
+        that cancels the request."""
+        loop = self._loop
+        assert loop is not None, "models are served once the manager has loaded them"
+        started: list[asyncio.Future[InferenceResponse]] = []
+
+        def start() -> None:
+            try:
+                started.append(self.stream(request, on_response))
+            except TritonError as exc:
+                on_response(exc, True)
+
+        def cancel() -> None:
+            loop.call_soon_threadsafe(lambda: [future.cancel() for future in started])
+
+        loop.call_soon_threadsafe(start)
+        return cancel
 
     async def load_all(self) -> None:
         """Load every model found in the repositories (control mode ``none``)."""
@@ -184,6 +230,7 @@ class ModelManager:
                 options.backend_settings(config.backend),
                 version,
                 self.infer_threadsafe,
+                self.stream_threadsafe,
             )
             model = Model(config, version, context, self.rate_limiter)
             entry.versions[version] = model

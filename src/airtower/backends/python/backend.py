@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import model_config_pb2
 
-from airtower.backends.base import InstanceSpec, InternalInfer, ModelContext
+from airtower.backends.base import InstanceSpec, InternalInfer, InternalStream, ModelContext
 from airtower.backends.python import triton_python_backend_utils as pb_utils
 from airtower.core.model_config import ModelConfig, config_from_json, config_to_json, is_decoupled
 from airtower.core.request import InferenceRequest, RequestedOutput
@@ -102,7 +102,8 @@ class PythonBackend:
         if not path.is_file():
             raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
         if ctx.infer is not None:
-            pb_utils._set_bls_handler(functools.partial(_start_bls, ctx.infer))
+            stream = functools.partial(_start_bls_stream, ctx.infer_stream) if ctx.infer_stream is not None else None
+            pb_utils._set_bls_handler(functools.partial(_start_bls, ctx.infer), stream)
         module = _import_model(ctx, path)
         try:
             model_class = _model_class(module, ctx, path)
@@ -426,6 +427,30 @@ def _start_bls(
     started.add_done_callback(done)
     answer.add_done_callback(lambda _: started.cancel())
     return answer
+
+
+def _start_bls_stream(infer_stream: InternalStream, request: pb_utils.InferenceRequest) -> pb_utils.ResponseIterator:
+    """Start a BLS ``request`` with ``decoupled=True``: its iterator yields each response as a
+    ``pb_utils`` response (errors included) and stops after the final one."""
+    iterator = pb_utils.ResponseIterator()
+    core_request = _from_pb_request(request)
+
+    def on_response(response: InferenceResponse | TritonError | None, final: bool) -> None:
+        if isinstance(response, TritonError):
+            iterator._put(pb_utils.InferenceResponse(error=_to_pb_error(response)))
+        elif response is not None:
+            outputs = [
+                pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
+                for tensor in response.outputs
+            ]
+            iterator._put(pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None))
+        elif final:
+            iterator._put(pb_utils.InferenceResponse())  # Triton's empty last response
+        if final:
+            iterator._put(None)
+
+    iterator._cancel = infer_stream(core_request, on_response)
+    return iterator
 
 
 def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:

@@ -17,6 +17,7 @@ import concurrent.futures
 import enum
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -378,16 +379,48 @@ class InferenceResponseSender:
 
 
 class ResponseIterator:
-    """Iterates the responses of a decoupled BLS call (BLS is not supported yet)."""
+    """The responses of a BLS call made with ``decoupled=True``, as they arrive; the last one
+    (possibly without outputs) ends the iteration. Also an async iterator for ``async_exec``."""
+
+    def __init__(self, cancel: Callable[[], None] | None = None) -> None:
+        self._queue: queue.SimpleQueue[InferenceResponse | None] = queue.SimpleQueue()
+        self._cancel = cancel
+        self._done = False
+
+    def _put(self, response: InferenceResponse | None) -> None:
+        """From the server: one response, or ``None`` after the last."""
+        self._queue.put(response)
 
     def __iter__(self) -> Iterator[InferenceResponse]:
         return self
 
     def __next__(self) -> InferenceResponse:
-        raise StopIteration
+        if self._done:
+            raise StopIteration
+        response = self._queue.get()
+        if response is None:
+            self._done = True
+            raise StopIteration
+        return response
+
+    def __aiter__(self) -> ResponseIterator:
+        return self
+
+    async def __anext__(self) -> InferenceResponse:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            response = self._queue.get_nowait()
+        except queue.Empty:
+            response = await asyncio.to_thread(self._queue.get)
+        if response is None:
+            self._done = True
+            raise StopAsyncIteration
+        return response
 
     def cancel(self) -> None:
-        return None
+        if self._cancel is not None:
+            self._cancel()
 
 
 class InferenceRequest:
@@ -527,12 +560,15 @@ class InferenceRequest:
             raise _unsupported("request rescheduling (TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)")
         self._release_flags = flags
 
-    def exec(self, decoupled: bool = False) -> InferenceResponse:
-        """Run this request on ``model_name`` in this server (BLS) and wait for its response.
+    def exec(self, decoupled: bool = False) -> Any:
+        """Run this request on ``model_name`` in this server (BLS) and wait for its response, or
+        with ``decoupled=True`` return a ``ResponseIterator`` over its responses.
 
         Errors come back in the response (``has_error()``), as in Triton; so does an expired
         ``timeout`` (microseconds).
         """
+        if decoupled:
+            return self._start_bls_stream()
         future = self._start_bls(decoupled)
         try:
             return future.result(timeout=self._timeout / 1e6 if self._timeout else None)
@@ -540,8 +576,11 @@ class InferenceRequest:
             future.cancel()
             return InferenceResponse(error=TritonError("Request timeout expired", TritonError.UNAVAILABLE))
 
-    async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
-        """``exec`` for ``async def execute``: awaits the response without blocking the model's loop."""
+    async def async_exec(self, decoupled: bool = False) -> Any:
+        """``exec`` for ``async def execute``: awaits the response without blocking the model's loop
+        (with ``decoupled=True``, a ``ResponseIterator`` to use with ``async for``)."""
+        if decoupled:
+            return self._start_bls_stream()
         future = asyncio.wrap_future(self._start_bls(decoupled))
         if not self._timeout:
             return await future
@@ -550,9 +589,12 @@ class InferenceRequest:
         except TimeoutError:
             return InferenceResponse(error=TritonError("Request timeout expired", TritonError.UNAVAILABLE))
 
+    def _start_bls_stream(self) -> ResponseIterator:
+        if _bls_stream_handler is None:
+            raise TritonError("BLS requests can only be made while the server runs the model", TritonError.UNAVAILABLE)
+        return _bls_stream_handler(self)
+
     def _start_bls(self, decoupled: bool) -> concurrent.futures.Future[InferenceResponse]:
-        if decoupled:
-            raise _unsupported("BLS with decoupled=True")
         if _bls_handler is None:
             raise TritonError("BLS requests can only be made while the server runs the model", TritonError.UNAVAILABLE)
         return _bls_handler(self)
@@ -565,9 +607,17 @@ _PARAMETER_TYPES = (bool, int, float, str)
 _bls_handler: Callable[[InferenceRequest], concurrent.futures.Future[InferenceResponse]] | None = None
 
 
-def _set_bls_handler(handler: Callable[[InferenceRequest], concurrent.futures.Future[InferenceResponse]]) -> None:
-    global _bls_handler
+#: Set by the backend: starts a BLS request with ``decoupled=True``, answers its iterator.
+_bls_stream_handler: Callable[[InferenceRequest], ResponseIterator] | None = None
+
+
+def _set_bls_handler(
+    handler: Callable[[InferenceRequest], concurrent.futures.Future[InferenceResponse]],
+    stream_handler: Callable[[InferenceRequest], ResponseIterator] | None = None,
+) -> None:
+    global _bls_handler, _bls_stream_handler
     _bls_handler = handler
+    _bls_stream_handler = stream_handler
 
 
 class InferenceResponse:
