@@ -87,7 +87,50 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         repository, "bad_map", ["A", "B"], ["O"],
         [step("add_sub", {"INPUT0": "A", "NOPE": "B"}, {"OUTPUT0": "O"})],
     )  # fmt: skip
+    # limited: one request in flight at its only step, whose model has two instances
+    tracker = repository / "tracker"
+    (tracker / "1").mkdir(parents=True)
+    (tracker / "1" / "model.py").write_text(TRACKER_MODEL)
+    (tracker / "config.pbtxt").write_text(TRACKER_CONFIG)
+    write_ensemble(repository, "limited", ["A"], ["PEAK"], [step("tracker", {"IN": "A"}, {"PEAK": "PEAK"})])
+    config = (repository / "limited" / "config.pbtxt").read_text()
+    config = config.replace("ensemble_scheduling {", "ensemble_scheduling { max_inflight_requests: 1")
+    (repository / "limited" / "config.pbtxt").write_text(config)
     return repository
+
+
+# Reports the most executions it saw running at once (its two instances share the counter).
+TRACKER_MODEL = """
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+LOCK = threading.Lock()
+STATE = {"running": 0, "peak": 0}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        with LOCK:
+            STATE["running"] += 1
+            STATE["peak"] = max(STATE["peak"], STATE["running"])
+        time.sleep(0.02)
+        with LOCK:
+            STATE["running"] -= 1
+            peak = STATE["peak"]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("PEAK", np.full(16, peak, np.float32))]) for _ in requests]
+"""
+
+TRACKER_CONFIG = """\
+name: "tracker"
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "PEAK" data_type: TYPE_FP32 dims: [ 16 ] } ]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +212,12 @@ def test_broken_ensembles_are_unavailable_with_triton_s_reasons(client: httpclie
         "bad_map": "in ensemble bad_map, ensemble tensor B is mapped to non-existing input NOPE of model add_sub",
     }
     assert not client.is_model_ready("missing")
+
+
+def test_max_inflight_requests_limits_each_step(server: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(server.url, concurrency=6) as client:
+        tensor = httpclient.InferInput("A", [16], "FP32")
+        tensor.set_data_from_numpy(A)
+        pending = [client.async_infer("limited", [tensor]) for _ in range(6)]
+        peaks = [int(request.get_result().as_numpy("PEAK")[0]) for request in pending]
+    assert max(peaks) == 1  # two instances, but never two of the ensemble's requests at once

@@ -148,6 +148,9 @@ class EnsembleModel:
         self.plan = EnsemblePlan.from_config(config)
         self._lookup = lookup
         self._tasks: set[asyncio.Task[None]] = set()
+        # ``max_inflight_requests``: at most that many requests in flight at each step (0: no limit).
+        limit = int(config.ensemble_scheduling.max_inflight_requests)
+        self._step_slots = [asyncio.Semaphore(limit) for _ in self.plan.steps] if limit > 0 else None
 
     async def load(self) -> None:
         """Check that the composing models serve the tensors the steps map, then become READY."""
@@ -220,11 +223,31 @@ class EnsembleModel:
         self, request: InferenceRequest, running: dict[asyncio.Future[InferenceResponse], Step]
     ) -> InferenceResponse:
         tensors: dict[str, Tensor] = dict(request.inputs)
-        waiting = list(self.plan.steps)
+        waiting = list(enumerate(self.plan.steps))
+        held: list[asyncio.Semaphore] = []
+        try:
+            return await self._run_steps(request, running, tensors, waiting, held)
+        finally:
+            for slot in held:
+                slot.release()
+
+    async def _run_steps(
+        self,
+        request: InferenceRequest,
+        running: dict[asyncio.Future[InferenceResponse], Step],
+        tensors: dict[str, Tensor],
+        waiting: list[tuple[int, Step]],
+        held: list[asyncio.Semaphore],
+    ) -> InferenceResponse:
+        slots: dict[asyncio.Future[InferenceResponse], asyncio.Semaphore] = {}
         while True:
-            for step in list(waiting):
+            for index, step in list(waiting):
                 if all(source in tensors for source in step.inputs.values()):
-                    waiting.remove(step)
+                    waiting.remove((index, step))
+                    slot = self._step_slots[index] if self._step_slots is not None else None
+                    if slot is not None:
+                        await slot.acquire()
+                        held.append(slot)
                     step_request = InferenceRequest(
                         step.model_name,
                         step.model_version,
@@ -238,12 +261,19 @@ class EnsembleModel:
                         request.flags,
                     )
                     model = self._lookup(step.model_name, step.model_version)
-                    running[model.submit(step_request)] = step
+                    step_future = model.submit(step_request)
+                    running[step_future] = step
+                    if slot is not None:
+                        slots[step_future] = slot
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for step_future in done:
                 step = running.pop(step_future)
+                slot = slots.pop(step_future, None)
+                if slot is not None:
+                    held.remove(slot)
+                    slot.release()
                 answer = step_future.result()  # a step's error is the ensemble's error
                 produced = {tensor.name: tensor for tensor in answer.outputs}
                 for key, target in step.outputs.items():
