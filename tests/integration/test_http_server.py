@@ -115,6 +115,34 @@ def test_resnet50_matches_onnxruntime(client: httpclient.InferenceServerClient, 
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_image_pipeline_ensemble_runs_the_seed_pipeline(
+    client: httpclient.InferenceServerClient, examples_repository: Path
+) -> None:
+    """preprocess → resnet50 → postprocess inside the server equals the three steps done by hand."""
+    import importlib.util
+
+    import onnxruntime
+
+    import airtower.backends.python.backend  # noqa: F401 - makes triton_python_backend_utils importable
+
+    images = (np.random.default_rng(3).random((2, 300, 400, 3)) * 255).astype(np.uint8)
+    tensor = httpclient.InferInput("IMAGE", list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    top5 = client.infer("image_pipeline", [tensor]).as_numpy("TOP5")
+    spec = importlib.util.spec_from_file_location("preprocess", examples_repository / "preprocess" / "1" / "model.py")
+    assert spec is not None
+    assert spec.loader is not None
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    batch = np.stack([preprocess.to_tensor(image) for image in images]).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(examples_repository / "resnet50" / "1" / "model.onnx"))
+    (scores,) = session.run(["output_0"], {"input_0": batch})
+    assert top5.shape == (2, 5)
+    for row, got in zip(scores, top5, strict=True):
+        expected = np.argsort(-row)[:5]
+        assert [int(item.split(b":")[0]) for item in got] == expected.tolist()
+
+
 def echo_values(wire: str) -> np.ndarray:
     if wire == "BYTES":
         return np.array([b"hello", b"", "ünïcode".encode()], dtype=np.object_)
