@@ -181,3 +181,28 @@ def test_ragged_inputs_may_differ() -> None:
         config('max_batch_size: 8 input [ { name: "A" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]')
     )
     assert key(request_with(A=(1, 5))) == key(request_with(A=(1, 6)))
+
+
+async def test_every_request_is_taken_exactly_once_by_concurrent_instances() -> None:
+    loop = asyncio.get_running_loop()
+    scheduler = DynamicBatchScheduler(policy(preferred_batch_sizes=(), max_queue_delay_ns=0), Rejections())
+    taken: list[Pending] = []
+    lock = threading.Lock()
+
+    def instance() -> None:
+        while (batch := scheduler.take()) is not None:
+            assert 1 <= len(batch) <= 8
+            with lock:
+                taken.extend(batch)
+
+    threads = [threading.Thread(target=instance) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    requests = [pending(loop) for _ in range(2000)]
+    for request in requests:
+        scheduler.enqueue(request)
+    scheduler.stop(len(threads))
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(map(id, taken)) == sorted(map(id, requests))
