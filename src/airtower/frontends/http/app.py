@@ -3,7 +3,8 @@
 No web framework: a framework's per-request cost is paid on every inference. Each connection
 is an ``asyncio.Protocol`` fed by httptools' request parser. HTTP/1.1 keep-alive, pipelined
 requests (answered in order, one at a time per connection), Content-Length and chunked bodies,
-``Expect: 100-continue`` and write-side flow control are handled here; everything a route does
+``Expect: 100-continue``, chunked responses written as they are produced (the generate
+extension) and write-side flow control are handled here; everything a route does
 lives in ``endpoints.py``, and status codes come from ``errors.py``. Talks only to
 ``InferenceServer``.
 """
@@ -21,6 +22,7 @@ import httptools
 
 from airtower.errors import TritonError
 from airtower.frontends.http.endpoints import (
+    GENERATE_METHOD_NOT_ALLOWED,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     TEXT,
@@ -28,6 +30,7 @@ from airtower.frontends.http.endpoints import (
     Endpoints,
     HttpRequest,
     HttpResponse,
+    Streamed,
     error_response,
     too_large_message,
 )
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = Callable[..., HttpResponse | Deferred | Coroutine[Any, Any, HttpResponse]]
+Handler: TypeAlias = Callable[..., HttpResponse | Deferred | Streamed | Coroutine[Any, Any, HttpResponse]]
 Route: TypeAlias = tuple[Handler, tuple[str, ...]]
 
 #: Reason phrases as Triton's libevhtp writes them (note "405 Not Allowed").
@@ -57,6 +60,8 @@ _STATUS_LINES: dict[int, bytes] = {
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"Connection: close\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
 _GET = b"GET"
 _POST = b"POST"
 #: Pipelined requests buffered per connection before it stops reading from the socket.
@@ -76,6 +81,13 @@ def _encode_head(response: HttpResponse, length: int, keep_alive: bool) -> bytes
             b"" if keep_alive else _CLOSE,
             b"\r\n",
         )
+    )
+
+
+def _encode_chunked_head(status: int, content_type: bytes, keep_alive: bool) -> bytes:
+    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    return b"".join(
+        (status_line, b"Content-Type: ", content_type, b"\r\n", _CHUNKED, b"" if keep_alive else _CLOSE, b"\r\n")
     )
 
 
@@ -135,6 +147,10 @@ class Router:
             return _only(_POST, method, e.infer, (name, version))
         if suffix == "ready":
             return _only(_GET, method, e.model_ready, (name, version))
+        if suffix == "generate":
+            return (e.generate, (name, version)) if method == _POST else GENERATE_METHOD_NOT_ALLOWED
+        if suffix == "generate_stream":
+            return (e.generate_stream, (name, version)) if method == _POST else GENERATE_METHOD_NOT_ALLOWED
         if suffix == "config":
             return _only(_GET, method, e.model_config, (name, version))
         if suffix == "stats":
@@ -244,6 +260,10 @@ class HttpConnection(asyncio.Protocol):
         #: The inference whose response this connection waits for (see ``Deferred``).
         self._deferred: Deferred | None = None
         self._deferred_keep_alive = True
+        #: The chunked response being written (see ``Streamed``).
+        self._stream: Streamed | None = None
+        self._stream_keep_alive = True
+        self._stream_head_sent = False
         self._write_paused = False
         self._reading_paused = False
         self._discarding = False
@@ -263,6 +283,7 @@ class HttpConnection(asyncio.Protocol):
             self._task.cancel()
         if self._deferred is not None:
             self._deferred.future.cancel()
+        self._cancel_stream()
         self._frontend.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -291,6 +312,7 @@ class HttpConnection(asyncio.Protocol):
             self._transport.close()
         if self._deferred is not None:
             self._deferred.future.cancel()
+        self._cancel_stream()
         return self._task
 
     # ---------------------------------------------------------------- httptools callbacks
@@ -320,6 +342,7 @@ class HttpConnection(asyncio.Protocol):
             and expect.lower() == b"100-continue"
             and self._task is None
             and self._deferred is None
+            and self._stream is None
             and not self._pending
             and self._transport is not None
         ):
@@ -360,7 +383,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         """Answer queued requests in order until one must wait (an inference or a coroutine)."""
-        if self._task is not None or self._deferred is not None:
+        if self._task is not None or self._deferred is not None or self._stream is not None:
             return
         pending = self._pending
         while pending and not self._write_paused and not self._closed:
@@ -377,13 +400,20 @@ class HttpConnection(asyncio.Protocol):
                 self._deferred_keep_alive = request.keep_alive
                 result.future.add_done_callback(self._on_deferred_done)
                 return
+            elif isinstance(result, Streamed):
+                self._stream = result
+                self._stream_keep_alive = request.keep_alive
+                self._stream_head_sent = False
+                result.notify = self._on_stream_progress
+                if not self._write_stream():
+                    return
             else:
                 self._task = asyncio.get_running_loop().create_task(self._finish(request, result))
                 return
         if len(pending) <= _MAX_PENDING and not self._discarding:
             self._resume_reading()
 
-    def _dispatch(self, request: HttpRequest) -> HttpResponse | Deferred | Coroutine[Any, Any, HttpResponse]:
+    def _dispatch(self, request: HttpRequest) -> HttpResponse | Deferred | Streamed | Coroutine[Any, Any, HttpResponse]:
         route = self._router.resolve(request.method, request.path)
         if isinstance(route, HttpResponse):
             return route
@@ -430,6 +460,52 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             self._closed = True
             transport.close()
+
+    def _on_stream_progress(self) -> None:
+        if self._write_stream():
+            self._process()
+
+    def _write_stream(self) -> bool:
+        """Write what the current ``Streamed`` holds; True once it ended and the connection is free.
+
+        The head waits for the status (the first response decides it); each chunk is framed as
+        ``<size hex>\\r\\n<data>\\r\\n``, and the end as the zero-size chunk.
+        """
+        stream = self._stream
+        transport = self._transport
+        if stream is None or transport is None or self._closed:
+            return False
+        if not stream.status:
+            if not stream.ended:
+                return False
+            stream.status = 200
+        parts: list[bytes] = []
+        if not self._stream_head_sent:
+            self._stream_head_sent = True
+            parts.append(_encode_chunked_head(stream.status, stream.content_type, self._stream_keep_alive))
+        for chunk in stream.chunks:
+            if chunk:
+                parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        stream.chunks.clear()
+        ended = stream.ended
+        if ended:
+            parts.append(_LAST_CHUNK)
+            stream.notify = None
+            self._stream = None
+        if parts:
+            transport.write(b"".join(parts))
+        if ended and not self._stream_keep_alive:
+            self._closed = True
+            transport.close()
+            return False
+        return ended
+
+    def _cancel_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.notify = None
+            if stream.future is not None:
+                stream.future.cancel()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None and not self._closed:

@@ -3,7 +3,8 @@
 Endpoints receive an already-routed ``HttpRequest`` (path parameters are URL-decoded by the
 router in ``app.py``) and return an ``HttpResponse``; they raise ``TritonError`` for the app to
 render through ``errors.py``. Synchronous routes stay synchronous so that health checks never
-pay for a task; ``infer`` and the repository load/unload are coroutines.
+pay for a task; the repository load/unload are coroutines, ``infer`` answers with a ``Deferred``
+and the generate extension with a ``Streamed`` (a chunked body written as responses come).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from airtower.frontends.http.codec import (
     parse_json_body,
 )
 from airtower.frontends.http.errors import encode_error_body
+from airtower.frontends.http.generate import GenerateReply, decode_generate_request, input_layouts
 
 if TYPE_CHECKING:
     from airtower.core.request import InferenceRequest
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 JSON = b"application/json"
 TEXT = b"text/plain"
 OCTET_STREAM = b"application/octet-stream"
+EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _EMPTY = memoryview(b"")
 
 
@@ -75,6 +78,34 @@ class Deferred:
     render: Callable[[Any], HttpResponse]
 
 
+@dataclass(slots=True, eq=False)
+class Streamed:
+    """A response whose body is written in chunks as it is produced (``Transfer-Encoding: chunked``).
+
+    The producer calls ``push``: the head goes out once ``status`` is set, then each chunk, and
+    ``ended`` writes the last (empty) chunk. The connection sets ``notify`` to write what is
+    pending (it may already hold everything when the connection attaches) and cancels ``future``
+    when its client disconnects.
+    """
+
+    content_type: bytes
+    status: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    ended: bool = False
+    future: asyncio.Future[Any] | None = None
+    notify: Callable[[], None] | None = None
+
+    def push(self, status: int, chunks: list[bytes], end: bool) -> None:
+        if not self.status:
+            self.status = status
+        if chunks:
+            self.chunks.extend(chunks)
+        if end:
+            self.ended = True
+        if self.notify is not None:
+            self.notify()
+
+
 def error_response(status: int, message: str, content_type: bytes = JSON, headers: bytes = b"") -> HttpResponse:
     return HttpResponse(status, encode_error_body(message), content_type, headers)
 
@@ -87,6 +118,8 @@ METHOD_NOT_ALLOWED = error_response(405, "Method Not Allowed", TEXT)
 UNSUPPORTED_COMPRESSION = error_response(
     501, "Unsupported compression type", TEXT, b"Accept-Encoding: gzip, deflate\r\n"
 )
+#: Triton's generate handler sets a JSON content type before checking the method.
+GENERATE_METHOD_NOT_ALLOWED = error_response(405, "Method Not Allowed")
 _LOADED = HttpResponse(200, b"", JSON)
 
 
@@ -170,6 +203,48 @@ class Endpoints:
             return response
 
         return Deferred(self.server.infer(inference_request, "HTTP end point"), render)
+
+    # ---------------------------------------------------------------- generate extension
+
+    def generate(self, request: HttpRequest, name: str, version: str) -> Streamed:
+        """POST /v2/models/{m}[/versions/{v}]/generate: one JSON object, for a model that sends
+        exactly one response (decoupled models included)."""
+        return self._generate(request, name, version, streaming=False)
+
+    def generate_stream(self, request: HttpRequest, name: str, version: str) -> Streamed:
+        """POST /v2/models/{m}[/versions/{v}]/generate_stream: a server-sent event per response."""
+        return self._generate(request, name, version, streaming=True)
+
+    def _generate(self, request: HttpRequest, name: str, version: str, streaming: bool) -> Streamed:
+        # Triton's order: the model's metadata (unknown model: 404), the encoding, then the body.
+        layouts = input_layouts(self.server.model_metadata(name, version))
+        encoding = request.headers.get(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() != b"identity":
+            raise InvalidArgumentError("Unsupported content-encoding, only 'identity' is supported.")
+        inference_request = decode_generate_request(name, version, parse_json_body(request.body), layouts)
+        reply = GenerateReply(streaming)
+        stream = Streamed(EVENT_STREAM if streaming else JSON)
+
+        def on_response(item: InferenceResponse | TritonError | None, final: bool) -> None:
+            stream.push(*reply.on_response(item, final))
+
+        def on_done(future: asyncio.Future[InferenceResponse]) -> None:
+            # Every model ends through ``on_response``; this catches requests dropped without a
+            # response (queue timeouts) and cancellations, so that the reply always ends.
+            if reply.ended:
+                return
+            if future.cancelled():
+                stream.push(reply.status or 200, [], True)
+                return
+            error = future.exception()
+            if error is None:
+                on_response(None, True)
+            else:
+                on_response(error if isinstance(error, TritonError) else InternalError(str(error)), True)
+
+        stream.future = self.server.infer_stream(inference_request, on_response)
+        stream.future.add_done_callback(on_done)
+        return stream
 
     def _decode(
         self, headers: dict[bytes, bytes], body: bytes, name: str, version: str
