@@ -63,6 +63,24 @@ def parse_rate_limit_resource(text: str) -> ResourceLimit:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_metrics_setting(text: str) -> tuple[str, str]:
+    """``--metrics-config <setting>=<value>``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--metrics-config '{text}' must be <setting>=<value>")
+    return key, value
+
+
+def parse_interval_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
 def parse_backend_config(text: str) -> tuple[str, str, str]:
     """``<backend>,<key>=<value>`` or a global ``<key>=<value>``."""
     backend, _, setting = text.rpartition(",")
@@ -122,9 +140,14 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--grpc-http2-min-recv-ping-interval-without-data", type=parse_non_negative, default=300_000, metavar="MS")
     flag("--grpc-http2-max-ping-strikes", type=parse_non_negative, default=2)
     boolean("--reuse-grpc-port", False, "let several servers bind the gRPC port (SO_REUSEPORT)")
-    boolean("--allow-metrics", True, "serve Prometheus metrics (not implemented yet: ignored)")
-    flag("--metrics-address", default="")
+    boolean("--allow-metrics", True, "serve Prometheus metrics")
+    boolean("--allow-cpu-metrics", True, "report CPU utilisation and memory (nv_cpu_*)")
+    flag("--metrics-address", default="", help="default: the HTTP address")
     flag("--metrics-port", type=parse_port, default=8002)
+    flag("--metrics-interval-ms", type=parse_interval_ms, default=2000.0, metavar="MS",
+         help="how often CPU metrics are refreshed")  # fmt: skip
+    flag("--metrics-config", type=parse_metrics_setting, action="append", default=[], metavar="SETTING=VALUE",
+         help="counter_latencies, summary_latencies, summary_quantiles (repeatable)")  # fmt: skip
     flag("--log-verbose", type=parse_non_negative, default=0, help="verbose logging level")
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
          help="execution_count: instances execute only while they hold their rate_limiter resources")  # fmt: skip
@@ -168,6 +191,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         allow_metrics=args.allow_metrics,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
+        allow_cpu_metrics=args.allow_cpu_metrics,
+        metrics_interval_ms=args.metrics_interval_ms,
+        metrics_config=tuple(args.metrics_config),
         log_verbose=args.log_verbose,
         backend_config=backend_config,
         rate_limit=args.rate_limit,
@@ -188,7 +214,17 @@ async def serve(options: ServerOptions) -> int:
     """Run the server until SIGINT/SIGTERM; return the process exit code."""
     from airtower.frontends.grpc.server import GrpcFrontend
     from airtower.frontends.http.app import HttpFrontend
+    from airtower.frontends.metrics_http import MetricsFrontend
+    from airtower.observability.metrics import MetricsConfig
     from airtower.server import InferenceServer
+
+    try:
+        metrics_config = MetricsConfig.from_settings(
+            options.metrics_config, cpu_metrics=options.allow_cpu_metrics, interval_ms=options.metrics_interval_ms
+        )
+    except TritonError as exc:
+        logger.error("%s", exc.message)
+        return 1
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -228,8 +264,18 @@ async def serve(options: ServerOptions) -> int:
                 await started.aclose()
             await server.stop()
             return 1
+    metrics: MetricsFrontend | None = None
     if options.allow_metrics:
-        logger.warning("the metrics service is not implemented yet; not started")
+        address = options.metrics_address or options.http_address
+        metrics = MetricsFrontend(server, metrics_config, address, options.metrics_port)
+        try:
+            await metrics.start()  # logs "Started Metrics Service at <address>:<port>"
+        except OSError as exc:
+            logger.error("failed to start Metrics service on %s:%d: %s", address, options.metrics_port, exc)
+            for started in frontends:
+                await started.aclose()
+            await server.stop()
+            return 1
     await stop.wait()
     logger.info("shutting down: no new connections; draining in-flight requests")
     for frontend in frontends:
@@ -237,6 +283,8 @@ async def serve(options: ServerOptions) -> int:
     await server.stop()
     for frontend in frontends:
         await frontend.aclose()
+    if metrics is not None:  # readable while requests drained
+        await metrics.aclose()
     logger.info("server stopped")
     return 0
 

@@ -52,6 +52,11 @@ class ServerOptions:
     allow_metrics: bool = True
     metrics_address: str = ""
     metrics_port: int = 8002
+    #: ``--allow-cpu-metrics`` (nv_cpu_* gauges from /proc), ``--metrics-interval-ms`` (their refresh
+    #: period) and ``--metrics-config <key>=<value>`` pairs, in the order given.
+    allow_cpu_metrics: bool = True
+    metrics_interval_ms: float = 2000.0
+    metrics_config: tuple[tuple[str, str], ...] = ()
     log_verbose: int = 0
     #: ``--rate-limit``: "off" or "execution_count"; ``--rate-limit-resource`` amounts.
     rate_limit: Literal["off", "execution_count"] = "off"

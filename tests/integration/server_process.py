@@ -15,19 +15,23 @@ from pathlib import Path
 
 _STARTED = re.compile(r"Started HTTPService at [^:]+:(\d+)")
 _GRPC_STARTED = re.compile(r"Started GRPCInferenceService at .+:(\d+)")
+_METRICS_STARTED = re.compile(r"Started Metrics Service at .+:(\d+)")
 _BASE_ARGS = ["-m", "airtower", "serve", "--http-address", "127.0.0.1", "--http-port", "0",
-              "--grpc-address", "127.0.0.1", "--grpc-port", "0"]  # fmt: skip
+              "--grpc-address", "127.0.0.1", "--grpc-port", "0",
+              "--metrics-address", "127.0.0.1", "--metrics-port", "0"]  # fmt: skip
 
 
 @dataclass
 class ServerProcess:
-    """A running server; ``url`` (HTTP) and ``grpc_url`` are ``127.0.0.1:<port>`` for tritonclient."""
+    """A running server; ``url`` (HTTP) and ``grpc_url`` are ``127.0.0.1:<port>`` for tritonclient,
+    ``metrics_url`` its Prometheus endpoint (``metrics_port`` is 0 with ``--allow-metrics=false``)."""
 
     process: subprocess.Popen[str]
     port: int
     log: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
     grpc_port: int = 0
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -36,6 +40,10 @@ class ServerProcess:
     @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def output(self) -> str:
         return "".join(self.log)
@@ -56,26 +64,38 @@ class ServerProcess:
         return self.process.returncode
 
 
-def _pump(stream: object, log: list[str], ready: threading.Event, ports: dict[str, int], want_grpc: bool) -> None:
+def _pump(stream: object, log: list[str], ready: threading.Event, ports: dict[str, int], wanted: set[str]) -> None:
+    patterns = (("http", _STARTED), ("grpc", _GRPC_STARTED), ("metrics", _METRICS_STARTED))
     for line in stream:  # type: ignore[attr-defined]
         log.append(line)
-        for key, pattern in (("http", _STARTED), ("grpc", _GRPC_STARTED)):
+        for key, pattern in patterns:
             match = pattern.search(line)
             if match and key not in ports:
                 ports[key] = int(match.group(1))
-        if "http" in ports and ("grpc" in ports or not want_grpc):
+        if wanted <= ports.keys():
             ready.set()
     ready.set()
 
 
-def _grpc_allowed(extra: Sequence[str]) -> bool:
+def _allowed(extra: Sequence[str], flag: str) -> bool:
+    """Whether ``--allow-<service>`` (``flag``) is left on by ``extra``."""
     allowed = True
     for index, arg in enumerate(extra):
-        if arg.startswith("--allow-grpc="):
+        if arg.startswith(f"{flag}="):
             allowed = arg.split("=", 1)[1].lower() in ("true", "1", "yes", "on")
-        elif arg == "--allow-grpc" and index + 1 < len(extra) and not extra[index + 1].startswith("--"):
+        elif arg == flag and index + 1 < len(extra) and not extra[index + 1].startswith("--"):
             allowed = extra[index + 1].lower() in ("true", "1", "yes", "on")
     return allowed
+
+
+def _wanted_services(extra: Sequence[str]) -> set[str]:
+    """The services whose "Started" line the server prints before it is ready for the tests."""
+    wanted = {"http"}
+    if _allowed(extra, "--allow-grpc"):
+        wanted.add("grpc")
+    if _allowed(extra, "--allow-metrics"):
+        wanted.add("metrics")
+    return wanted
 
 
 def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> ServerProcess:
@@ -92,14 +112,16 @@ def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120
     log: list[str] = []
     ready = threading.Event()
     ports: dict[str, int] = {}
-    reader = threading.Thread(target=_pump, args=(process.stdout, log, ready, ports, _grpc_allowed(extra)), daemon=True)
+    reader = threading.Thread(
+        target=_pump, args=(process.stdout, log, ready, ports, _wanted_services(extra)), daemon=True
+    )
     reader.start()
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if time.monotonic() > deadline:
             ServerProcess(process, 0, log, reader).stop(timeout=1)
             raise RuntimeError("server did not start in time:\n" + "".join(log))
-    server = ServerProcess(process, ports.get("http", 0), log, reader, ports.get("grpc", 0))
+    server = ServerProcess(process, ports.get("http", 0), log, reader, ports.get("grpc", 0), ports.get("metrics", 0))
     if "http" not in ports:
         server.stop()
         raise RuntimeError(f"server exited with {process.returncode}:\n" + "".join(log))

@@ -210,7 +210,7 @@ class EnsembleModel:
                 step_future.cancel()
             if not future.done():
                 future.set_exception(exc)
-            self.stats.record_failure(start, time.monotonic_ns())
+            self.stats.record_failure(start, time.monotonic_ns(), "OTHER")  # as Triton labels ensemble failures
             return
         end = time.monotonic_ns()
         if not future.done():

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -189,7 +190,9 @@ class ModelManager:
             try:
                 model = EnsembleModel(config, version, context, self.get)
                 entry.versions[version] = model
+                started = time.monotonic_ns()
                 await model.load()
+                model.stats.load_duration_ns = time.monotonic_ns() - started
             except TritonError as exc:
                 self._fail_version(entry, version, exc.message)
             else:
@@ -234,8 +237,10 @@ class ModelManager:
             )
             model = Model(config, version, context, self.rate_limiter)
             entry.versions[version] = model
+            started = time.monotonic_ns()
             try:
                 await model.load(backend)
+                model.stats.load_duration_ns = time.monotonic_ns() - started
             except TritonError as exc:
                 self._fail_version(entry, version, exc.message)
             except Exception as exc:

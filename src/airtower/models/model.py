@@ -25,7 +25,7 @@ from airtower.core.validation import RequestValidator
 from airtower.errors import InternalError, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.models.instance import ModelInstance
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
-from airtower.observability.stats import ExecutionTiming, ModelStatistics
+from airtower.observability.stats import ExecutionTiming, ModelStatistics, rejection_reason
 from airtower.scheduling.direct import DirectScheduler
 from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, ResponseOrder, shape_key_function
 from airtower.scheduling.dynamic_batcher import BatcherPolicy
@@ -289,9 +289,10 @@ class Model:
 
     def _fail(self, batch: Sequence[Pending], error: TritonError) -> None:
         now = time.monotonic_ns()
+        reason = rejection_reason(error)
         for pending in batch:
             _resolve(pending.future, error)
-            self.stats.record_failure(pending.enqueue_ns, now)
+            self.stats.record_failure(pending.enqueue_ns, now, reason)
 
     def _record(
         self,
@@ -304,7 +305,7 @@ class Model:
         executed = 0
         for pending, result in zip(batch, results, strict=True):
             if isinstance(result, TritonError):
-                stats.record_failure(pending.enqueue_ns, now)
+                stats.record_failure(pending.enqueue_ns, now, "BACKEND")
             else:
                 stats.record_success(pending.enqueue_ns, timing, now)
                 executed += pending.batch_size

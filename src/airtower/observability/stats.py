@@ -9,9 +9,30 @@ per-request durations and ``batch_stats`` per-execution durations keyed by batch
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
+from airtower.errors import QueueTimeoutError, RequestCancelledError, TritonError
 from airtower.types import JSONValue
+
+#: Why a request failed, as the ``reason`` label of ``nv_inference_request_failure`` names it.
+FailureReason = Literal["REJECTED", "CANCELED", "BACKEND", "OTHER"]
+FAILURE_REASONS: tuple[FailureReason, ...] = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
+
+
+def rejection_reason(error: TritonError) -> FailureReason:
+    """The reason of a request a scheduler dropped: a queue timeout is REJECTED, a client's
+    cancellation CANCELED (as Triton labels them)."""
+    if isinstance(error, RequestCancelledError):
+        return "CANCELED"
+    if isinstance(error, QueueTimeoutError):
+        return "REJECTED"
+    return "OTHER"
+
+
+#: Called with ``(enqueue_ns, timing, now_ns)`` after each successful request (summary metrics).
+SuccessObserver = Callable[[int, "ExecutionTiming", int], None]
 
 
 @dataclass(slots=True)
@@ -64,6 +85,12 @@ class ModelStatistics:
     cache_hit: Duration = field(default_factory=Duration)
     cache_miss: Duration = field(default_factory=Duration)
     batch_stats: dict[int, BatchStatistics] = field(default_factory=dict)
+    #: Failed requests by reason (``fail`` holds their total count and duration).
+    failures: dict[FailureReason, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
+    #: How long loading this version took (``nv_model_load_duration_secs``); 0 until it is loaded.
+    load_duration_ns: int = 0
+    #: Set by the metrics service when latency summaries are on; None keeps the hot path free.
+    observer: SuccessObserver | None = None
 
     def record_execution(self, batch_size: int, timing: ExecutionTiming) -> None:
         """One backend execution of ``batch_size`` inferences finished."""
@@ -84,9 +111,12 @@ class ModelStatistics:
         self.compute_input.add(timing.input_end_ns - timing.start_ns)
         self.compute_infer.add(timing.output_start_ns - timing.input_end_ns)
         self.compute_output.add(timing.end_ns - timing.output_start_ns)
+        if self.observer is not None:
+            self.observer(enqueue_ns, timing, now_ns)
 
-    def record_failure(self, enqueue_ns: int, now_ns: int) -> None:
+    def record_failure(self, enqueue_ns: int, now_ns: int, reason: FailureReason = "OTHER") -> None:
         self.fail.add(now_ns - enqueue_ns)
+        self.failures[reason] += 1
 
     def to_json(self) -> dict[str, JSONValue]:
         """The statistics extension's JSON for this version (HTTP shape)."""

@@ -1,0 +1,180 @@
+"""Prometheus metrics on the metrics port, scraped after known traffic (issue 6, item 3).
+
+Counts must agree with the traffic sent and with the statistics extension; failures carry
+Triton's reasons (BACKEND for a model error, REJECTED for a queue timeout, CANCELED for a
+request its client cancelled while it was queued).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from tests.integration.fixture_models import write_batching_model, write_failing_model
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def scrape(server: ServerProcess) -> Samples:
+    """family → {sorted labels (with the sample's suffix, "_count"...): value}."""
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+        text = response.read().decode()
+    families: Samples = {}
+    for family in text_string_to_metric_families(text):
+        values = families.setdefault(family.name, {})
+        for sample in family.samples:
+            suffix = sample.name[len(family.name) :]
+            suffix = "" if family.type == "counter" and suffix == "_total" else suffix
+            values[(("", suffix), *sorted(sample.labels.items()))] = sample.value
+    return families
+
+
+def value(families: Samples, name: str, model: str, suffix: str = "", **labels: str) -> float:
+    return families[name][(("", suffix), *sorted({"model": model, "version": "1", **labels}.items()))]
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("metrics_repository")
+    write_failing_model(repository)
+    write_batching_model(repository, "queued", "max_queue_delay_microseconds: 0", max_batch_size=1, dims="1")
+    write_batching_model(
+        repository,
+        "timeout",
+        "default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 100000 }",
+        max_batch_size=1,
+        dims="1",
+    )
+    return repository
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path) -> Iterator[ServerProcess]:
+    process = start_server([repository], "--metrics-config", "summary_latencies=true", "--metrics-interval-ms", "50")
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def failing_request(mode: int) -> list[httpclient.InferInput]:
+    tensor = httpclient.InferInput("MODE", [1], "INT32")
+    tensor.set_data_from_numpy(np.array([mode], np.int32))
+    return [tensor]
+
+
+def delayed_inputs(delay_ms: int) -> list[grpcclient.InferInput]:
+    tensor = grpcclient.InferInput("IN", [1, 1], "INT32")
+    tensor.set_data_from_numpy(np.array([[1]], np.int32))
+    delay = grpcclient.InferInput("DELAY_MS", [1, 1], "INT32")
+    delay.set_data_from_numpy(np.array([[delay_ms]], np.int32))
+    return [tensor, delay]
+
+
+def send_known_traffic(server: ServerProcess) -> Samples:
+    """3 successes and 3 model errors on ``failing``; on ``timeout`` 1 success and 2 queue
+    timeouts; on ``queued`` 1 success and 1 request cancelled while queued. Returns the scrape
+    taken while that cancelled request was still pending."""
+    http = httpclient.InferenceServerClient(server.url)
+    for mode in (0, 0, 0, 1, 2, 2):
+        try:
+            http.infer("failing", failing_request(mode))
+        except InferenceServerException:
+            assert mode != 0
+    http.close()
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    results: queue.Queue[tuple[str, object]] = queue.Queue()
+    # One instance runs one request at a time: the two behind the first wait past their 100 ms timeout.
+    for _ in range(3):
+        grpc.async_infer("timeout", delayed_inputs(300), lambda result, error: results.put(("timeout", error)))
+    timeout_errors = [results.get(timeout=30)[1] for _ in range(3)]
+    assert sum(error is None for error in timeout_errors) == 1
+    # A request queued behind a running one, cancelled by its client before it runs.
+    grpc.async_infer("queued", delayed_inputs(800), lambda result, error: results.put(("first", error)))
+    time.sleep(0.2)
+    cancelled = grpc.async_infer("queued", delayed_inputs(0), lambda result, error: results.put(("second", error)))
+    deadline = time.monotonic() + 5
+    while True:  # wait until the server has queued it
+        during = scrape(server)
+        if value(during, "nv_inference_pending_request_count", "queued") == 1 or time.monotonic() > deadline:
+            break
+    cancelled.cancel()
+    outcomes = dict(results.get(timeout=30) for _ in range(2))
+    assert outcomes["first"] is None
+    assert outcomes["second"] is not None
+    grpc.close()
+    return during
+
+
+def test_metrics_count_known_traffic_and_agree_with_statistics(server: ServerProcess) -> None:
+    during = send_known_traffic(server)
+    assert value(during, "nv_inference_pending_request_count", "queued") == 1
+    families = scrape(server)
+    expected = {
+        "failing": (3, {"BACKEND": 3, "REJECTED": 0, "CANCELED": 0, "OTHER": 0}),
+        "timeout": (1, {"BACKEND": 0, "REJECTED": 2, "CANCELED": 0, "OTHER": 0}),
+        "queued": (1, {"BACKEND": 0, "REJECTED": 0, "CANCELED": 1, "OTHER": 0}),
+    }
+    http = httpclient.InferenceServerClient(server.url)
+    for model, (successes, failures) in expected.items():
+        assert value(families, "nv_inference_request_success", model) == successes
+        for reason, count in failures.items():
+            assert value(families, "nv_inference_request_failure", model, reason=reason) == count, (model, reason)
+        assert value(families, "nv_inference_pending_request_count", model) == 0
+        assert value(families, "nv_model_load_duration_secs", model) > 0
+        stats = http.get_inference_statistics(model)["model_stats"][0]
+        inference = stats["inference_stats"]
+        assert inference["success"]["count"] == successes
+        assert inference["fail"]["count"] == sum(failures.values())
+        assert value(families, "nv_inference_count", model) == stats["inference_count"]
+        assert value(families, "nv_inference_exec_count", model) == stats["execution_count"]
+        for family, key in (
+            ("nv_inference_request_duration_us", "success"),
+            ("nv_inference_queue_duration_us", "queue"),
+            ("nv_inference_compute_input_duration_us", "compute_input"),
+            ("nv_inference_compute_infer_duration_us", "compute_infer"),
+            ("nv_inference_compute_output_duration_us", "compute_output"),
+        ):
+            assert value(families, family, model) == int(inference[key]["ns"]) // 1000, (model, family)
+        summary = "nv_inference_request_summary_us"
+        assert value(families, summary, model, "_count") == successes
+        assert value(families, summary, model, quantile="0.5") > 0
+    http.close()
+    # Only the request that ran counts in the durations (not the two that timed out); it ran 300 ms.
+    assert value(families, "nv_inference_queue_duration_us", "timeout") < 100_000
+    assert value(families, "nv_inference_compute_infer_duration_us", "timeout") >= 300_000
+    assert families["nv_cpu_memory_total_bytes"][(("", ""),)] > 0
+
+
+def test_metrics_config_switches(repository: Path) -> None:
+    process = start_server(
+        [repository], "--metrics-config=counter_latencies=false", "--allow-cpu-metrics=false", "--allow-grpc=false"
+    )
+    try:
+        families = scrape(process)
+    finally:
+        assert process.stop() == 0, process.output()
+    assert "Started Metrics Service at 127.0.0.1:" in process.output()
+    assert "nv_inference_request_success" in families
+    assert "nv_inference_request_duration_us" not in families
+    assert "nv_inference_request_summary_us" not in families
+    assert "nv_cpu_utilization" not in families
+
+
+def test_metrics_not_served_when_disallowed(repository: Path) -> None:
+    process = start_server([repository], "--allow-metrics=false", "--allow-grpc=false")
+    assert process.stop() == 0, process.output()
+    assert process.metrics_port == 0
+    assert "Metrics Service" not in process.output()
