@@ -81,6 +81,13 @@ def parse_interval_ms(text: str) -> float:
     return value
 
 
+def parse_positive(text: str) -> int:
+    value = parse_non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
 def parse_backend_config(text: str) -> tuple[str, str, str]:
     """``<backend>,<key>=<value>`` or a global ``<key>=<value>``."""
     backend, _, setting = text.rpartition(",")
@@ -114,6 +121,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--model-repository", "--model-store", dest="model_repository", action="append", type=Path,
          required=True, metavar="PATH", help="model repository path (repeatable)")  # fmt: skip
     flag("--model-config-name", default="", help="use <model>/configs/<name>.pbtxt when present")
+    flag("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
+         help="none: load all at start; poll: follow the repositories; explicit: load/unload on request")  # fmt: skip
+    flag("--load-model", action="append", default=[], metavar="NAME", help="explicit mode: load at start (* = all)")
+    flag("--repository-poll-secs", type=parse_non_negative, default=15, help="poll mode: seconds between scans")
+    flag("--model-load-thread-count", type=parse_positive, default=4, help="models loaded at the same time")
     flag("--id", default="triton", help="identifier reported in server metadata")
     boolean("--strict-readiness", True, "ready only when every model is ready")
     boolean("--exit-on-error", True, "fail start-up when a model fails to load")
@@ -163,6 +175,10 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(
         model_repositories=tuple(args.model_repository),
         model_config_name=args.model_config_name,
+        model_control_mode=args.model_control_mode,
+        load_models=tuple(args.load_model),
+        repository_poll_secs=args.repository_poll_secs,
+        model_load_thread_count=args.model_load_thread_count,
         server_id=args.id,
         strict_readiness=args.strict_readiness,
         exit_on_error=args.exit_on_error,

@@ -24,6 +24,10 @@ class ServerOptions:
     model_config_name: str = ""
     server_id: str = "triton"
     model_control_mode: ControlMode = "none"
+    #: ``--load-model``: models loaded at start-up in explicit mode ("*": all of them).
+    load_models: tuple[str, ...] = ()
+    repository_poll_secs: int = 15
+    model_load_thread_count: int = 4
     strict_readiness: bool = True
     exit_on_error: bool = True
     exit_timeout_secs: int = 30

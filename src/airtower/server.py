@@ -12,6 +12,7 @@ models are unloaded (instances finalized on their own threads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,8 @@ class InferenceServer:
         self._in_flight = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        #: poll mode: the task that rescans the repositories; owned here, cancelled by ``stop``.
+        self._poller: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -74,10 +77,28 @@ class InferenceServer:
             names = ", ".join(sorted(failed))
             raise UnavailableError(f"failed to load all models: {names}")
         self._accepting = True
+        if self.options.model_control_mode == "poll" and self.options.repository_poll_secs > 0:
+            self._poller = asyncio.create_task(self._poll(), name="repository-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.repository_poll_secs)
+            try:
+                changes = await self.models.poll()
+            except Exception:
+                logger.exception("polling the model repositories failed")
+                continue
+            if changes:
+                logger.info("repository poll: %s", changes)
 
     async def stop(self) -> None:
         """Refuse new requests, wait for in-flight ones (bounded), then unload every model."""
         self._accepting = False
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self._in_flight:
             logger.info("waiting for %d in-flight inference requests", self._in_flight)
             # Queued requests run now rather than wait for batches that can no longer fill.
@@ -206,10 +227,23 @@ class InferenceServer:
         return self.models.index(ready)
 
     async def load_model(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
-        raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+        """Repository extension: (re)load ``name`` (explicit model control mode only).
+
+        Raises:
+            UnavailableError: the control mode is not ``explicit`` (Triton's message).
+            InternalError: the model is not in a repository or failed to load.
+        """
+        self._require_explicit()
+        await self.models.load(name, config, files)
 
     async def unload_model(self, name: str, unload_dependents: bool) -> None:
-        raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+        """Repository extension: unload ``name`` (explicit model control mode only)."""
+        self._require_explicit()
+        await self.models.unload(name, unload_dependents)
+
+    def _require_explicit(self) -> None:
+        if self.options.model_control_mode != "explicit":
+            raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
 
 
 def _wire(data_type: int) -> str:

@@ -12,21 +12,26 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
+from airtower.core.model_config import config_from_json
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
-from airtower.errors import InternalError, ModelNotFoundError, ModelNotReadyError, TritonError
+from airtower.errors import InternalError, ModelConfigError, ModelNotFoundError, ModelNotReadyError, TritonError
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
 from airtower.options import ServerOptions
 from airtower.repository.config_loader import ENSEMBLE_PLATFORM, load_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
+from airtower.repository.poll import Fingerprint, RepositoryChanges, compare, fingerprint
 from airtower.scheduling.rate_limiter import RateLimiter
 from airtower.types import JSONValue
 
@@ -36,9 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _READY = ModelState.READY
-
-#: Models loaded at the same time (tritonserver's --model-load-thread-count default).
-LOAD_CONCURRENCY = 4
 
 
 @dataclass(slots=True)
@@ -53,6 +55,8 @@ class ModelEntry:
     failures: dict[int, str] = field(default_factory=dict)
     #: The highest READY version, which serves requests naming no version (kept by the manager).
     latest: Model | EnsembleModel | None = None
+    #: A copy of the model directory with the ``config`` / ``file:`` overrides of a load request.
+    workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, m in self.versions.items() if m.state is ModelState.READY)
@@ -69,6 +73,8 @@ class ModelManager:
         self.options = options
         self._entries: dict[str, ModelEntry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: poll mode: each model's files at the last scan.
+        self._fingerprints: dict[str, Fingerprint] | None = None
         #: Ensembles whose config was read, waiting for their composing models: (entry, versions).
         self._ensembles: list[tuple[ModelEntry, list[int]]] = []
         #: Shared by every model's instances when ``--rate-limit=execution_count``.
@@ -144,12 +150,24 @@ class ModelManager:
         return cancel
 
     async def load_all(self) -> None:
-        """Load every model found in the repositories (control mode ``none``)."""
+        """Load the models to serve at start-up: all of them (control modes ``none`` and
+        ``poll``), or those named by ``--load-model`` (``explicit``; ``*`` for all)."""
         self._loop = asyncio.get_running_loop()
         locations, duplicates = scan_repositories(self.options.model_repositories)
         for name, reason in duplicates.items():
             self._entries[name] = ModelEntry(name, failures={0: reason})
-        limit = asyncio.Semaphore(LOAD_CONCURRENCY)
+        if self.options.model_control_mode == "explicit" and "*" not in self.options.load_models:
+            for name, location in locations.items():
+                self._entries.setdefault(name, ModelEntry(name, location))  # listed by the index, not loaded
+            wanted = [name for name in self.options.load_models if name in locations]
+            for name in self.options.load_models:
+                if name not in locations:
+                    logger.error("failed to load '%s': model not found in any model repository", name)
+                    self._entries[name] = ModelEntry(name, failures={0: "model not found in any model repository"})
+            locations = {name: locations[name] for name in wanted}
+        if self.options.model_control_mode == "poll":
+            self._fingerprints = {name: fingerprint(location.model_dir) for name, location in locations.items()}
+        limit = asyncio.Semaphore(self.options.model_load_thread_count)
 
         async def load_one(location: ModelLocation) -> None:
             async with limit:
@@ -159,6 +177,99 @@ class ModelManager:
             for location in locations.values():
                 group.create_task(load_one(location))
         await self._load_ensembles()
+
+    # -- model control (explicit and poll modes) --------------------------------------------
+
+    async def load(self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None) -> None:
+        """(Re)load ``name`` from the repositories (``POST /v2/repository/models/<name>/load``).
+
+        A reload swaps in the new versions once they are READY; the old ones finish their
+        queued requests, then unload. A failed load leaves what served before serving.
+        ``config_json`` replaces the model's config; ``files`` (``file:<version>/<name>`` →
+        content) are put over a copy of its directory.
+
+        Raises:
+            InternalError: no such model, or it failed to load (Triton's message; details are logged).
+        """
+        locations, _ = await asyncio.to_thread(scan_repositories, self.options.model_repositories)
+        found = locations.get(name)
+        if found is None:
+            logger.error("failed to poll model '%s': model not found in any model repository", name)
+            raise InternalError(f"failed to load '{name}', failed to poll from model repository")
+        location: ModelLocation = found
+        workdir: tempfile.TemporaryDirectory[str] | None = None
+        if config_json is not None or files:
+            try:
+                workdir, location = await asyncio.to_thread(_overridden, location, config_json, files or {})
+            except TritonError as exc:
+                logger.error("failed to load '%s': %s", name, exc.message)
+                raise InternalError(f"failed to load '{name}', failed to poll from model repository") from exc
+        old = self._entries.get(name)
+        entry = await self._load_model(location, install=False)
+        entry.workdir = workdir
+        if entry.config is not None and entry.config.platform == ENSEMBLE_PLATFORM:
+            self._ensembles.clear()
+            await self._load_ensemble(entry, select_versions(entry.config, available_versions(location.model_dir)))
+        if not entry.ready_versions():
+            for model in entry.versions.values():
+                await model.aclose()
+            if workdir is not None:
+                workdir.cleanup()
+            if old is None or not old.ready_versions():
+                self._entries[name] = entry  # the index shows why
+            if 0 in entry.failures or not entry.failures:  # the config (details logged), as Triton words it
+                raise InternalError(f"failed to load '{name}', failed to poll from model repository")
+            version, reason = min(entry.failures.items())
+            raise InternalError(f"failed to load '{name}' version {version}: {reason}")
+        self._entries[name] = entry
+        if self._fingerprints is not None and workdir is None:
+            self._fingerprints[name] = await asyncio.to_thread(fingerprint, location.model_dir)
+        if old is not None:
+            await self._retire(old)
+
+    async def unload(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload every version of ``name`` (queued requests still run); with
+        ``unload_dependents``, also the ensembles that use it. An unknown name is no error."""
+        entry = self._entries.get(name)
+        if entry is not None and (entry.versions or entry.latest is not None):
+            self._entries[name] = ModelEntry(
+                name, entry.location, entry.config, failures=dict.fromkeys(entry.versions, "unloaded")
+            )
+            await self._retire(entry)
+        if unload_dependents:
+            for other in list(self._entries.values()):
+                if other.config is not None and other.config.platform == ENSEMBLE_PLATFORM and name in _deps(other):
+                    await self.unload(other.name, unload_dependents=True)
+
+    async def poll(self) -> RepositoryChanges:
+        """``--model-control-mode=poll``: load new and changed models, unload removed ones."""
+        assert self._fingerprints is not None
+        locations, _ = await asyncio.to_thread(scan_repositories, self.options.model_repositories)
+        current = {
+            name: await asyncio.to_thread(fingerprint, location.model_dir) for name, location in locations.items()
+        }
+        changes = compare(self._fingerprints, current)
+        for name in changes.removed:
+            self._fingerprints.pop(name, None)
+            await self.unload(name)
+            self._entries.pop(name, None)
+        for name in (*changes.added, *changes.modified):
+            self._fingerprints[name] = current[name]
+            try:
+                await self.load(name)
+            except TritonError as exc:
+                logger.error("poll: %s", exc.message)
+        return changes
+
+    async def _retire(self, entry: ModelEntry) -> None:
+        """Stop serving ``entry``'s versions: each finishes what is queued, then unloads."""
+        entry.latest = None
+        for model in entry.versions.values():
+            model.state = ModelState.UNLOADING
+        for model in list(entry.versions.values()):
+            await model.aclose()
+        if entry.workdir is not None:
+            entry.workdir.cleanup()
 
     async def _load_ensembles(self) -> None:
         """Load the waiting ensembles, each once every model it composes is settled."""
@@ -203,8 +314,12 @@ class ModelManager:
         entry = self._entries.get(name)
         return entry is not None and bool(entry.ready_versions())
 
-    async def _load_model(self, location: ModelLocation) -> None:
-        entry = self._entries[location.name] = ModelEntry(location.name, location)
+    async def _load_model(self, location: ModelLocation, install: bool = True) -> ModelEntry:
+        """Load every version of the model at ``location`` into a new entry (registered at once
+        unless ``install`` is false, for a reload). Failures are recorded in the entry."""
+        entry = ModelEntry(location.name, location)
+        if install:
+            self._entries[location.name] = entry
         options = self.options
         try:
             config = await asyncio.to_thread(
@@ -219,12 +334,12 @@ class ModelManager:
             if config.platform == ENSEMBLE_PLATFORM:
                 EnsemblePlan.from_config(config)  # Triton checks the graph before loading anything
                 self._ensembles.append((entry, versions))
-                return
+                return entry
             backend = get_backend(config.backend)
         except TritonError as exc:
             logger.error("failed to load model '%s': %s", location.name, exc.message)
             entry.failures[0] = exc.message
-            return
+            return entry
         for version in versions:
             context = ModelContext(
                 location.name,
@@ -249,6 +364,7 @@ class ModelManager:
             else:
                 logger.info("successfully loaded '%s' version %d", location.name, version)
         entry.refresh_latest()
+        return entry
 
     def _fail_version(self, entry: ModelEntry, version: int, reason: str) -> None:
         logger.error("failed to load '%s' version %d: %s", entry.name, version, reason)
@@ -280,7 +396,10 @@ class ModelManager:
         if not version:
             latest = entry.latest
             if latest is None or latest.state is not _READY:
-                raise ModelNotReadyError(f"Request for unknown model: '{name}' has no available versions")
+                message = f"Request for unknown model: '{name}' has no available versions"
+                if not entry.failures or "unloaded" in entry.failures.values():
+                    raise ModelNotFoundError(message)  # never loaded, or unloaded: Triton's 404
+                raise ModelNotReadyError(message)
             return latest
         number = int(version) if version.isdigit() else -1
         model = entry.versions.get(number)
@@ -319,6 +438,8 @@ class ModelManager:
         for name in sorted(self._entries):
             entry = self._entries[name]
             versions = sorted(set(entry.versions) | set(entry.failures))
+            if not versions and not ready_only:
+                rows.append({"name": name})  # found in a repository, never loaded (explicit mode)
             for version in versions:
                 model = entry.versions.get(version)
                 state = model.state.value if model is not None else ModelState.UNAVAILABLE.value
@@ -352,3 +473,33 @@ def _copy_outcome(
         result.set_exception(error)
     else:
         result.set_result(future.result())
+
+
+def _overridden(
+    location: ModelLocation, config_json: str | None, files: dict[str, bytes]
+) -> tuple[tempfile.TemporaryDirectory[str], ModelLocation]:
+    """A copy of the model directory with the load request's overrides applied.
+
+    Raises:
+        ModelConfigError: the config JSON does not parse, or a file name is not ``file:<path>``.
+    """
+    from google.protobuf import text_format
+
+    workdir = tempfile.TemporaryDirectory(prefix=f"airtower-{location.name}-")
+    try:
+        model_dir = Path(workdir.name) / location.name
+        shutil.copytree(location.model_dir, model_dir)
+        if config_json is not None:
+            config = config_from_json(config_json)
+            (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
+        for key, content in files.items():
+            relative = Path(key.removeprefix("file:"))
+            if not key.startswith("file:") or relative.is_absolute() or ".." in relative.parts:
+                raise ModelConfigError(f"unexpected file override '{key}'")
+            target = model_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    except BaseException:
+        workdir.cleanup()
+        raise
+    return workdir, ModelLocation(location.name, Path(workdir.name), model_dir)

@@ -1,0 +1,151 @@
+"""Model control: explicit load/unload (config and file overrides, reload under load, Triton's
+answers), and poll mode following the repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "model_repository"
+
+
+def add_sub_inputs(batch: tuple[int, ...] = ()) -> list[httpclient.InferInput]:
+    shape = [*batch, 16]
+    tensors = []
+    for name in ("INPUT0", "INPUT1"):
+        tensor = httpclient.InferInput(name, shape, "FP32")
+        tensor.set_data_from_numpy(np.ones(shape, np.float32))
+        tensors.append(tensor)
+    return tensors
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    for name in ("add_sub", "string_python"):
+        shutil.copytree(EXAMPLES / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture
+def explicit(repository: Path) -> Iterator[ServerProcess]:
+    process = start_server([repository], "--model-control-mode=explicit", "--load-model=add_sub")
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def test_explicit_mode_loads_what_is_asked(explicit: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(explicit.url) as client:
+        assert client.get_model_repository_index() == [
+            {"name": "add_sub", "version": "1", "state": "READY"},
+            {"name": "string_python"},
+        ]
+        client.load_model("string_python")
+        text = httpclient.InferInput("INPUT0", [1], "BYTES")
+        text.set_data_from_numpy(np.array([b"hi"], np.object_))
+        assert client.infer("string_python", [text]).as_numpy("OUTPUT0").tolist() == [b"HI"]
+        client.unload_model("add_sub")
+        assert {"name": "add_sub", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"} in (
+            client.get_model_repository_index()
+        )
+        with pytest.raises(InferenceServerException) as unloaded:
+            client.infer("add_sub", add_sub_inputs())
+        assert unloaded.value.status() == "404"
+        assert unloaded.value.message() == "Request for unknown model: 'add_sub' has no available versions"
+        with pytest.raises(InferenceServerException) as missing:
+            client.load_model("nope")
+        assert missing.value.status() == "500"
+        assert missing.value.message() == "failed to load 'nope', failed to poll from model repository"
+        client.unload_model("nope")  # unknown: no error, as Triton
+        client.load_model("add_sub")
+        assert client.infer("add_sub", add_sub_inputs()).as_numpy("OUTPUT0").tolist() == [2.0] * 16
+
+
+def test_config_override_and_a_failed_reload_keeps_the_old_version(explicit: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(explicit.url) as client:
+        config = client.get_model_config("add_sub")
+        config["max_batch_size"] = 4
+        client.load_model("add_sub", config=json.dumps(config))
+        assert client.get_model_config("add_sub")["max_batch_size"] == 4
+        assert client.infer("add_sub", add_sub_inputs((2,))).as_numpy("OUTPUT1").shape == (2, 16)
+        with pytest.raises(InferenceServerException) as bad:
+            client.load_model("add_sub", config=json.dumps({"name": "add_sub", "max_batch_size": -3}))
+        assert bad.value.status() == "500"
+        assert bad.value.message() == "failed to load 'add_sub', failed to poll from model repository"
+        assert client.get_model_config("add_sub")["max_batch_size"] == 4  # still the one that loaded
+        assert client.infer("add_sub", add_sub_inputs((1,))).as_numpy("OUTPUT0").shape == (1, 16)
+
+
+def test_file_override_over_grpc(explicit: ServerProcess, repository: Path) -> None:
+    code = (repository / "add_sub" / "1" / "model.py").read_text().replace("in_0 + in_1", "in_0 + in_1 + 100")
+    with grpcclient.InferenceServerClient(explicit.grpc_url) as client:
+        client.load_model("add_sub", files={"file:1/model.py": code.encode()})
+        inputs = []
+        for name in ("INPUT0", "INPUT1"):
+            tensor = grpcclient.InferInput(name, [16], "FP32")
+            tensor.set_data_from_numpy(np.ones(16, np.float32))
+            inputs.append(tensor)
+        assert client.infer("add_sub", inputs).as_numpy("OUTPUT0").tolist() == [102.0] * 16
+
+
+def test_reloads_while_a_client_keeps_sending_lose_nothing(explicit: ServerProcess) -> None:
+    stop = threading.Event()
+    outcomes = {"ok": 0, "failed": 0}
+
+    def send() -> None:
+        with httpclient.InferenceServerClient(explicit.url) as client:
+            while not stop.is_set():
+                try:
+                    client.infer("add_sub", add_sub_inputs())
+                    outcomes["ok"] += 1
+                except InferenceServerException:
+                    outcomes["failed"] += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with httpclient.InferenceServerClient(explicit.url) as client:
+            for _ in range(3):
+                client.load_model("add_sub")
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    assert outcomes["failed"] == 0
+    assert outcomes["ok"] > 0
+
+
+def test_poll_mode_follows_the_repository(repository: Path) -> None:
+    process = start_server([repository], "--model-control-mode=poll", "--repository-poll-secs=1")
+    try:
+        with httpclient.InferenceServerClient(process.url) as client:
+            with pytest.raises(InferenceServerException, match="not allowed if polling is enabled"):
+                client.load_model("add_sub")
+            shutil.copytree(EXAMPLES / "add_sub", repository / "add_sub_copy")
+            config = repository / "add_sub_copy" / "config.pbtxt"
+            config.write_text(config.read_text().replace('name: "add_sub"', 'name: "add_sub_copy"'))
+            shutil.rmtree(repository / "string_python")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                rows = client.get_model_repository_index()
+                names = {row["name"] for row in rows if row.get("state") == "READY"}
+                if names == {"add_sub", "add_sub_copy"}:
+                    break
+                time.sleep(0.2)
+            assert names == {"add_sub", "add_sub_copy"}
+            assert client.infer("add_sub_copy", add_sub_inputs()).as_numpy("OUTPUT0").tolist() == [2.0] * 16
+    finally:
+        assert process.stop() == 0, process.output()
