@@ -149,3 +149,44 @@ def test_poll_mode_follows_the_repository(repository: Path) -> None:
             assert client.infer("add_sub_copy", add_sub_inputs()).as_numpy("OUTPUT0").tolist() == [2.0] * 16
     finally:
         assert process.stop() == 0, process.output()
+
+
+CONTROLLER_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        steps = [str(pb_utils.is_model_ready("add_sub"))]
+        pb_utils.load_model("add_sub")
+        steps.append(str(pb_utils.is_model_ready("add_sub")))
+        pb_utils.unload_model("add_sub")
+        steps.append(str(pb_utils.is_model_ready("add_sub")))
+        try:
+            pb_utils.load_model("nope")
+        except pb_utils.TritonError as exc:
+            steps.append(exc.message())
+        out = np.array([" | ".join(steps).encode()], np.object_)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]) for _ in requests]
+"""
+
+
+def test_python_models_manage_models_in_explicit_mode(repository: Path) -> None:
+    controller = repository / "controller"
+    (controller / "1").mkdir(parents=True)
+    (controller / "1" / "model.py").write_text(CONTROLLER_MODEL)
+    (controller / "config.pbtxt").write_text(
+        'name: "controller"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+    )
+    process = start_server([repository], "--model-control-mode=explicit", "--load-model=controller")
+    try:
+        with httpclient.InferenceServerClient(process.url) as client:
+            tensor = httpclient.InferInput("IN", [1], "INT32")
+            tensor.set_data_from_numpy(np.zeros(1, np.int32))
+            steps = client.infer("controller", [tensor]).as_numpy("OUT")[0].decode()
+    finally:
+        assert process.stop() == 0, process.output()
+    assert steps == "False | True | False | failed to load 'nope', failed to poll from model repository"

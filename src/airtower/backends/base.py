@@ -41,6 +41,20 @@ InternalInfer = Callable[[InferenceRequest], "concurrent.futures.Future[Inferenc
 InternalStream = Callable[[InferenceRequest, ResponseSink], Callable[[], None]]
 
 
+class ModelControl(Protocol):
+    """Model management for backends, callable from any thread but the event loop's; blocks."""
+
+    def load(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+        """(Re)load ``name``; raises ``TritonError`` when it fails or the control mode forbids it."""
+        ...
+
+    def unload(self, name: str, unload_dependents: bool) -> None:
+        """Unload ``name``; raises ``TritonError`` when the control mode forbids it."""
+        ...
+
+    def is_ready(self, name: str, version: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ModelContext:
     """Where a model lives and how the server was told to run it.
@@ -63,6 +77,8 @@ class ModelContext:
     infer: InternalInfer | None = None
     #: The same for every response of a (decoupled) model: see ``InternalStream``.
     infer_stream: InternalStream | None = None
+    #: Loads, unloads and checks models from any thread (Python models' ``pb_utils.load_model``...).
+    control: ModelControl | None = None
 
     @property
     def version_dir(self) -> Path:

@@ -15,17 +15,24 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
 from airtower.core.model_config import config_from_json
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
-from airtower.errors import InternalError, ModelConfigError, ModelNotFoundError, ModelNotReadyError, TritonError
+from airtower.errors import (
+    InternalError,
+    ModelConfigError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    TritonError,
+    UnavailableError,
+)
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
 from airtower.options import ServerOptions
@@ -349,6 +356,7 @@ class ModelManager:
                 version,
                 self.infer_threadsafe,
                 self.stream_threadsafe,
+                _ThreadsafeControl(self),
             )
             model = Model(config, version, context, self.rate_limiter)
             entry.versions[version] = model
@@ -503,3 +511,33 @@ def _overridden(
         workdir.cleanup()
         raise
     return workdir, ModelLocation(location.name, Path(workdir.name), model_dir)
+
+
+class _ThreadsafeControl:
+    """``ModelControl`` for backends: the manager's model control, from instance threads."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self._manager = manager
+
+    def load(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+        self._explicit_only()
+        self._run(self._manager.load(name, config, files))
+
+    def unload(self, name: str, unload_dependents: bool) -> None:
+        self._explicit_only()
+        self._run(self._manager.unload(name, unload_dependents))
+
+    def is_ready(self, name: str, version: str) -> bool:
+        try:
+            return self._manager.get(name, version).state is _READY
+        except TritonError:
+            return False
+
+    def _explicit_only(self) -> None:
+        if self._manager.options.model_control_mode != "explicit":
+            raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+
+    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        loop = self._manager._loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result()

@@ -101,6 +101,8 @@ class PythonBackend:
         path = _model_file(config, ctx)
         if not path.is_file():
             raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
+        if ctx.control is not None:
+            pb_utils._model_control = ctx.control
         if ctx.infer is not None:
             stream = functools.partial(_start_bls_stream, ctx.infer_stream) if ctx.infer_stream is not None else None
             pb_utils._set_bls_handler(functools.partial(_start_bls, ctx.infer), stream)

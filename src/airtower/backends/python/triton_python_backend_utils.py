@@ -930,13 +930,41 @@ class MetricFamily:
 # -- model control from a model -------------------------------------------------------------
 
 
+#: Set by the backend: the server's model control (``backends.base.ModelControl``).
+_model_control: Any = None
+
+
+def _control() -> Any:
+    if _model_control is None:
+        raise TritonError("model management is only available while the server runs the model", TritonError.UNAVAILABLE)
+    return _model_control
+
+
 def load_model(model_name: str, config: str = "", files: dict[str, bytes] | None = None) -> None:
-    raise _unsupported("load_model from a Python model")
+    """(Re)load ``model_name`` in this server (explicit model control mode); ``config`` is a JSON
+    config to use instead of its own, ``files`` (``file:<version>/<name>`` → bytes) override files.
+
+    Raises:
+        TritonError: the load failed or the control mode is not explicit.
+    """
+    _call_control(lambda control: control.load(model_name, config or None, dict(files or {})))
 
 
 def unload_model(model_name: str, unload_dependents: bool = False) -> None:
-    raise _unsupported("unload_model from a Python model")
+    """Unload ``model_name`` from this server (explicit model control mode)."""
+    _call_control(lambda control: control.unload(model_name, unload_dependents))
 
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:
-    raise _unsupported("is_model_ready from a Python model")
+    """Whether ``model_name`` (``model_version``, "" for the latest) is READY in this server."""
+    return bool(_control().is_ready(model_name, str(model_version)))
+
+
+def _call_control(call: Callable[[Any], None]) -> None:
+    try:
+        call(_control())
+    except TritonError:
+        raise
+    except Exception as exc:
+        code = getattr(getattr(exc, "code", None), "value", "INTERNAL")
+        raise TritonError(str(getattr(exc, "message", exc)), getattr(TritonError, code, TritonError.INTERNAL)) from exc
