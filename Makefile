@@ -44,6 +44,8 @@ test: examples reference check
 bench: examples reference
 	TRITON_REF=$(TRITON_REF) $(PY) bench/run.py
 	TRITON_REF=$(TRITON_REF) $(PY) bench/batching.py
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/plot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
