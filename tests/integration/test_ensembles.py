@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.integration.fixture_models import write_barrier_model, write_failing_model
 from tests.integration.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -96,7 +97,42 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = (repository / "limited" / "config.pbtxt").read_text()
     config = config.replace("ensemble_scheduling {", "ensemble_scheduling { max_inflight_requests: 1")
     (repository / "limited" / "config.pbtxt").write_text(config)
+    # parallel: two branches that can only finish together (a barrier across the model's two instances)
+    write_barrier_model(repository)
+    (repository / "parallel" / "1").mkdir(parents=True)
+    (repository / "parallel" / "config.pbtxt").write_text(PARALLEL_CONFIG)
+    # failing_step: its only step raises
+    write_failing_model(repository)
+    (repository / "failing_step" / "1").mkdir(parents=True)
+    (repository / "failing_step" / "config.pbtxt").write_text(FAILING_STEP_CONFIG)
     return repository
+
+
+PARALLEL_CONFIG = """\
+name: "parallel"
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "LEFT" data_type: TYPE_STRING dims: [ 1 ] }, { name: "RIGHT" data_type: TYPE_STRING dims: [ 1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "barrier" model_version: -1 input_map { key: "IN" value: "IN" }
+    output_map { key: "INSTANCE" value: "LEFT" } },
+  { model_name: "barrier" model_version: -1 input_map { key: "IN" value: "IN" }
+    output_map { key: "INSTANCE" value: "RIGHT" } }
+] }
+"""
+
+FAILING_STEP_CONFIG = """\
+name: "failing_step"
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "MODE" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "failing" model_version: -1 input_map { key: "MODE" value: "MODE" }
+    output_map { key: "OUT" value: "OUT" } }
+] }
+"""
 
 
 # Reports the most executions it saw running at once (its two instances share the counter).
@@ -221,3 +257,23 @@ def test_max_inflight_requests_limits_each_step(server: ServerProcess) -> None:
         pending = [client.async_infer("limited", [tensor]) for _ in range(6)]
         peaks = [int(request.get_result().as_numpy("PEAK")[0]) for request in pending]
     assert max(peaks) == 1  # two instances, but never two of the ensemble's requests at once
+
+
+def test_parallel_branches_run_at_the_same_time(client: httpclient.InferenceServerClient) -> None:
+    # The barrier model's two instances each wait for the other: the request can only finish if the
+    # ensemble runs its two branches at once (a sequential run would fail at the barrier's timeout).
+    tensor = httpclient.InferInput("IN", [1], "INT32")
+    tensor.set_data_from_numpy(np.zeros(1, np.int32))
+    result = client.infer("parallel", [tensor])
+    instances = {result.as_numpy("LEFT")[0], result.as_numpy("RIGHT")[0]}
+    assert instances == {b"barrier_0_0", b"barrier_0_1"}
+
+
+def test_a_failing_step_fails_the_request_with_its_message(client: httpclient.InferenceServerClient) -> None:
+    tensor = httpclient.InferInput("MODE", [1], "INT32")
+    tensor.set_data_from_numpy(np.array([1], np.int32))
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("failing_step", [tensor])
+    assert "the model raised on purpose" in str(error.value.message())
+    tensor.set_data_from_numpy(np.array([0], np.int32))
+    assert client.infer("failing_step", [tensor]).as_numpy("OUT").tolist() == [0]
