@@ -106,6 +106,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (repository / "acc" / "1" / "model.py").write_text(ACCUMULATOR)
     (repository / "acc" / "config.pbtxt").write_text(textwrap.dedent(CONFIG))
     write_state_model(repository)
+    one_slot = repository / "one_slot"
+    (one_slot / "1").mkdir(parents=True)
+    (one_slot / "1" / "model.py").write_text(ACCUMULATOR)
+    config = textwrap.dedent(CONFIG).replace('name: "acc"', 'name: "one_slot"').replace("count: 2", "count: 1")
+    config = config.replace("max_batch_size: 4", "max_batch_size: 1")
+    config = config.replace("sequence_batching {", "sequence_batching {\n  max_sequence_idle_microseconds: 200000")
+    (one_slot / "config.pbtxt").write_text(config)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()
@@ -189,3 +196,18 @@ def test_implicit_state_carries_an_onnx_model_s_total(client: httpclient.Inferen
     assert add(3, 41, sequence_end=True) == 6
     assert add(5, 41, sequence_start=True) == 5  # a new sequence starts from the initial state
     assert add(30, 42, sequence_end=True) == 60
+
+
+def test_an_idle_sequence_frees_its_slot(client: httpclient.InferenceServerClient) -> None:
+    def add(value: int, sequence_id: int, **flags: bool) -> dict[str, Any]:
+        tensor = httpclient.InferInput("IN", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.array([[value]], np.int32))
+        result = client.infer("one_slot", [tensor], sequence_id=sequence_id, **flags)
+        info: dict[str, Any] = json.loads(result.as_numpy("OUT")[0][0])
+        return info
+
+    assert add(1, 61, sequence_start=True)["total"] == 1  # takes the only slot and keeps it
+    # This one waits for the slot: it can only run once sequence 61 has been idle for 200 ms.
+    assert add(5, 62, sequence_start=True, sequence_end=True)["total"] == 5
+    with pytest.raises(InferenceServerException, match="must specify the START flag"):
+        add(1, 61)  # released as idle
