@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from airtower import __version__
 from airtower.errors import TritonError
+from airtower.observability import log_settings
 from airtower.options import DEFAULT_HTTP_MAX_INPUT_SIZE, ServerOptions
 from airtower.scheduling.rate_limiter import ResourceLimit, parse_resource_limit
 
@@ -161,6 +162,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--metrics-config", type=parse_metrics_setting, action="append", default=[], metavar="SETTING=VALUE",
          help="counter_latencies, summary_latencies, summary_quantiles (repeatable)")  # fmt: skip
     flag("--log-verbose", type=parse_non_negative, default=0, help="verbose logging level")
+    boolean("--log-info", True, "log INFO records")
+    boolean("--log-warning", True, "log WARNING records")
+    boolean("--log-error", True, "log ERROR records")
+    flag("--log-format", choices=("default", "ISO8601"), default="default", help="log line format")
+    flag("--log-file", default="", metavar="PATH", help="write the log to this file instead of stderr")
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
          help="execution_count: instances execute only while they hold their rate_limiter resources")  # fmt: skip
     flag("--rate-limit-resource", type=parse_rate_limit_resource, action="append", default=[],
@@ -211,19 +217,22 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         metrics_interval_ms=args.metrics_interval_ms,
         metrics_config=tuple(args.metrics_config),
         log_verbose=args.log_verbose,
+        log_settings=log_settings.LogSettings(
+            log_file=args.log_file,
+            log_info=args.log_info,
+            log_warning=args.log_warning,
+            log_error=args.log_error,
+            log_verbose_level=args.log_verbose,
+            log_format=args.log_format,
+        ),
         backend_config=backend_config,
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
     )
 
 
-def configure_logging(verbose: int) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname).1s%(asctime)s.%(msecs)03d %(process)d %(name)s] %(message)s",
-        datefmt="%m%d %H:%M:%S",
-        stream=sys.stderr,
-    )
+def configure_logging(options: ServerOptions) -> None:
+    log_settings.apply(options.log_settings)
 
 
 async def serve(options: ServerOptions) -> int:
@@ -316,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.print_help()
         sys.exit(2)
     options = options_from_args(args)
-    configure_logging(options.log_verbose)
+    configure_logging(options)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from airtower.observability.log_settings import LogSettings
 from airtower.scheduling.rate_limiter import ResourceLimit
 from airtower.types import ControlMode
 
@@ -62,6 +63,8 @@ class ServerOptions:
     metrics_interval_ms: float = 2000.0
     metrics_config: tuple[tuple[str, str], ...] = ()
     log_verbose: int = 0
+    #: ``--log-info/--log-warning/--log-error/--log-verbose/--log-format/--log-file``.
+    log_settings: LogSettings = field(default_factory=LogSettings)
     #: ``--rate-limit``: "off" or "execution_count"; ``--rate-limit-resource`` amounts.
     rate_limit: Literal["off", "execution_count"] = "off"
     rate_limit_resources: tuple[ResourceLimit, ...] = ()

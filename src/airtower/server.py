@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
@@ -26,6 +26,7 @@ from airtower.errors import (
     UnsupportedError,
 )
 from airtower.models.manager import ModelManager
+from airtower.observability import log_settings
 from airtower.options import ServerOptions
 from airtower.types import JSONValue, config_to_wire
 
@@ -40,11 +41,15 @@ TRITON_VERSION = "2.51.0"
 #: Protocol extensions airtower implements (reported in server metadata).
 EXTENSIONS: tuple[str, ...] = (
     "classification",
+    "sequence",
     "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
     "model_configuration",
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "logging",
 )
 
 
@@ -59,6 +64,7 @@ class InferenceServer:
         self._in_flight = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self._log_settings = options.log_settings
         #: poll mode: the task that rescans the repositories; owned here, cancelled by ``stop``.
         self._poller: asyncio.Task[None] | None = None
 
@@ -198,6 +204,22 @@ class InferenceServer:
         self._in_flight -= 1
         if not self._in_flight:
             self._drained.set()
+
+    # -- logging extension ------------------------------------------------------------------
+
+    def log_settings(self) -> dict[str, JSONValue]:
+        """The logging extension's settings (``GET /v2/logging``)."""
+        return self._log_settings.to_json()
+
+    def update_log_settings(self, changes: dict[str, Any]) -> dict[str, JSONValue]:
+        """Apply ``changes`` to the live log settings and return them all (``POST /v2/logging``).
+
+        Raises:
+            TritonError: Triton's errors for a bad value or a ``log_file`` change.
+        """
+        self._log_settings = self._log_settings.updated(changes)
+        log_settings.apply(self._log_settings)
+        return self._log_settings.to_json()
 
     # -- statistics and repository extensions ---------------------------------------------
 

@@ -137,7 +137,6 @@ def test_load_and_unload_in_control_mode_none_are_unavailable(client: grpcclient
         ("CudaSharedMemoryRegister", service_pb2.CudaSharedMemoryRegisterRequest),
         ("CudaSharedMemoryUnregister", service_pb2.CudaSharedMemoryUnregisterRequest),
         ("TraceSetting", service_pb2.TraceSettingRequest),
-        ("LogSettings", service_pb2.LogSettingsRequest),
     ],
 )
 def test_unsupported_rpcs_are_unimplemented(stub: Any, rpc: str, request_type: Any) -> None:

@@ -261,7 +261,26 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         await self._unsupported("TraceSetting", context)
 
     async def LogSettings(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("LogSettings", context)
+        """The logging extension: an empty request reads the settings, others update them."""
+        try:
+            changes = {
+                key: getattr(value, choice)
+                for key, value in request.settings.items()
+                if (choice := value.WhichOneof("parameter_choice"))
+            }
+            settings = self.server.update_log_settings(changes) if changes else self.server.log_settings()
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            await _abort(context, _as_triton_error(exc, "LogSettings"))
+        response = service_pb2.LogSettingsResponse()
+        for key, value in settings.items():
+            entry = response.settings[key]
+            if isinstance(value, bool):
+                entry.bool_param = value
+            elif isinstance(value, int):
+                entry.uint32_param = value
+            else:
+                entry.string_param = str(value)
+        return response
 
 
 def _serialize(message: Any) -> bytes:

@@ -121,6 +121,10 @@ class Router:
             return self._resolve_model(method, parts)
         if section == "repository":
             return self._resolve_repository(method, parts)
+        if section == "logging" and count == 3:
+            if method == _GET:
+                return e.log_settings, ()
+            return _only(_POST, method, e.update_log_settings, ())
         return NOT_FOUND
 
     def _resolve_model(self, method: bytes, parts: list[str]) -> Route | HttpResponse:

@@ -284,6 +284,17 @@ class Endpoints:
             raise InvalidArgumentError(too_large_message(len(body), self.max_input_size))
         return body
 
+    # ---------------------------------------------------------------- logging extension
+
+    def log_settings(self, request: HttpRequest) -> HttpResponse:
+        """GET /v2/logging."""
+        return HttpResponse(200, encode_json(self.server.log_settings()))
+
+    def update_log_settings(self, request: HttpRequest) -> HttpResponse:
+        """POST /v2/logging with some of the settings; answers all of them."""
+        changes = _optional_json_object(request.body)
+        return HttpResponse(200, encode_json(self.server.update_log_settings(dict(changes or {}))))
+
     # ---------------------------------------------------------------- model repository extension
 
     def repository_index(self, request: HttpRequest, repository: str) -> HttpResponse:

@@ -1,0 +1,116 @@
+"""The logging extension: settings read and changed over HTTP and gRPC, applied to the next request."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+# Logs "info-<id>" then "warn-<id>" through pb_utils.Logger on every request.
+TALKER = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            pb_utils.Logger.log_info(f"info-{request.request_id()}")
+            pb_utils.Logger.log_warn(f"warn-{request.request_id()}")
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.zeros(1, np.int32))]) for _ in requests]
+"""
+
+DEFAULTS = {
+    "log_file": "",
+    "log_info": True,
+    "log_warning": True,
+    "log_error": True,
+    "log_verbose_level": 0,
+    "log_format": "default",
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    (tmp_path / "talker" / "1").mkdir(parents=True)
+    (tmp_path / "talker" / "1" / "model.py").write_text(TALKER)
+    (tmp_path / "talker" / "config.pbtxt").write_text(
+        textwrap.dedent("""\
+        name: "talker"
+        backend: "python"
+        max_batch_size: 0
+        input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+        output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+        """)
+    )
+    process = start_server([tmp_path])
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def post(server: ServerProcess, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"http://{server.url}/v2/logging", json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def talk(server: ServerProcess, request_id: str) -> None:
+    with httpclient.InferenceServerClient(server.url) as client:
+        tensor = httpclient.InferInput("IN", [1], "INT32")
+        tensor.set_data_from_numpy(np.zeros(1, np.int32))
+        client.infer("talker", [tensor], request_id=request_id)
+    deadline = time.monotonic() + 30
+    while f"warn-{request_id}" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"warn-{request_id}" in server.output()
+
+
+def test_settings_over_http_as_triton(server: ServerProcess) -> None:
+    with urllib.request.urlopen(f"http://{server.url}/v2/logging", timeout=30) as response:
+        assert json.loads(response.read()) == DEFAULTS
+    assert post(server, {"log_verbose_level": 2, "log_info": False}) == (
+        200,
+        {**DEFAULTS, "log_verbose_level": 2, "log_info": False},
+    )
+    assert post(server, {"log_verbose_level": "x"}) == (
+        500,
+        {"error": "attempt to access JSON non-unsigned-integer as unsigned-integer"},
+    )
+    assert post(server, {"log_format": "bad"}) == (503, {"error": "invalid argument for --log_format, got: bad"})
+    assert post(server, {"log_file": "/tmp/x.log"}) == (
+        501,
+        {"error": "log file location can not be updated through network protocol"},
+    )
+    assert post(server, {"nope": 1})[0] == 200
+
+
+def test_a_change_applies_to_the_next_request(server: ServerProcess) -> None:
+    talk(server, "r1")
+    assert "info-r1" in server.output()
+    post(server, {"log_info": False})
+    talk(server, "r2")
+    assert "info-r2" not in server.output()  # logged before warn-r2, which is there
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        client.update_log_settings({"log_info": True})
+        settings = client.get_log_settings(as_json=True)["settings"]
+    assert settings["log_info"] == {"bool_param": True}
+    assert settings["log_verbose_level"] == {"uint32_param": 0}
+    talk(server, "r3")
+    assert "info-r3" in server.output()
