@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from airtower import __version__
 from airtower.errors import TritonError
+from airtower.models.response_cache import CacheConfig
 from airtower.observability import log_settings
 from airtower.options import DEFAULT_HTTP_MAX_INPUT_SIZE, ServerOptions
 from airtower.scheduling.rate_limiter import ResourceLimit, parse_resource_limit
@@ -98,6 +99,16 @@ def parse_backend_config(text: str) -> tuple[str, str, str]:
     return backend, key, value
 
 
+def parse_cache_config(text: str) -> tuple[str, str, str]:
+    """``local,size=<bytes>`` (the only cache airtower has)."""
+    cache, key, value = parse_backend_config(text)
+    try:
+        CacheConfig.parse([(cache, key, value)])
+    except TritonError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return cache, key, value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One clear line and exit code 2, as the issue asks (argparse prints usage too).
@@ -167,6 +178,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     boolean("--log-error", True, "log ERROR records")
     flag("--log-format", choices=("default", "ISO8601"), default="default", help="log line format")
     flag("--log-file", default="", metavar="PATH", help="write the log to this file instead of stderr")
+    flag("--cache-config", type=parse_cache_config, action="append", default=[], metavar="CACHE,KEY=VALUE",
+         help="response cache settings, e.g. local,size=1048576")  # fmt: skip
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
          help="execution_count: instances execute only while they hold their rate_limiter resources")  # fmt: skip
     flag("--rate-limit-resource", type=parse_rate_limit_resource, action="append", default=[],
@@ -226,6 +239,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             log_format=args.log_format,
         ),
         backend_config=backend_config,
+        cache_config=tuple(args.cache_config),
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
     )

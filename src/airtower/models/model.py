@@ -24,6 +24,7 @@ from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
 from airtower.errors import InternalError, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.models.instance import ModelInstance
+from airtower.models.response_cache import ResponseCache, request_key
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
 from airtower.observability.stats import ExecutionTiming, ModelStatistics, rejection_reason
 from airtower.scheduling.direct import DirectScheduler
@@ -67,7 +68,12 @@ class Model:
     """A loaded model version."""
 
     def __init__(
-        self, config: ModelConfig, version: int, context: ModelContext, rate_limiter: RateLimiter | None = None
+        self,
+        config: ModelConfig,
+        version: int,
+        context: ModelContext,
+        rate_limiter: RateLimiter | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -87,6 +93,9 @@ class Model:
         self._shape_key = shape_key_function(config)
         self._rate_limiter = rate_limiter
         self.decoupled = is_decoupled(config)
+        # Triton caches only models that ask for it, and never decoupled or stateful ones.
+        wants_cache = config.response_cache.enable and not self.decoupled and not config.HasField("sequence_batching")
+        self._cache = cache if wants_cache else None
         self._sequences: SequenceBatchScheduler | None = None
         self.scheduler: Scheduler | None = None
 
@@ -183,6 +192,19 @@ class Model:
         future: asyncio.Future[InferenceResponse] = loop.create_future()
         request.is_cancelled = future.cancelled
         request.resolved_version = self.version
+        cache_key = None
+        if self._cache is not None:
+            started = time.monotonic_ns()
+            cache_key = request_key(self.name, self.version, request)
+            cached = self._cache.lookup(cache_key)
+            now = time.monotonic_ns()
+            if cached is not None:
+                self.stats.record_cache_hit(started, now, batch_size)
+                future.set_result(
+                    InferenceResponse(self.name, self.version_str, request.id, cached.outputs, dict(cached.parameters))
+                )
+                return future
+            self.stats.cache_miss.add(now - started)
         if self.decoupled:
             if on_response is None:
                 raise UnsupportedError("doesn't support models with decoupled transaction policy")
@@ -200,6 +222,7 @@ class Model:
             request.priority,
             request.timeout_us,
             self._shape_key(request),
+            cache_key=cache_key,
         )
         scheduler.enqueue(pending)
         return future
@@ -247,7 +270,10 @@ class Model:
         """On the event loop after an execution: answer its requests (in order when the model
         preserves it), then record statistics."""
         order = self._order
+        cache = self._cache
         for pending, result in zip(batch, results, strict=True):
+            if cache is not None and pending.cache_key is not None and isinstance(result, InferenceResponse):
+                cache.insert(pending.cache_key, result)
             if result is None:  # a decoupled model answers through the request's sink
                 if pending.request.response_sink is None:  # warmup: nobody listens
                     _resolve(pending.future, InferenceResponse(self.name, self.version_str, "", []))

@@ -104,6 +104,13 @@ class ModelStatistics:
         stats.compute_infer.add(timing.output_start_ns - timing.input_end_ns)
         stats.compute_output.add(timing.end_ns - timing.output_start_ns)
 
+    def record_cache_hit(self, start_ns: int, now_ns: int, batch_size: int) -> None:
+        """A request answered from the response cache: a success and an inference, no execution."""
+        self.cache_hit.add(now_ns - start_ns)
+        self.success.add(now_ns - start_ns)
+        self.inference_count += batch_size
+        self.last_inference_ms = time.time_ns() // 1_000_000
+
     def record_success(self, enqueue_ns: int, timing: ExecutionTiming, now_ns: int) -> None:
         """One request of an execution succeeded."""
         self.success.add(now_ns - enqueue_ns)

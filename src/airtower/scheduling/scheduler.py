@@ -43,6 +43,8 @@ class Pending:
     timeout_us: int = 0
     shape_key: Hashable = None
     order: int = -1
+    #: The response cache's key when the model caches responses (its response is kept).
+    cache_key: bytes | None = None
 
 
 #: Fails requests a scheduler dropped after accepting them (a queue timeout, or a request whose
