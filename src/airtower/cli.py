@@ -19,6 +19,7 @@ from airtower import __version__
 from airtower.errors import TritonError
 from airtower.models.response_cache import CacheConfig
 from airtower.observability import log_settings
+from airtower.observability.trace import parse_trace_config
 from airtower.options import DEFAULT_HTTP_MAX_INPUT_SIZE, ServerOptions
 from airtower.scheduling.rate_limiter import ResourceLimit, parse_resource_limit
 
@@ -97,6 +98,16 @@ def parse_backend_config(text: str) -> tuple[str, str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--backend-config '{text}' must be <backend>,<setting>=<value>")
     return backend, key, value
+
+
+def parse_trace_setting(text: str) -> tuple[str, str, str]:
+    """One ``--trace-config`` (``[<mode>,]<key>=<value>``), checked."""
+    setting = parse_backend_config(text)
+    try:
+        parse_trace_config([setting])
+    except TritonError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return setting
 
 
 def parse_cache_config(text: str) -> tuple[str, str, str]:
@@ -178,6 +189,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     boolean("--log-error", True, "log ERROR records")
     flag("--log-format", choices=("default", "ISO8601"), default="default", help="log line format")
     flag("--log-file", default="", metavar="PATH", help="write the log to this file instead of stderr")
+    flag("--trace-config", type=parse_trace_setting, action="append", default=[], metavar="[MODE,]KEY=VALUE",
+         help="tracing: triton,file=<path>, level=TIMESTAMPS, rate=N, count=N, log-frequency=N")  # fmt: skip
     flag("--cache-config", type=parse_cache_config, action="append", default=[], metavar="CACHE,KEY=VALUE",
          help="response cache settings, e.g. local,size=1048576")  # fmt: skip
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
@@ -240,6 +253,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         ),
         backend_config=backend_config,
         cache_config=tuple(args.cache_config),
+        trace_config=tuple(args.trace_config),
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
     )

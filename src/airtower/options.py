@@ -65,6 +65,8 @@ class ServerOptions:
     log_verbose: int = 0
     #: ``--log-info/--log-warning/--log-error/--log-verbose/--log-format/--log-file``.
     log_settings: LogSettings = field(default_factory=LogSettings)
+    #: ``--trace-config=[<mode>,]<key>=<value>``: (mode, key, value) triples.
+    trace_config: tuple[tuple[str, str, str], ...] = ()
     #: ``--cache-config=<cache>,<key>=<value>``: (cache, key, value) triples.
     cache_config: tuple[tuple[str, str, str], ...] = ()
     #: ``--rate-limit``: "off" or "execution_count"; ``--rate-limit-resource`` amounts.

@@ -49,6 +49,7 @@ EXTENSIONS: tuple[str, ...] = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
     "logging",
 )
 
@@ -116,6 +117,7 @@ class InferenceServer:
             except TimeoutError:
                 logger.warning("timeout: %d requests still in flight; unloading anyway", self._in_flight)
         await self.models.aclose()
+        self.models.tracer.flush()
         self._live = False
 
     # -- health and metadata (KServe v2 core) -------------------------------------------------
@@ -204,6 +206,21 @@ class InferenceServer:
         self._in_flight -= 1
         if not self._in_flight:
             self._drained.set()
+
+    # -- trace extension --------------------------------------------------------------------
+
+    def trace_settings(self, model: str = "", changes: dict[str, Any] | None = None) -> dict[str, JSONValue]:
+        """The trace settings, global (``model`` "") or of one model, after applying ``changes``.
+
+        Raises:
+            ModelNotFoundError: an unknown model.
+            InvalidArgumentError: a setting that does not parse (Triton's wording).
+        """
+        if model:
+            self.models.entry(model)
+        tracer = self.models.tracer
+        settings = tracer.update(model, changes) if changes else tracer.settings_for(model)
+        return settings.to_json()
 
     # -- logging extension ------------------------------------------------------------------
 

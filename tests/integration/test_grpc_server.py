@@ -136,7 +136,6 @@ def test_load_and_unload_in_control_mode_none_are_unavailable(client: grpcclient
         ("CudaSharedMemoryStatus", service_pb2.CudaSharedMemoryStatusRequest),
         ("CudaSharedMemoryRegister", service_pb2.CudaSharedMemoryRegisterRequest),
         ("CudaSharedMemoryUnregister", service_pb2.CudaSharedMemoryUnregisterRequest),
-        ("TraceSetting", service_pb2.TraceSettingRequest),
     ],
 )
 def test_unsupported_rpcs_are_unimplemented(stub: Any, rpc: str, request_type: Any) -> None:

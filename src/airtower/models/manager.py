@@ -36,6 +36,7 @@ from airtower.errors import (
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
 from airtower.models.response_cache import CacheConfig, ResponseCache
+from airtower.observability.trace import Tracer, parse_trace_config
 from airtower.options import ServerOptions
 from airtower.repository.config_loader import ENSEMBLE_PLATFORM, load_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
@@ -85,6 +86,8 @@ class ModelManager:
         self._fingerprints: dict[str, Fingerprint] | None = None
         #: Ensembles whose config was read, waiting for their composing models: (entry, versions).
         self._ensembles: list[tuple[ModelEntry, list[int]]] = []
+        #: ``--trace-config`` and the trace extension: which requests are traced, and their records.
+        self.tracer = Tracer(parse_trace_config(list(options.trace_config)))
         #: ``--cache-config local,size=N``: shared by the models whose config enables it.
         cache_config = CacheConfig.parse(list(options.cache_config))
         self.response_cache = ResponseCache(cache_config.size) if cache_config is not None else None
@@ -362,7 +365,7 @@ class ModelManager:
                 self.stream_threadsafe,
                 _ThreadsafeControl(self),
             )
-            model = Model(config, version, context, self.rate_limiter, self.response_cache)
+            model = Model(config, version, context, self.rate_limiter, self.response_cache, self.tracer)
             entry.versions[version] = model
             started = time.monotonic_ns()
             try:

@@ -27,6 +27,7 @@ from airtower.models.instance import ModelInstance
 from airtower.models.response_cache import ResponseCache, request_key
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
 from airtower.observability.stats import ExecutionTiming, ModelStatistics, rejection_reason
+from airtower.observability.trace import Tracer
 from airtower.scheduling.direct import DirectScheduler
 from airtower.scheduling.dynamic_batch_scheduler import DynamicBatchScheduler, ResponseOrder, shape_key_function
 from airtower.scheduling.dynamic_batcher import BatcherPolicy
@@ -74,6 +75,7 @@ class Model:
         context: ModelContext,
         rate_limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -96,6 +98,7 @@ class Model:
         # Triton caches only models that ask for it, and never decoupled or stateful ones.
         wants_cache = config.response_cache.enable and not self.decoupled and not config.HasField("sequence_batching")
         self._cache = cache if wants_cache else None
+        self._tracer = tracer
         self._sequences: SequenceBatchScheduler | None = None
         self.scheduler: Scheduler | None = None
 
@@ -223,6 +226,7 @@ class Model:
             request.timeout_us,
             self._shape_key(request),
             cache_key=cache_key,
+            trace_id=self._tracer.sample(self.name) if self._tracer is not None else 0,
         )
         scheduler.enqueue(pending)
         return future
@@ -272,6 +276,8 @@ class Model:
         order = self._order
         cache = self._cache
         for pending, result in zip(batch, results, strict=True):
+            if pending.trace_id:
+                self._trace(pending, timing)
             if cache is not None and pending.cache_key is not None and isinstance(result, InferenceResponse):
                 cache.insert(pending.cache_key, result)
             if result is None:  # a decoupled model answers through the request's sink
@@ -307,6 +313,20 @@ class Model:
         on_response(response, final)
         if final:
             future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
+
+    def _trace(self, pending: Pending, timing: ExecutionTiming) -> None:
+        assert self._tracer is not None
+        now = time.monotonic_ns()
+        timestamps = [
+            ("REQUEST_START", pending.enqueue_ns),
+            ("QUEUE_START", pending.enqueue_ns),
+            ("COMPUTE_START", timing.start_ns),
+            ("COMPUTE_INPUT_END", timing.input_end_ns),
+            ("COMPUTE_OUTPUT_START", timing.output_start_ns),
+            ("COMPUTE_END", timing.end_ns),
+            ("REQUEST_END", now),
+        ]
+        self._tracer.add(pending.trace_id, self.name, self.version, pending.request.id, timestamps)
 
     def _reject(self, batch: Sequence[Pending], error: TritonError) -> None:
         """From an instance thread: fail ``batch`` (dropped from the queue) with ``error``, on the loop."""

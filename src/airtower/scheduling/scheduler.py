@@ -45,6 +45,8 @@ class Pending:
     order: int = -1
     #: The response cache's key when the model caches responses (its response is kept).
     cache_key: bytes | None = None
+    #: Non-zero when the request is traced (``observability.trace``).
+    trace_id: int = 0
 
 
 #: Fails requests a scheduler dropped after accepting them (a queue timeout, or a request whose

@@ -258,7 +258,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         await self._unsupported("CudaSharedMemoryUnregister", context)
 
     async def TraceSetting(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("TraceSetting", context)
+        """The trace extension: settings global or per model (``model_name``), read or updated."""
+        try:
+            changes = {key: list(value.value) for key, value in request.settings.items()}
+            settings = self.server.trace_settings(request.model_name, changes)
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            await _abort(context, _as_triton_error(exc, "TraceSetting"))
+        response = service_pb2.TraceSettingResponse()
+        for key, value in settings.items():
+            response.settings[key].value.extend(value if isinstance(value, list) else [str(value)])
+        return response
 
     async def LogSettings(self, request: Any, context: _Context) -> Any:
         """The logging extension: an empty request reads the settings, others update them."""

@@ -121,6 +121,8 @@ class Router:
             return self._resolve_model(method, parts)
         if section == "repository":
             return self._resolve_repository(method, parts)
+        if section == "trace" and count == 4 and parts[3] == "setting":
+            return (e.trace_settings, ("",)) if method in (_GET, _POST) else METHOD_NOT_ALLOWED
         if section == "logging" and count == 3:
             if method == _GET:
                 return e.log_settings, ()
@@ -144,6 +146,8 @@ class Router:
             index = 6
         if index == count:
             return _only(_GET, method, e.model_metadata, (name, version))
+        if index == 4 and count == 6 and parts[4] == "trace" and parts[5] == "setting":
+            return (e.trace_settings, (name,)) if method in (_GET, _POST) else METHOD_NOT_ALLOWED
         if index + 1 != count:
             return NOT_FOUND
         suffix = parts[index]

@@ -284,6 +284,13 @@ class Endpoints:
             raise InvalidArgumentError(too_large_message(len(body), self.max_input_size))
         return body
 
+    # ---------------------------------------------------------------- trace extension
+
+    def trace_settings(self, request: HttpRequest, name: str) -> HttpResponse:
+        """GET/POST /v2/trace/setting and /v2/models/{m}/trace/setting."""
+        changes = _optional_json_object(request.body) if request.method == b"POST" else None
+        return HttpResponse(200, encode_json(self.server.trace_settings(name, dict(changes or {}))))
+
     # ---------------------------------------------------------------- logging extension
 
     def log_settings(self, request: HttpRequest) -> HttpResponse:
