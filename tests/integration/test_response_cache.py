@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.server_process import run_server_to_exit, start_server
 
@@ -66,12 +68,17 @@ def test_a_repeated_request_is_answered_from_the_cache(tmp_path: Path) -> None:
             assert count("uncached", [1, 2]) == 1
             assert count("uncached", [1, 2]) == 2
             stats = client.get_inference_statistics("cached")["model_stats"][0]
+            with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
+                families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
     finally:
         assert server.stop() == 0, server.output()
     assert (stats["inference_count"], stats["execution_count"]) == (3, 2)
     assert stats["inference_stats"]["cache_hit"]["count"] == 1
     assert stats["inference_stats"]["cache_miss"]["count"] == 2
     assert stats["inference_stats"]["success"]["count"] == 3
+    hits = {sample.labels["model"]: sample.value for sample in families["nv_cache_num_hits_per_model"].samples}
+    misses = {sample.labels["model"]: sample.value for sample in families["nv_cache_num_misses_per_model"].samples}
+    assert (hits, misses) == ({"cached": 1}, {"cached": 2})
 
 
 def test_an_unknown_cache_is_refused_at_start(tmp_path: Path) -> None:

@@ -342,6 +342,30 @@ def _model_families(labelled: list[tuple[ModelSample, dict[str, str]]], counter_
         load.add_sample(load.name, labels, stats.load_duration_ns / 1e9)
     families = [success, failure, count, executions, *durations, pending, load]
     yield from (family for family in families if family.samples)
+    yield from _cache_families(labelled)
+
+
+def _cache_families(labelled: list[tuple[ModelSample, dict[str, str]]]) -> Iterator[Metric]:
+    """``nv_cache_*_per_model``, for the models that use the response cache."""
+    hits = Metric("nv_cache_num_hits_per_model", "Number of cache hits per model", "counter")
+    misses = Metric("nv_cache_num_misses_per_model", "Number of cache misses per model", "counter")
+    hit_time = Metric(
+        "nv_cache_hit_duration_per_model", "Total cache hit duration per model, in microseconds", "counter"
+    )
+    miss_time = Metric(
+        "nv_cache_miss_duration_per_model",
+        "Total cache miss (insert+lookup) duration per model, in microseconds",
+        "counter",
+    )
+    for sample, labels in labelled:
+        stats = sample.stats
+        if not stats.cache_hit.count and not stats.cache_miss.count:
+            continue
+        hits.add_sample(hits.name, labels, stats.cache_hit.count)
+        misses.add_sample(misses.name, labels, stats.cache_miss.count)
+        hit_time.add_sample(hit_time.name, labels, stats.cache_hit.ns // 1000)
+        miss_time.add_sample(miss_time.name, labels, stats.cache_miss.ns // 1000)
+    yield from (family for family in (hits, misses, hit_time, miss_time) if family.samples)
 
 
 def _gauge(name: str, help_text: str, value: float) -> Metric:
