@@ -178,3 +178,53 @@ def test_metrics_not_served_when_disallowed(repository: Path) -> None:
     assert process.stop() == 0, process.output()
     assert process.metrics_port == 0
     assert "Metrics Service" not in process.output()
+
+
+CUSTOM_METRICS_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.requests = pb_utils.MetricFamily(
+            name="custom_requests", description="Requests seen by the model", kind=pb_utils.MetricFamily.COUNTER
+        ).Metric(labels={"model": "custom"})
+        self.sizes = pb_utils.MetricFamily(
+            name="custom_sizes", description="Input values", kind=pb_utils.MetricFamily.HISTOGRAM
+        ).Metric(labels={"model": "custom"}, buckets=[1.0, 10.0])
+
+    def execute(self, requests):
+        for request in requests:
+            self.requests.increment(1)
+            self.sizes.observe(float(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0]))
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.zeros(1, np.int32))]) for _ in requests]
+"""
+
+
+def test_python_models_custom_metrics_are_exported(tmp_path: Path) -> None:
+    (tmp_path / "custom" / "1").mkdir(parents=True)
+    (tmp_path / "custom" / "1" / "model.py").write_text(CUSTOM_METRICS_MODEL)
+    (tmp_path / "custom" / "config.pbtxt").write_text(
+        'name: "custom"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+    )
+    server = start_server([tmp_path])
+    try:
+        with httpclient.InferenceServerClient(server.url) as client:
+            for value in (0, 5, 50):
+                tensor = httpclient.InferInput("IN", [1], "INT32")
+                tensor.set_data_from_numpy(np.array([value], np.int32))
+                client.infer("custom", [tensor])
+        with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
+            text = response.read().decode()
+    finally:
+        assert server.stop() == 0, server.output()
+    assert 'custom_requests{model="custom"} 3' in text
+    assert (
+        'custom_sizes_bucket{le="1.0",model="custom"} 1' in text
+        or 'custom_sizes_bucket{model="custom",le="1.0"} 1' in text
+    )
+    assert 'custom_sizes_count{model="custom"} 3' in text
+    assert 'custom_sizes_sum{model="custom"} 55' in text

@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from airtower.errors import InvalidArgumentError
+from airtower.observability import custom_metrics
 from airtower.observability.stats import FAILURE_REASONS, ExecutionTiming, ModelStatistics
 
 #: ``summary_quantiles`` default: quantile → allowed error, as tritonserver's.
@@ -288,6 +289,7 @@ class TritonCollector(Collector):
         if self.config.summary_latencies:
             self.attach_summaries()
             yield from self._summaries(labelled)
+        yield from custom_metrics.REGISTRY.collect()  # Python models' pb_utils.MetricFamily
 
     def _summaries(self, labelled: list[tuple[ModelSample, dict[str, str]]]) -> Iterator[Metric]:
         quantiles = [quantile for quantile, _ in self.config.summary_quantiles]

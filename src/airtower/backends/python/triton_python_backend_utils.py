@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from airtower.core.tensor import deserialize_bytes_tensor as _deserialize_bytes
+from airtower.observability import custom_metrics as _custom_metrics
 
 __all__ = [
     "TRITONSERVER_MEMORY_CPU",
@@ -869,7 +870,7 @@ class Logger:
         _logger.debug("%s", message, stacklevel=2)
 
 
-# -- custom metrics (kept in memory; not exported on the metrics port yet) -----------------
+# -- custom metrics (exported on the metrics port: observability.custom_metrics) -----------
 
 
 class Metric:
@@ -878,33 +879,41 @@ class Metric:
     def __init__(self, family: MetricFamily, labels: dict[str, str], buckets: list[float] | None) -> None:
         self._family = family
         self._labels = dict(labels)
-        self._value = 0.0
-        self._buckets = buckets
+        self._series = family._family.add(self._labels, buckets)
 
     def increment(self, value: float) -> None:
+        if self._family.kind == MetricFamily.HISTOGRAM:
+            raise TritonError("Failed to increment metric: histograms can only observe")
         if self._family.kind == MetricFamily.COUNTER and value < 0:
             raise TritonError("Failed to increment metric: counter values must be non-negative")
-        self._value += value
+        self._series.increment(value)
 
     def set(self, value: float) -> None:
         if self._family.kind != MetricFamily.GAUGE:
             raise TritonError("Failed to set metric value: only gauges can be set")
-        self._value = float(value)
+        self._series.set(value)
 
     def observe(self, value: float) -> None:
         if self._family.kind != MetricFamily.HISTOGRAM:
             raise TritonError("Failed to observe metric: only histograms can observe")
-        self._value += value
+        self._series.observe(value)
 
     def value(self) -> float:
-        return self._value
+        if self._family.kind == MetricFamily.HISTOGRAM:
+            return float(self._series.sum)
+        return self._series.value
+
+    def __del__(self) -> None:
+        series = getattr(self, "_series", None)
+        if series is not None:
+            series.family.remove(series)
 
 
 _MetricSeries = Metric
 
 
 class MetricFamily:
-    """A custom metric family (COUNTER, GAUGE or HISTOGRAM)."""
+    """A custom metric family (COUNTER, GAUGE or HISTOGRAM), exported on the metrics port."""
 
     COUNTER = 0
     GAUGE = 1
@@ -916,6 +925,10 @@ class MetricFamily:
         self.name = name
         self.description = description
         self.kind = kind
+        try:
+            self._family = _custom_metrics.REGISTRY.family(name, description, _custom_metrics.KINDS[kind])
+        except ValueError as exc:
+            raise TritonError(str(exc), TritonError.INVALID_ARG) from exc
 
     def Metric(self, labels: dict[str, str] | None = None, buckets: list[float] | None = None) -> _MetricSeries:
         if labels is not None and not isinstance(labels, dict):
