@@ -21,6 +21,7 @@ from airtower.models.response_cache import CacheConfig
 from airtower.observability import log_settings
 from airtower.observability.trace import parse_trace_config
 from airtower.options import DEFAULT_HTTP_MAX_INPUT_SIZE, ServerOptions
+from airtower.repository.cloud import is_cloud
 from airtower.scheduling.rate_limiter import ResourceLimit, parse_resource_limit
 
 logger = logging.getLogger("airtower")
@@ -141,7 +142,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     def boolean(name: str, default: bool, help_text: str) -> None:
         flag(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_text)
 
-    flag("--model-repository", "--model-store", dest="model_repository", action="append", type=Path,
+    flag("--model-repository", "--model-store", dest="model_repository", action="append",
          required=True, metavar="PATH", help="model repository path (repeatable)")  # fmt: skip
     flag("--model-config-name", default="", help="use <model>/configs/<name>.pbtxt when present")
     flag("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
@@ -205,7 +206,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     for backend, key, value in args.backend_config:
         backend_config.setdefault(backend, {})[key] = value
     return ServerOptions(
-        model_repositories=tuple(args.model_repository),
+        model_repositories=tuple(Path(path) for path in args.model_repository if not is_cloud(path)),
+        cloud_repositories=tuple(path for path in args.model_repository if is_cloud(path)),
         model_config_name=args.model_config_name,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),

@@ -22,6 +22,8 @@ class ServerOptions:
     """Settings for one server. Built by ``cli.py`` or directly by tests."""
 
     model_repositories: tuple[Path, ...]
+    #: ``s3://...`` repositories (``--model-repository`` too), localised by the model manager.
+    cloud_repositories: tuple[str, ...] = ()
     model_config_name: str = ""
     server_id: str = "triton"
     model_control_mode: ControlMode = "none"

@@ -98,7 +98,7 @@ def _wanted_services(extra: Sequence[str]) -> set[str]:
     return wanted
 
 
-def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> ServerProcess:
+def start_server(repositories: Sequence[Path | str], *extra: str, timeout: float = 120) -> ServerProcess:
     """Start the server with ``--http-port 0 --grpc-port 0`` and wait until it reports its ports.
 
     Raises RuntimeError (with the server's log) if it exits or never starts.
@@ -128,7 +128,7 @@ def start_server(repositories: Sequence[Path], *extra: str, timeout: float = 120
     return server
 
 
-def run_server_to_exit(repositories: Sequence[Path], *extra: str, timeout: float = 120) -> tuple[int, str]:
+def run_server_to_exit(repositories: Sequence[Path | str], *extra: str, timeout: float = 120) -> tuple[int, str]:
     """Run a server that is expected to exit by itself (e.g. a start-up failure)."""
     args = [sys.executable, *_BASE_ARGS]
     for repository in repositories:

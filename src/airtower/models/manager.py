@@ -38,6 +38,7 @@ from airtower.models.model import Model, ModelState
 from airtower.models.response_cache import CacheConfig, ResponseCache
 from airtower.observability.trace import Tracer, parse_trace_config
 from airtower.options import ServerOptions
+from airtower.repository.cloud import CloudRepository
 from airtower.repository.config_loader import ENSEMBLE_PLATFORM, load_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
 from airtower.repository.poll import Fingerprint, RepositoryChanges, compare, fingerprint
@@ -82,6 +83,8 @@ class ModelManager:
         self.options = options
         self._entries: dict[str, ModelEntry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: s3:// repositories, each with its local copy (refreshed at start-up, polls and loads).
+        self._cloud = [CloudRepository(path) for path in options.cloud_repositories]
         #: poll mode: each model's files at the last scan.
         self._fingerprints: dict[str, Fingerprint] | None = None
         #: Ensembles whose config was read, waiting for their composing models: (entry, versions).
@@ -167,7 +170,9 @@ class ModelManager:
         """Load the models to serve at start-up: all of them (control modes ``none`` and
         ``poll``), or those named by ``--load-model`` (``explicit``; ``*`` for all)."""
         self._loop = asyncio.get_running_loop()
-        locations, duplicates = scan_repositories(self.options.model_repositories)
+        for cloud in self._cloud:
+            await asyncio.to_thread(cloud.sync)
+        locations, duplicates = scan_repositories(self._repositories())
         for name, reason in duplicates.items():
             self._entries[name] = ModelEntry(name, failures={0: reason})
         if self.options.model_control_mode == "explicit" and "*" not in self.options.load_models:
@@ -205,7 +210,9 @@ class ModelManager:
         Raises:
             InternalError: no such model, or it failed to load (Triton's message; details are logged).
         """
-        locations, _ = await asyncio.to_thread(scan_repositories, self.options.model_repositories)
+        for cloud in self._cloud:
+            await asyncio.to_thread(cloud.sync)
+        locations, _ = await asyncio.to_thread(scan_repositories, self._repositories())
         found = locations.get(name)
         if found is None:
             logger.error("failed to poll model '%s': model not found in any model repository", name)
@@ -258,7 +265,9 @@ class ModelManager:
     async def poll(self) -> RepositoryChanges:
         """``--model-control-mode=poll``: load new and changed models, unload removed ones."""
         assert self._fingerprints is not None
-        locations, _ = await asyncio.to_thread(scan_repositories, self.options.model_repositories)
+        for cloud in self._cloud:
+            await asyncio.to_thread(cloud.sync)
+        locations, _ = await asyncio.to_thread(scan_repositories, self._repositories())
         current = {
             name: await asyncio.to_thread(fingerprint, location.model_dir) for name, location in locations.items()
         }
@@ -387,12 +396,18 @@ class ModelManager:
         entry.failures[version] = reason
 
     async def aclose(self) -> None:
-        """Unload every model: finalize instances, release backend models."""
+        """Unload every model: finalize instances, release backend models, remove cloud copies."""
         for entry in self._entries.values():
             entry.latest = None
             for model in entry.versions.values():
                 await model.aclose()
             entry.versions.clear()
+        for cloud in self._cloud:
+            cloud.close()
+
+    def _repositories(self) -> list[Path]:
+        """Local repositories, then the local copies of cloud ones."""
+        return [*self.options.model_repositories, *(cloud.local for cloud in self._cloud)]
 
     # -- look-ups -------------------------------------------------------------------------
 
