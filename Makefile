@@ -46,6 +46,8 @@ bench: examples reference
 	TRITON_REF=$(TRITON_REF) $(PY) bench/batching.py
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/plot.py
+	TRITON_REF=$(TRITON_REF) $(PY) bench/ensemble.py
+	TRITON_REF=$(TRITON_REF) $(PY) bench/streaming.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
