@@ -213,8 +213,15 @@ class Model:
                 raise UnsupportedError("doesn't support models with decoupled transaction policy")
             deliver = functools.partial(self._deliver, request, future, on_response)
 
+            first = [True]
+
             def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
                 loop.call_soon_threadsafe(deliver, response, final)
+                if first[0]:
+                    # Let the loop thread send the first response now rather than when the model's
+                    # send loop gives up the GIL (time to first response); once per request only.
+                    first[0] = False
+                    time.sleep(0)
 
             request.response_sink = sink
         pending = Pending(
