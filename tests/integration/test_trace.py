@@ -23,6 +23,23 @@ ORDER = ["REQUEST_START", "QUEUE_START", "COMPUTE_START", "COMPUTE_INPUT_END", "
          "COMPUTE_END", "REQUEST_END"]  # fmt: skip
 
 
+TWICE = """\
+name: "twice"
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 16 ] } ]
+ensemble_scheduling { step [
+  { model_name: "add_sub" model_version: -1
+    input_map { key: "INPUT0" value: "A" } input_map { key: "INPUT1" value: "B" }
+    output_map { key: "OUTPUT0" value: "S" } },
+  { model_name: "add_sub" model_version: -1
+    input_map { key: "INPUT0" value: "S" } input_map { key: "INPUT1" value: "B" }
+    output_map { key: "OUTPUT0" value: "OUT" } }
+] }
+"""
+
+
 def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url, json.dumps(body).encode())
     try:
@@ -35,6 +52,8 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def test_traced_requests_are_written_with_triton_s_records(tmp_path: Path) -> None:
     repository = tmp_path / "repository"
     shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
+    (repository / "twice" / "1").mkdir(parents=True)
+    (repository / "twice" / "config.pbtxt").write_text(TWICE)
     trace_file = tmp_path / "trace.json"
     server = start_server(
         [repository], f"--trace-config=triton,file={trace_file}", "--trace-config=level=TIMESTAMPS",
@@ -57,6 +76,10 @@ def test_traced_requests_are_written_with_triton_s_records(tmp_path: Path) -> No
                 tensor.set_data_from_numpy(np.ones(16, np.float32))
             client.infer("add_sub", inputs, request_id="t1")
             client.infer("add_sub", inputs, request_id="t2")
+            ensemble_inputs = [httpclient.InferInput(name, [16], "FP32") for name in ("A", "B")]
+            for tensor in ensemble_inputs:
+                tensor.set_data_from_numpy(np.ones(16, np.float32))
+            client.infer("twice", ensemble_inputs, request_id="e1")
             # Off for this model only: the next request is not traced.
             status, settings = post(f"{base}/models/add_sub/trace/setting", {"trace_level": ["OFF"]})
             assert (status, settings["trace_level"]) == (200, ["OFF"])
@@ -68,7 +91,13 @@ def test_traced_requests_are_written_with_triton_s_records(tmp_path: Path) -> No
     finally:
         assert server.stop() == 0, server.output()
     records = json.loads(trace_file.read_text())
-    traces = {record["id"]: record for record in records if "model_name" in record}
+    heads = [record for record in records if "model_name" in record]
+    [ensemble] = [record for record in heads if record["model_name"] == "twice"]
+    children = [record for record in heads if record.get("parent_id") == ensemble["id"]]
+    assert [(child["model_name"], child["request_id"]) for child in children] == [("add_sub", "e1")] * 2
+    traces = {
+        record["id"]: record for record in heads if record["model_name"] == "add_sub" and "parent_id" not in record
+    }
     assert sorted(record["request_id"] for record in traces.values()) == ["t1", "t2"]
     for trace_id, record in traces.items():
         assert (record["model_name"], record["model_version"]) == ("add_sub", 1)

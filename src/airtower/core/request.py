@@ -62,3 +62,5 @@ class InferenceRequest:
     #: gRPC streaming's ``triton_enable_empty_final_response``: end a decoupled request whose
     #: model sent a bare final flag with an empty response marked final.
     enable_empty_final_response: bool = False
+    #: The trace id of the request this one serves (an ensemble's step), so it is traced as its child.
+    trace_parent: int = 0

@@ -29,6 +29,7 @@ from airtower.core.validation import RequestValidator
 from airtower.errors import InternalError, ModelConfigError, TritonError
 from airtower.models.model import Model, ModelState
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
+from airtower.observability.trace import Tracer
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -135,7 +136,14 @@ class EnsembleModel:
     scheduler = None  # no queue of its own: its steps queue at the composing models
     decoupled = False
 
-    def __init__(self, config: ModelConfig, version: int, context: ModelContext, lookup: ModelLookup) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        version: int,
+        context: ModelContext,
+        lookup: ModelLookup,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.version = version
@@ -147,6 +155,7 @@ class EnsembleModel:
         self.validator = RequestValidator(config)
         self.plan = EnsemblePlan.from_config(config)
         self._lookup = lookup
+        self._tracer = tracer
         self._tasks: set[asyncio.Task[None]] = set()
         # ``max_inflight_requests``: at most that many requests in flight at each step (0: no limit).
         limit = int(config.ensemble_scheduling.max_inflight_requests)
@@ -199,8 +208,12 @@ class EnsembleModel:
     async def _run(self, request: InferenceRequest, batch_size: int, future: asyncio.Future[InferenceResponse]) -> None:
         start = time.monotonic_ns()
         running: dict[asyncio.Future[InferenceResponse], Step] = {}
+        tracer = self._tracer
+        trace_id = 0
+        if tracer is not None:
+            trace_id = tracer.child() if request.trace_parent else tracer.sample(self.name)
         try:
-            response = await self._execute(request, running)
+            response = await self._execute(request, running, trace_id)
         except asyncio.CancelledError:
             for step_future in running:
                 step_future.cancel()
@@ -218,15 +231,18 @@ class EnsembleModel:
         timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
         self.stats.record_success(start, timing, end)
         self.stats.record_execution(batch_size, timing)
+        if trace_id and tracer is not None:
+            stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
+            tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
 
     async def _execute(
-        self, request: InferenceRequest, running: dict[asyncio.Future[InferenceResponse], Step]
+        self, request: InferenceRequest, running: dict[asyncio.Future[InferenceResponse], Step], trace_parent: int
     ) -> InferenceResponse:
         tensors: dict[str, Tensor] = dict(request.inputs)
         waiting = list(enumerate(self.plan.steps))
         held: list[asyncio.Semaphore] = []
         try:
-            return await self._run_steps(request, running, tensors, waiting, held)
+            return await self._run_steps(request, running, tensors, waiting, held, trace_parent)
         finally:
             for slot in held:
                 slot.release()
@@ -238,6 +254,7 @@ class EnsembleModel:
         tensors: dict[str, Tensor],
         waiting: list[tuple[int, Step]],
         held: list[asyncio.Semaphore],
+        trace_parent: int,
     ) -> InferenceResponse:
         slots: dict[asyncio.Future[InferenceResponse], asyncio.Semaphore] = {}
         while True:
@@ -260,6 +277,7 @@ class EnsembleModel:
                         request.correlation_id,
                         request.flags,
                     )
+                    step_request.trace_parent = trace_parent
                     model = self._lookup(step.model_name, step.model_version)
                     step_future = model.submit(step_request)
                     running[step_future] = step

@@ -322,7 +322,7 @@ class ModelManager:
         for version in versions:
             context = ModelContext(entry.name, entry.location.model_dir, entry.location.repository, {}, version)
             try:
-                model = EnsembleModel(config, version, context, self.get)
+                model = EnsembleModel(config, version, context, self.get, self.tracer)
                 entry.versions[version] = model
                 started = time.monotonic_ns()
                 await model.load()

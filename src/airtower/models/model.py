@@ -233,7 +233,7 @@ class Model:
             request.timeout_us,
             self._shape_key(request),
             cache_key=cache_key,
-            trace_id=self._tracer.sample(self.name) if self._tracer is not None else 0,
+            trace_id=self._trace_id(request),
         )
         scheduler.enqueue(pending)
         return future
@@ -321,6 +321,12 @@ class Model:
         if final:
             future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
 
+    def _trace_id(self, request: InferenceRequest) -> int:
+        tracer = self._tracer
+        if tracer is None:
+            return 0
+        return tracer.child() if request.trace_parent else tracer.sample(self.name)
+
     def _trace(self, pending: Pending, timing: ExecutionTiming) -> None:
         assert self._tracer is not None
         now = time.monotonic_ns()
@@ -333,7 +339,8 @@ class Model:
             ("COMPUTE_END", timing.end_ns),
             ("REQUEST_END", now),
         ]
-        self._tracer.add(pending.trace_id, self.name, self.version, pending.request.id, timestamps)
+        request = pending.request
+        self._tracer.add(pending.trace_id, self.name, self.version, request.id, timestamps, request.trace_parent)
 
     def _reject(self, batch: Sequence[Pending], error: TritonError) -> None:
         """From an instance thread: fail ``batch`` (dropped from the queue) with ``error``, on the loop."""

@@ -133,11 +133,25 @@ class Tracer:
             self._traced += 1
             return next(self._ids)
 
-    def add(self, trace_id: int, model: str, version: int, request_id: str, timestamps: list[tuple[str, int]]) -> None:
-        """One traced request's records."""
-        records: list[dict[str, Any]] = [
-            {"id": trace_id, "model_name": model, "model_version": version, "request_id": request_id}
-        ]
+    def child(self) -> int:
+        """A trace id for a request made on behalf of a traced one (an ensemble step): always traced."""
+        with self._lock:
+            return next(self._ids)
+
+    def add(
+        self,
+        trace_id: int,
+        model: str,
+        version: int,
+        request_id: str,
+        timestamps: list[tuple[str, int]],
+        parent_id: int = 0,
+    ) -> None:
+        """One traced request's records (``parent_id``: the trace of the request it serves)."""
+        head: dict[str, Any] = {"id": trace_id, "model_name": model, "model_version": version, "request_id": request_id}
+        if parent_id:
+            head["parent_id"] = parent_id
+        records: list[dict[str, Any]] = [head]
         records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in timestamps]
         with self._lock:
             self._records.extend(records)
