@@ -7,6 +7,7 @@ reason. ``infer`` is the hot path: validate, enqueue, await the future.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import functools
 import logging
@@ -211,19 +212,7 @@ class Model:
         if self.decoupled:
             if on_response is None:
                 raise UnsupportedError("doesn't support models with decoupled transaction policy")
-            deliver = functools.partial(self._deliver, request, future, on_response)
-
-            first = [True]
-
-            def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
-                loop.call_soon_threadsafe(deliver, response, final)
-                if first[0]:
-                    # Let the loop thread send the first response now rather than when the model's
-                    # send loop gives up the GIL (time to first response); once per request only.
-                    first[0] = False
-                    time.sleep(0)
-
-            request.response_sink = sink
+            request.response_sink = self._decoupled_sink(loop, request, future, on_response)
         pending = Pending(
             request,
             future,
@@ -300,6 +289,36 @@ class Model:
             else:
                 _resolve(pending.future, result)
         self._record(batch, results, timing)
+
+    def _decoupled_sink(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: InferenceRequest,
+        future: asyncio.Future[InferenceResponse],
+        on_response: ResponseSink,
+    ) -> ResponseSink:
+        """The thread-safe sink of a decoupled request: responses queue up and one loop wake-up
+        delivers all those queued (not one wake-up per send)."""
+        queued: collections.deque[tuple[InferenceResponse | TritonError | None, bool]] = collections.deque()
+        state = {"scheduled": False, "first": True}
+
+        def drain() -> None:
+            state["scheduled"] = False
+            while queued:
+                self._deliver(request, future, on_response, *queued.popleft())
+
+        def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
+            queued.append((response, final))
+            if not state["scheduled"]:
+                state["scheduled"] = True
+                loop.call_soon_threadsafe(drain)
+            if state["first"]:
+                # Let the loop thread send the first response now rather than when the model's send
+                # loop gives up the GIL (time to first response); once per request only.
+                state["first"] = False
+                time.sleep(0)
+
+        return sink
 
     def _deliver(
         self,
