@@ -35,10 +35,7 @@ import argparse
 import csv
 import itertools
 import json
-import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,10 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "model_repository"
-REF = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref"))
+from servers import EXAMPLES, REF, ROOT, cpu_seconds, median_of, own_cpu_seconds, start, stop
 
 MLP_SEED = 20261125
 MLP_WIDTHS = (256, 2048, 2048, 10)  # input, hidden..., output
@@ -160,57 +154,6 @@ def make_repository(
 # -- server and perf_analyzer ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
-def start_airtower(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc = free_port(), free_port()
-    args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
-            "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
-            "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        wait_ready(http, process)
-    except BaseException:
-        stop(process)
-        raise
-    return process, http, grpc
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def counts(http_url: str, model: str) -> tuple[int, int]:
     """(inference_count, execution_count) from the statistics extension."""
     with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=10) as response:
@@ -223,7 +166,7 @@ def perf_analyzer(
 ) -> dict[str, float]:
     """One perf_analyzer run; the batch size and CPU figures cover the whole run (its trials included)."""
     cpu_before, (inferences_before, executions_before) = cpu_seconds(pid), counts(urls["http"], model)
-    client_before = client_cpu_seconds()
+    client_before = own_cpu_seconds(resource.RUSAGE_CHILDREN)
     out = workdir / f"pa-{time.monotonic_ns()}.csv"
     args = [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", urls[protocol], "-i", protocol,
             "--concurrency-range", str(concurrency), "--measurement-interval", str(int(seconds * 1000)),
@@ -231,7 +174,7 @@ def perf_analyzer(
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"perf_analyzer failed on {model}:\n{done.stdout}\n{done.stderr}")
-    cpu, client = cpu_seconds(pid) - cpu_before, client_cpu_seconds() - client_before
+    cpu, client = cpu_seconds(pid) - cpu_before, own_cpu_seconds(resource.RUSAGE_CHILDREN) - client_before
     inferences_after, executions_after = counts(urls["http"], model)
     inferences, executions = inferences_after - inferences_before, executions_after - executions_before
     with out.open() as handle:
@@ -243,12 +186,6 @@ def perf_analyzer(
         "server_cpu_us_per_inference": cpu / max(inferences, 1) * 1e6,
         "client_cpu_us_per_inference": client / max(inferences, 1) * 1e6,
     }
-
-
-def client_cpu_seconds() -> float:
-    """CPU time of this script's finished child processes (the perf_analyzer runs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 # -- onnxruntime in-process ------------------------------------------------------------------
@@ -302,10 +239,6 @@ def measure(
 
 
 # -- main --------------------------------------------------------------------------------------
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def rate(value: float) -> str:
@@ -397,7 +330,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-batching-") as tmp:
         workdir = Path(tmp)
         repository = make_repository(workdir, args.models, args.queue_delay_us, tuple(args.mlp_widths))
-        server, http, grpc = start_airtower(repository, workdir / "airtower.log")
+        server, http, grpc = start("airtower", repository, workdir / "airtower.log")
         try:
             urls = {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}"}
             for model in args.models:

@@ -29,18 +29,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,10 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "model_repository"
-REF = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref"))
+from servers import EXAMPLES, REF, ROOT, cpu_seconds, median_of, own_cpu_seconds, start, stop
 
 Tensors = dict[str, np.ndarray[Any, Any]]
 
@@ -169,62 +161,6 @@ def make_repository(directory: Path, pipelines: list[str]) -> Path:
 
 
 # -- server ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
-def start_airtower(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc = free_port(), free_port()
-    args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
-            "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
-            "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        wait_ready(http, process)
-    except BaseException:
-        stop(process)
-        raise
-    return process, http, grpc
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # -- client ------------------------------------------------------------------------------------
@@ -350,10 +286,6 @@ def perf_analyzer(url: str, protocol: str, model: str, concurrency: int, window:
 # -- main --------------------------------------------------------------------------------------
 
 
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
 def rate(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
@@ -392,7 +324,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-ensemble-") as tmp:
         workdir = Path(tmp)
         repository = make_repository(workdir, args.pipelines)
-        server, http, grpc = start_airtower(repository, workdir / "airtower.log")
+        server, http, grpc = start("airtower", repository, workdir / "airtower.log")
         try:
             url = f"127.0.0.1:{http if args.protocol == 'http' else grpc}"
             for name in args.pipelines:

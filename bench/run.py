@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,15 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "model_repository"
-REF = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from servers import EXAMPLES, REF, ROOT, cpu_seconds, median_of, start, stop
 
 
 def make_repository(directory: Path) -> Path:
@@ -54,56 +43,6 @@ def make_repository(directory: Path) -> Path:
         config = config.replace("max_batch_size: 0", "max_batch_size: 8")
         (copy / "config.pbtxt").write_text(config + extra)
     return repository
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
-def start_airtower(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc = free_port(), free_port()
-    args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
-            "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
-            "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    wait_ready(http, process)
-    return process, http, grpc
-
-
-def start_reference(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    args = [str(REF / "bin" / "tritonserver"), f"--model-repository={repository}", f"--http-port={http}",
-            f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    wait_ready(http, process)
-    return process, http, grpc
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and of its child processes (Triton's Python stubs), in seconds."""
-    pids = [
-        pid,
-        *(int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
-    ]
-    ticks = 0
-    for one in pids:
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def inference_count(url: str, model: str) -> int:
@@ -135,18 +74,6 @@ def measure(
     }
 
 
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
@@ -162,9 +89,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-bench-") as tmp:
         workdir = Path(tmp)
         repository = make_repository(workdir)
-        ours, our_port, our_grpc = start_airtower(repository, workdir / "airtower.log")
+        ours, our_port, our_grpc = start("airtower", repository, workdir / "airtower.log")
         try:
-            ref, ref_port, ref_grpc = start_reference(repository, workdir / "triton.log")
+            ref, ref_port, ref_grpc = start("triton", repository, workdir / "triton.log")
         except BaseException:
             stop(ours)
             raise

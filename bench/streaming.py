@@ -27,11 +27,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from servers import REF, ROOT, cpu_seconds, median_of, own_cpu_seconds, start, stop
 
-ROOT = Path(__file__).resolve().parents[1]
-REF = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref"))
 MODEL = "streamer"
 #: A request in perf_analyzer's --profile-export-file: its timestamp and its first response's (ns).
 PROFILE_REQUEST = re.compile(r'"timestamp":(\d+),"request_inputs":\{[^}]*\},"response_timestamps":\[(\d+)')
@@ -103,74 +99,6 @@ def make_repository(directory: Path, sender: str) -> Path:
 
 
 # -- servers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
-def start(name: str, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    if name == "airtower":
-        args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
-                "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
-                "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
-    else:
-        args = [str(REF / "bin" / "tritonserver"), f"--model-repository={repository}", f"--http-port={http}",
-                f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        wait_ready(http, process)
-    except BaseException:
-        stop(process)
-        raise
-    return process, http, grpc
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and of its child processes (Triton's Python stubs), in seconds."""
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    ticks = 0
-    for one in [pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
 
 
 def inference_count(http_url: str) -> int:
@@ -325,10 +253,6 @@ def measure(
 
 
 # -- main --------------------------------------------------------------------------------------
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
