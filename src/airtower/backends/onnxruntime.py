@@ -15,7 +15,7 @@ import ctypes
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -710,17 +710,22 @@ class OnnxRuntimeInstance:
         return specs
 
     def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
-        if self._is_ragged:
-            return self._execute_ragged(requests)
-        if len(requests) == 1:
+        together: Callable[[Sequence[InferenceRequest]], list[InferenceResponse | TritonError]]
+        alone: Callable[[InferenceRequest], InferenceResponse | TritonError]
+        if self._is_ragged:  # even one request gets its batch inputs
+            together = self._execute_ragged_batch
+            alone = lambda request: self._execute_ragged_batch([request])[0]  # noqa: E731
+        elif len(requests) == 1:
             return [self._execute_one(requests[0])]
-        if self._max_batch_size > 0 and self._can_concatenate(requests):
-            return self._execute_batched(requests)
-        # Requests whose shapes cannot be stacked run one by one; each fails alone.
+        else:
+            together, alone = self._execute_batched, self._execute_one
+        if self._can_concatenate(requests):
+            return together(requests)
+        # Requests that cannot be stacked run one by one; each fails alone.
         results: list[InferenceResponse | TritonError] = []
         for request in requests:
             try:
-                results.append(self._execute_one(request))
+                results.append(alone(request))
             except TritonError as exc:
                 results.append(exc)
         return results
@@ -766,33 +771,8 @@ class OnnxRuntimeInstance:
         return results
 
     def _can_concatenate(self, requests: Sequence[InferenceRequest]) -> bool:
-        first = requests[0].inputs
-        for request in requests[1:]:
-            if request.inputs.keys() != first.keys():
-                return False
-            for name, tensor in request.inputs.items():
-                ref = first[name]
-                if tensor.datatype != ref.datatype or tuple(tensor.data.shape[1:]) != tuple(ref.data.shape[1:]):
-                    return False
-                if tensor.data.ndim == 0:
-                    return False
-        return True
-
-    # -- ragged batching (allow_ragged_batch inputs, batch_input, batch_output) ----------------
-
-    def _execute_ragged(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
-        if self._can_concatenate_ragged(requests):
-            return self._execute_ragged_batch(requests)
-        # Requests whose non-ragged inputs cannot be stacked run one by one; each fails alone.
-        results: list[InferenceResponse | TritonError] = []
-        for request in requests:
-            try:
-                results.extend(self._execute_ragged_batch([request]))
-            except TritonError as exc:
-                results.append(exc)
-        return results
-
-    def _can_concatenate_ragged(self, requests: Sequence[InferenceRequest]) -> bool:
+        """Whether ``requests`` can run as one batch: same inputs and datatypes, and the same shape
+        but for the batch dimension (ragged inputs may differ)."""
         if self._max_batch_size == 0 and len(requests) > 1:
             return False
         first = requests[0].inputs
