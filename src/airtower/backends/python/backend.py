@@ -419,12 +419,7 @@ def _start_bls(
             pb_error = _to_pb_error(error if isinstance(error, TritonError) else InternalError(str(error)))
             answer.set_result(pb_utils.InferenceResponse(error=pb_error))
             return
-        response = future.result()
-        outputs = [
-            pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
-            for tensor in response.outputs
-        ]
-        answer.set_result(pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None))
+        answer.set_result(_to_pb_response(future.result()))
 
     started.add_done_callback(done)
     answer.add_done_callback(lambda _: started.cancel())
@@ -441,11 +436,7 @@ def _start_bls_stream(infer_stream: InternalStream, request: pb_utils.InferenceR
         if isinstance(response, TritonError):
             iterator._put(pb_utils.InferenceResponse(error=_to_pb_error(response)))
         elif response is not None:
-            outputs = [
-                pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
-                for tensor in response.outputs
-            ]
-            iterator._put(pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None))
+            iterator._put(_to_pb_response(response))
         elif final:
             iterator._put(pb_utils.InferenceResponse())  # Triton's empty last response
         if final:
@@ -477,6 +468,15 @@ def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
         correlation_id=request.correlation_id(),
         flags=request.flags(),
     )
+
+
+def _to_pb_response(response: InferenceResponse) -> pb_utils.InferenceResponse:
+    """A server response as BLS callers see it (tensors are not copied)."""
+    outputs = [
+        pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
+        for tensor in response.outputs
+    ]
+    return pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None)
 
 
 def _to_pb_error(error: TritonError) -> pb_utils.TritonError:

@@ -77,12 +77,12 @@ _JSON_NOT_UINT = "attempt to access JSON non-unsigned-integer as unsigned-intege
 _JSON_NOT_INT = "attempt to access JSON non-signed-integer as signed-integer"
 _JSON_NOT_NUMBER = "attempt to access JSON non-number as double"
 _JSON_NOT_BOOL = "attempt to access JSON non-boolean as boolean"
-_JSON_NOT_STRING = "attempt to access JSON non-string as string"
+JSON_NOT_STRING = "attempt to access JSON non-string as string"
 _JSON_NOT_ARRAY = "attempt to access JSON non-array as array"
-_JSON_NOT_OBJECT = "attempt to access JSON non-object as object"
-_UNSIGNED = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
-_SIGNED = frozenset({"INT8", "INT16", "INT32", "INT64"})
-_NOT_IN_JSON = frozenset({"FP16", "BF16"})
+JSON_NOT_OBJECT = "attempt to access JSON non-object as object"
+UNSIGNED = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
+SIGNED = frozenset({"INT8", "INT16", "INT32", "INT64"})
+NOT_IN_JSON = frozenset({"FP16", "BF16"})
 _DATA_FIELDS_MESSAGE = (
     "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', "
     "'shared_memory_region' in 'parameters'. But "
@@ -153,7 +153,7 @@ def decode_infer_request(
     request = InferenceRequest(model_name=model_name, model_version=model_version)
     request_id = document.get("id", "")
     if type(request_id) is not str:
-        raise _unable("id", _JSON_NOT_STRING)
+        raise _unable("id", JSON_NOT_STRING)
     request.id = request_id
     binary_data_output = False
     parameters = document.get("parameters")
@@ -269,13 +269,13 @@ def _replay(template: _HeaderTemplate, model_name: str, model_version: str, bina
 def _decode_request_parameters(request: InferenceRequest, parameters: object) -> bool:
     """Fill the reserved fields of ``request`` and its custom parameters; returns binary_data_output."""
     if type(parameters) is not dict:
-        raise _unable("parameters", _JSON_NOT_OBJECT)
+        raise _unable("parameters", JSON_NOT_OBJECT)
     binary_data_output = False
     custom = request.parameters
     for key, value in parameters.items():
         if key == "sequence_id":
             if not (_is_uint(value) or type(value) is str):
-                raise _unable(key, _JSON_NOT_STRING)
+                raise _unable(key, JSON_NOT_STRING)
             request.correlation_id = value
         elif key == "priority":
             if not _is_uint(value):
@@ -314,7 +314,7 @@ def _decode_input(request: InferenceRequest, item: object, binary: memoryview, o
     if datatype is None:
         raise _missing("datatype")
     if type(datatype) is not str:
-        raise _unable("datatype", _JSON_NOT_STRING)
+        raise _unable("datatype", JSON_NOT_STRING)
     if datatype not in NUMPY_DTYPE_BY_WIRE:
         raise InvalidArgumentError(f"invalid datatype for input {name}")
     shape = _decode_shape(item.get("shape"))
@@ -323,7 +323,7 @@ def _decode_input(request: InferenceRequest, item: object, binary: memoryview, o
     shm_region = None
     if parameters is not None:
         if type(parameters) is not dict:
-            raise _unable("parameters", _JSON_NOT_OBJECT)
+            raise _unable("parameters", JSON_NOT_OBJECT)
         if "binary_data_size" in parameters:
             byte_size = parameters["binary_data_size"]
             if not _is_uint(byte_size):
@@ -374,7 +374,7 @@ def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
     if name is None:
         raise _missing("name")
     if type(name) is not str:
-        raise _unable("name", _JSON_NOT_STRING)
+        raise _unable("name", JSON_NOT_STRING)
     return item, name
 
 
@@ -385,7 +385,7 @@ def _decode_requested_output(item: object) -> RequestedOutput:
     if parameters is None:
         return output
     if type(parameters) is not dict:
-        raise _unable("parameters", _JSON_NOT_OBJECT)
+        raise _unable("parameters", JSON_NOT_OBJECT)
     for key, value in parameters.items():
         if key == "classification":
             if not _is_uint(value):
@@ -412,7 +412,7 @@ def _flatten(data: list[Any], out: list[Any]) -> None:
 
 def _array_from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> npt.NDArray[Any]:
     """Elements of a JSON ``data`` field (flat or nested, row-major) as an array of ``shape``."""
-    if datatype in _NOT_IN_JSON:
+    if datatype in NOT_IN_JSON:
         raise InvalidArgumentError(
             f"receiving {datatype} data via JSON is not supported. Please use the binary data format for input {name}"
         )
@@ -428,7 +428,7 @@ def _array_from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any
         raise _unable("data", "Shape does not match true shape of 'data' field")
     if datatype == "BYTES":
         if not types <= {str}:
-            raise _unable("data", _JSON_NOT_STRING)
+            raise _unable("data", JSON_NOT_STRING)
         array = np.empty(len(data), dtype=np.object_)
         array[:] = [value.encode() for value in data]
         return array.reshape(shape)
@@ -437,8 +437,8 @@ def _array_from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any
             raise _unable("data", _JSON_NOT_BOOL)
         return np.array(data, dtype=np.bool_).reshape(shape)
     dtype = NUMPY_DTYPE_BY_WIRE[datatype]
-    if datatype in _SIGNED or datatype in _UNSIGNED:
-        signed = datatype in _SIGNED
+    if datatype in SIGNED or datatype in UNSIGNED:
+        signed = datatype in SIGNED
         if not types <= {int}:
             raise _unable("data", _JSON_NOT_INT if signed else _JSON_NOT_UINT)
         # Triton reads 64-bit values and truncates them to the element type; so do we.
@@ -657,7 +657,7 @@ def encode_infer_response(
 
 def _json_data(tensor: Tensor) -> list[Any]:
     datatype = tensor.datatype
-    if datatype in _NOT_IN_JSON:
+    if datatype in NOT_IN_JSON:
         raise InvalidArgumentError(
             f"sending {datatype} data via JSON is not supported. Please use the binary data format for output"
         )

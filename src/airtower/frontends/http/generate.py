@@ -26,7 +26,14 @@ import numpy.typing as npt
 from airtower.core.request import InferenceRequest
 from airtower.core.tensor import Tensor
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
-from airtower.frontends.http.codec import encode_json
+from airtower.frontends.http.codec import (
+    JSON_NOT_OBJECT,
+    JSON_NOT_STRING,
+    NOT_IN_JSON,
+    SIGNED,
+    UNSIGNED,
+    encode_json,
+)
 from airtower.frontends.http.errors import encode_error_body
 from airtower.types import NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue
 
@@ -47,12 +54,7 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 _SHAPE_MISMATCH = "Unable to parse 'data': Shape does not match true shape of 'data' field"
-_NOT_STRING = "attempt to access JSON non-string as string"
-_NOT_OBJECT = "attempt to access JSON non-object as object"
-_SIGNED = frozenset({"INT8", "INT16", "INT32", "INT64"})
-_UNSIGNED = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
 _FLOATS = frozenset({"FP32", "FP64"})
-_NOT_IN_JSON = frozenset({"FP16", "BF16"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ def decode_generate_request(
     if "id" in document:
         request_id = document["id"]
         if type(request_id) is not str:
-            raise InternalError(f"Unable to parse 'id': {_NOT_STRING}")
+            raise InternalError(f"Unable to parse 'id': {JSON_NOT_STRING}")
         request.id = request_id
     # Triton's core counts a BYTES input's elements only once the request is complete.
     miscounted: list[tuple[str, int, int]] = []
@@ -108,7 +110,7 @@ def decode_generate_request(
         if key in inputs:
             raise InvalidArgumentError(f"Keyword '{key}' for nested schema also given as input tensor name")
         if type(value) is not dict:
-            raise InternalError(f"Expected JSON object for keyword: '{key}': {_NOT_OBJECT}")
+            raise InternalError(f"Expected JSON object for keyword: '{key}': {JSON_NOT_OBJECT}")
         try:
             for nested_key, nested_value in value.items():
                 _map_key(request, nested_key, nested_value, inputs, miscounted)
@@ -201,7 +203,7 @@ def _tensor_from_json(name: str, layout: InputLayout, value: object) -> tuple[Te
         encoded: list[bytes] = []
         for leaf in leaves:
             if type(leaf) is not str:
-                raise InternalError(f"Unable to parse JSON bytes array: {_NOT_STRING}")
+                raise InternalError(f"Unable to parse JSON bytes array: {JSON_NOT_STRING}")
             encoded.append(leaf.encode())
         shape = fit_shape(name, layout.shape, count)
         if len(encoded) != math.prod(shape):
@@ -211,7 +213,7 @@ def _tensor_from_json(name: str, layout: InputLayout, value: object) -> tuple[Te
         array[:] = encoded
         return Tensor(name, datatype, shape, array.reshape(shape)), len(encoded)
     shape = fit_shape(name, layout.shape, count)
-    if datatype in _NOT_IN_JSON:
+    if datatype in NOT_IN_JSON:
         raise InvalidArgumentError(
             f"receiving {datatype} data via JSON is not supported. Please use the binary data format for input {name}"
         )
@@ -247,8 +249,8 @@ def _is_number(value: object) -> bool:
 
 _LEAF_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "BOOL": (_is_bool, "attempt to access JSON non-boolean as boolean"),
-    **dict.fromkeys(_SIGNED, (_is_int64, "attempt to access JSON non-signed-integer as signed-integer")),
-    **dict.fromkeys(_UNSIGNED, (_is_uint64, "attempt to access JSON non-unsigned-integer as unsigned-integer")),
+    **dict.fromkeys(SIGNED, (_is_int64, "attempt to access JSON non-signed-integer as signed-integer")),
+    **dict.fromkeys(UNSIGNED, (_is_uint64, "attempt to access JSON non-unsigned-integer as unsigned-integer")),
     **dict.fromkeys(_FLOATS, (_is_number, "attempt to access JSON non-number as double")),
 }
 
@@ -256,8 +258,8 @@ _LEAF_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
 def _array(datatype: str, leaves: list[Any]) -> npt.NDArray[Any]:
     """Leaves already checked for ``datatype``; integers wrap to the element type as Triton's casts do."""
     dtype = NUMPY_DTYPE_BY_WIRE[datatype]
-    if datatype in _SIGNED or datatype in _UNSIGNED:
-        wide = np.array(leaves, dtype=np.int64 if datatype in _SIGNED else np.uint64)
+    if datatype in SIGNED or datatype in UNSIGNED:
+        wide = np.array(leaves, dtype=np.int64 if datatype in SIGNED else np.uint64)
         return wide if wide.dtype == dtype else wide.astype(dtype)
     with np.errstate(over="ignore"):
         return np.array(leaves, dtype=dtype)
@@ -289,7 +291,7 @@ def encode_generate_response(response: InferenceResponse) -> bytes:
 
 def _output_value(tensor: Tensor) -> object:
     datatype = tensor.datatype
-    if datatype in _NOT_IN_JSON:
+    if datatype in NOT_IN_JSON:
         raise InvalidArgumentError(
             f"sending {datatype} data via JSON is not supported. Please use the binary data format for output"
         )
