@@ -80,7 +80,8 @@ class TritonPythonModel:
 """
 
 
-def _write(model_dir: Path, config: str, code: str) -> None:
+def write_python_model(model_dir: Path, config: str, code: str) -> None:
+    """``<model_dir>/config.pbtxt`` (dedented) and ``<model_dir>/1/model.py``."""
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(textwrap.dedent(config))
     (model_dir / "1" / "model.py").write_text(code)
@@ -94,7 +95,7 @@ def write_echo_model(repository: Path, name: str = "echo") -> None:
         f'  {{ name: "OUT_{wire}" data_type: {cfg} dims: [ -1 ] }}' for wire, cfg in ECHO_TYPES.items()
     )
     config = f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\ninput [\n{inputs}\n]\noutput [\n{outputs}\n]\n'
-    _write(repository / name, config, ECHO_MODEL)
+    write_python_model(repository / name, config, ECHO_MODEL)
 
 
 def write_barrier_model(repository: Path, name: str = "barrier") -> None:
@@ -106,7 +107,7 @@ def write_barrier_model(repository: Path, name: str = "barrier") -> None:
         output [ {{ name: "INSTANCE" data_type: TYPE_STRING dims: [ 1 ] }} ]
         instance_group [ {{ count: 2 kind: KIND_CPU }} ]
         """
-    _write(repository / name, config, BARRIER_MODEL)
+    write_python_model(repository / name, config, BARRIER_MODEL)
 
 
 def write_failing_model(repository: Path, name: str = "failing") -> None:
@@ -117,7 +118,7 @@ def write_failing_model(repository: Path, name: str = "failing") -> None:
         input [ {{ name: "MODE" data_type: TYPE_INT32 dims: [ 1 ] }} ]
         output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] }} ]
         """
-    _write(repository / name, config, FAILING_MODEL)
+    write_python_model(repository / name, config, FAILING_MODEL)
 
 
 def write_broken_models(repository: Path) -> None:
@@ -197,4 +198,4 @@ def write_batching_model(
         instance_group [ {{ count: {instances} kind: KIND_CPU }} ]
         dynamic_batching {{ {dynamic_batching} }}
         """
-    _write(repository / name, config, BATCHING_MODEL)
+    write_python_model(repository / name, config, BATCHING_MODEL)

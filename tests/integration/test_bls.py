@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +10,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import ServerProcess, start_server
-from tests.integration.test_decoupled import REPEAT_MODEL
-
-REPEAT_CONFIG = """\
-name: "repeat"
-backend: "python"
-max_batch_size: 0
-model_transaction_policy { decoupled: true }
-input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
-"""
+from tests.integration.test_decoupled import REPEAT_CONFIG, REPEAT_MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -89,20 +80,18 @@ class TritonPythonModel:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository = tmp_path_factory.mktemp("bls")
     shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
-    (repository / "bls" / "1").mkdir(parents=True)
-    (repository / "bls" / "1" / "model.py").write_text(BLS_MODEL)
-    (repository / "bls" / "config.pbtxt").write_text(
-        textwrap.dedent("""\
+    write_python_model(
+        repository / "bls",
+        """\
         name: "bls"
         backend: "python"
         max_batch_size: 0
         input [ { name: "MODE" data_type: TYPE_INT32 dims: [ 1 ] } ]
         output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]
-        """)
+        """,
+        BLS_MODEL,
     )
-    (repository / "repeat" / "1").mkdir(parents=True)
-    (repository / "repeat" / "1" / "model.py").write_text(REPEAT_MODEL)
-    (repository / "repeat" / "config.pbtxt").write_text(REPEAT_CONFIG)
+    write_python_model(repository / "repeat", REPEAT_CONFIG, REPEAT_MODEL)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import start_server
 
 pytestmark = pytest.mark.integration
@@ -58,16 +58,16 @@ def probe_inputs(value: int) -> list[grpcclient.InferInput]:
 
 
 def test_cancelled_requests_are_seen_by_the_model_and_dropped_from_the_queue(tmp_path: Path) -> None:
-    (tmp_path / "probe" / "1").mkdir(parents=True)
-    (tmp_path / "probe" / "1" / "model.py").write_text(PROBE_MODEL)
-    (tmp_path / "probe" / "config.pbtxt").write_text(
-        textwrap.dedent("""\
+    write_python_model(
+        tmp_path / "probe",
+        """\
         name: "probe"
         backend: "python"
         max_batch_size: 0
         input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
         output [ { name: "STATE" data_type: TYPE_STRING dims: [ 1 ] } ]
-        """)
+        """,
+        PROBE_MODEL,
     )
     server = start_server([tmp_path])
     try:

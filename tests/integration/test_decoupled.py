@@ -4,7 +4,6 @@ response flag, and the unary endpoints refusing them as Triton does."""
 from __future__ import annotations
 
 import queue
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -44,22 +44,20 @@ class TritonPythonModel:
         return None
 """
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    repository = tmp_path_factory.mktemp("decoupled")
-    (repository / "repeat" / "1").mkdir(parents=True)
-    (repository / "repeat" / "1" / "model.py").write_text(REPEAT_MODEL)
-    (repository / "repeat" / "config.pbtxt").write_text(
-        textwrap.dedent("""\
+REPEAT_CONFIG = """\
         name: "repeat"
         backend: "python"
         max_batch_size: 0
         model_transaction_policy { decoupled: true }
         input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]
         output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
-        """)
-    )
+        """
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    repository = tmp_path_factory.mktemp("decoupled")
+    write_python_model(repository / "repeat", REPEAT_CONFIG, REPEAT_MODEL)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -46,16 +46,16 @@ DEFAULTS = {
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    (tmp_path / "talker" / "1").mkdir(parents=True)
-    (tmp_path / "talker" / "1" / "model.py").write_text(TALKER)
-    (tmp_path / "talker" / "config.pbtxt").write_text(
-        textwrap.dedent("""\
+    write_python_model(
+        tmp_path / "talker",
+        """\
         name: "talker"
         backend: "python"
         max_batch_size: 0
         input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
         output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
-        """)
+        """,
+        TALKER,
     )
     process = start_server([tmp_path])
     yield process

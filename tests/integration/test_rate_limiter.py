@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import run_server_to_exit, start_server
 
 pytestmark = pytest.mark.integration
@@ -35,8 +35,6 @@ class TritonPythonModel:
 
 
 def write_model(repository: Path, name: str, instances: int, need: int) -> None:
-    (repository / name / "1").mkdir(parents=True)
-    (repository / name / "1" / "model.py").write_text(TIMED_MODEL)
     config = f"""\
         name: "{name}"
         backend: "python"
@@ -48,7 +46,7 @@ def write_model(repository: Path, name: str, instances: int, need: int) -> None:
           rate_limiter {{ resources [ {{ name: "R" count: {need} }} ] }}
         }} ]
         """
-    (repository / name / "config.pbtxt").write_text(textwrap.dedent(config))
+    write_python_model(repository / name, config, TIMED_MODEL)
 
 
 def spans(client: httpclient.InferenceServerClient, models: list[str]) -> list[tuple[float, float]]:

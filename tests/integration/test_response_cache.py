@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import run_server_to_exit, start_server
 
 pytestmark = pytest.mark.integration
@@ -35,8 +35,6 @@ class TritonPythonModel:
 
 
 def write_counter(repository: Path, name: str, cached: bool) -> None:
-    (repository / name / "1").mkdir(parents=True)
-    (repository / name / "1" / "model.py").write_text(COUNTER)
     config = f"""\
         name: "{name}"
         backend: "python"
@@ -45,7 +43,7 @@ def write_counter(repository: Path, name: str, cached: bool) -> None:
         output [ {{ name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] }} ]
         response_cache {{ enable: {"true" if cached else "false"} }}
         """
-    (repository / name / "config.pbtxt").write_text(textwrap.dedent(config))
+    write_python_model(repository / name, config, COUNTER)
 
 
 def test_a_repeated_request_is_answered_from_the_cache(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ in the statistics, and a failing sample makes the model UNAVAILABLE with Triton'
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -47,8 +47,6 @@ FROM_FILE = f'name: "file" batch_size: 1 inputs {{ {IN_FP32} input_data_file: "i
 
 def write_model(repository: Path, name: str, code: str, warmup: str, instances: int = 1) -> Path:
     model_dir = repository / name
-    (model_dir / "1").mkdir(parents=True)
-    (model_dir / "1" / "model.py").write_text(code)
     config = f"""\
         name: "{name}"
         backend: "python"
@@ -58,7 +56,7 @@ def write_model(repository: Path, name: str, code: str, warmup: str, instances: 
         instance_group [ {{ count: {instances} kind: KIND_CPU }} ]
         model_warmup [ {warmup} ]
         """
-    (model_dir / "config.pbtxt").write_text(textwrap.dedent(config))
+    write_python_model(model_dir, config, code)
     return model_dir
 
 
