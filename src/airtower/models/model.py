@@ -12,7 +12,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +93,8 @@ class Model:
         self._instances: list[ModelInstance] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._order: ResponseOrder | None = None
-        self._shape_key = shape_key_function(config)
+        #: Only the dynamic batcher reads a request's shape key: other schedulers skip computing it.
+        self._shape_key: Callable[[InferenceRequest], Hashable] | None = None
         self._rate_limiter = rate_limiter
         self.decoupled = is_decoupled(config)
         # Triton caches only models that ask for it, and never decoupled or stateful ones.
@@ -156,6 +157,7 @@ class Model:
             return sequences
         if config.HasField("dynamic_batching") and config.max_batch_size > 0:
             policy = BatcherPolicy.from_config(config)
+            self._shape_key = shape_key_function(config)
             if policy.preserve_ordering:
                 self._order = ResponseOrder()
             return DynamicBatchScheduler(policy, self._reject)
@@ -220,7 +222,7 @@ class Model:
             time.monotonic_ns(),
             request.priority,
             request.timeout_us,
-            self._shape_key(request),
+            self._shape_key(request) if self._shape_key is not None else None,
             cache_key=cache_key,
             trace_id=self._trace_id(request),
         )
