@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 
 from airtower.backends.base import Backend
 from airtower.errors import InvalidArgumentError, UnavailableError
@@ -34,6 +35,9 @@ PLATFORM_BY_BACKEND: dict[str, str] = {
 }
 
 _loaded: dict[str, Backend] = {}
+#: Models load concurrently (configs are auto-completed on worker threads while the loop loads
+#: others): two threads importing one framework at once can see it partially initialized.
+_import_lock = threading.Lock()
 
 
 def get_backend(name: str) -> Backend:
@@ -43,6 +47,14 @@ def get_backend(name: str) -> Backend:
         InvalidArgumentError: no backend has that name.
         UnavailableError: the backend's framework is not installed (names the pip extra).
     """
+    backend = _loaded.get(name)
+    if backend is not None:
+        return backend
+    with _import_lock:
+        return _load_backend(name)
+
+
+def _load_backend(name: str) -> Backend:
     if name in _loaded:
         return _loaded[name]
     target = BACKENDS.get(name)
