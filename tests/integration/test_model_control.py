@@ -48,6 +48,20 @@ def explicit(repository: Path) -> Iterator[ServerProcess]:
     assert process.stop() == 0, process.output()
 
 
+def test_strict_readiness_counts_only_models_that_were_loaded(explicit: ServerProcess, repository: Path) -> None:
+    # As Triton: models found but never loaded, and unloaded ones, leave the server ready; a failed load does not.
+    with httpclient.InferenceServerClient(explicit.url) as client:
+        assert client.is_server_ready()
+        client.unload_model("add_sub")
+        assert client.is_server_ready()
+        (repository / "string_python" / "1" / "model.py").write_text("raise ImportError('broken on purpose')\n")
+        with pytest.raises(InferenceServerException):
+            client.load_model("string_python")
+        assert not client.is_server_ready()
+        client.load_model("add_sub")
+        assert not client.is_server_ready()  # the failure still counts
+
+
 def test_explicit_mode_loads_what_is_asked(explicit: ServerProcess) -> None:
     with httpclient.InferenceServerClient(explicit.url) as client:
         assert client.get_model_repository_index() == [

@@ -459,8 +459,14 @@ class ModelManager:
         return {name: dict(e.failures) for name, e in self._entries.items() if e.failures}
 
     def all_ready(self) -> bool:
-        """Every model has a READY version and nothing failed (strict readiness)."""
-        return all(not e.failures and e.ready_versions() for e in self._entries.values())
+        """Strict readiness, as Triton decides it: every model that was loaded has a READY version
+        and no load failed. Models never loaded or unloaded (explicit mode) do not count."""
+        for entry in self._entries.values():
+            if any(reason != "unloaded" for reason in entry.failures.values()):
+                return False
+            if entry.versions and not entry.ready_versions():
+                return False
+        return True
 
     def index(self, ready_only: bool = False) -> list[dict[str, JSONValue]]:
         """The repository index: one row per model version, as Triton's HTTP API shows it."""
