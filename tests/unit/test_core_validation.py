@@ -83,3 +83,22 @@ def test_validator_rejects_unknown_requested_output() -> None:
     request = make_request((16,), (1,), outputs=[RequestedOutput("NOPE")])
     with pytest.raises(InvalidArgumentError, match="unexpected inference output 'NOPE' for model 'add_sub'"):
         make_validator().validate(request)
+
+
+def test_validator_checks_each_layout_once_and_still_rejects_other_layouts() -> None:
+    validator = make_validator(8)
+    good = make_request((3, 16), (3, 2), layout=("good",))
+    assert validator.validate(good) == 3
+    # A request replayed from the same header has the same layout: its verdict is remembered.
+    assert validator.validate(make_request((3, 16), (3, 2), layout=("good",))) == 3
+    assert validator._verdicts == {("good",): 3}
+    with pytest.raises(InvalidArgumentError, match="batch-size must be <= 8"):
+        validator.validate(make_request((9, 16), (9, 2), layout=("too big",)))
+    assert ("too big",) not in validator._verdicts  # failures are not remembered
+
+
+def test_validator_forgets_layouts_when_full() -> None:
+    validator = make_validator()
+    for index in range(RequestValidator.MAX_VERDICTS + 1):
+        validator.validate(make_request((16,), (5,), layout=(index,)))
+    assert len(validator._verdicts) == 1

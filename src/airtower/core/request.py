@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,3 +64,7 @@ class InferenceRequest:
     enable_empty_final_response: bool = False
     #: The trace id of the request this one serves (an ensemble's step), so it is traced as its child.
     trace_parent: int = 0
+    #: Set by a decoder that replayed a header it had decoded before: a hashable value equal for
+    #: every request with the same input names, datatypes and shapes and requested output names,
+    #: so a validator checks each layout once. ``None``: check this request in full.
+    layout: Hashable | None = None

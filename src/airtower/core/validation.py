@@ -6,7 +6,7 @@ per-request work is a few dictionary look-ups.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,10 @@ def _format_shape(shape: Sequence[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
+def _prefix(request: InferenceRequest) -> str:
+    return f"[request id: {request.id or '<id_unknown>'}] "
+
+
 def _matches(dims: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     if dims == shape:
         return True
@@ -42,6 +46,9 @@ def _matches(dims: tuple[int, ...], shape: tuple[int, ...]) -> bool:
 
 class RequestValidator:
     """Checks requests for one model version; every failure is an ``InvalidArgumentError``."""
+
+    #: Distinct request layouts remembered (the cache starts over when full).
+    MAX_VERDICTS = 256
 
     def __init__(self, config: ModelConfig) -> None:
         self.model_name: str = config.name
@@ -55,39 +62,58 @@ class RequestValidator:
             for o in config.output
         }
         self._required = frozenset(name for name, spec in self.inputs.items() if not spec.optional)
+        #: request layout → batch size, for requests that passed (see ``InferenceRequest.layout``).
+        self._verdicts: dict[Hashable, int] = {}
 
     def validate(self, request: InferenceRequest) -> int:
-        """Check ``request``; return its batch size (1 for models without batching)."""
-        prefix = f"[request id: {request.id or '<id_unknown>'}] "
+        """Check ``request``; return its batch size (1 for models without batching).
+
+        A request that carries a ``layout`` (its decoder replayed a header it had seen) is checked
+        once per distinct layout: the verdict depends on nothing else.
+        """
+        layout = request.layout
+        if layout is not None:
+            batch_size = self._verdicts.get(layout)
+            if batch_size is not None:
+                return batch_size
+        batch_size = self._check(request)
+        if layout is not None:
+            if len(self._verdicts) >= self.MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[layout] = batch_size
+        return batch_size
+
+    def _check(self, request: InferenceRequest) -> int:
         inputs = request.inputs
         given = inputs.keys()
         if not self._required <= given or not given <= self.inputs.keys():
-            self._raise_input_count(prefix, list(given))
+            self._raise_input_count(_prefix(request), list(given))
         batch_size = 0
         max_batch = self.max_batch_size
         for name, tensor in inputs.items():
             spec = self.inputs[name]
             if tensor.datatype != spec.datatype:
                 raise InvalidArgumentError(
-                    f"{prefix}inference input '{name}' data-type is '{tensor.datatype}', but model "
+                    f"{_prefix(request)}inference input '{name}' data-type is '{tensor.datatype}', but model "
                     f"'{self.model_name}' expects '{spec.datatype}'"
                 )
             shape = tensor.shape
             if max_batch > 0:
                 if not shape or shape[0] < 1 or shape[0] > max_batch:
                     raise InvalidArgumentError(
-                        f"{prefix}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
+                        f"{_prefix(request)}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
                     )
                 if batch_size and shape[0] != batch_size:
                     raise InvalidArgumentError(
-                        f"{prefix}input '{name}' batch size does not match other inputs for '{self.model_name}'"
+                        f"{_prefix(request)}input '{name}' batch size does not match other inputs for "
+                        f"'{self.model_name}'"
                     )
                 batch_size = shape[0]
                 shape = shape[1:]
             if not _matches(spec.dims, shape):
                 expected = ((-1,) if max_batch > 0 else ()) + spec.dims
                 raise InvalidArgumentError(
-                    f"{prefix}unexpected shape for input '{name}' for model '{self.model_name}'. "
+                    f"{_prefix(request)}unexpected shape for input '{name}' for model '{self.model_name}'. "
                     f"Expected {_format_shape(expected)}, got {_format_shape(tensor.shape)}. "
                 )
         for output in request.outputs:

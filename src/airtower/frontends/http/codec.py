@@ -191,6 +191,8 @@ class _HeaderTemplate:
     inputs: tuple[tuple[str, str, tuple[int, ...], int], ...]  # name, datatype, shape, byte size
     outputs: tuple[RequestedOutput, ...]
     binary_size: int
+    #: ``InferenceRequest.layout`` of every request replayed from this header.
+    layout: tuple[object, ...]
 
 
 class InferRequestDecoder:
@@ -233,6 +235,10 @@ class InferRequestDecoder:
                 tuple(_input_layout(t) for t in request.inputs.values()),
                 tuple(request.outputs),
                 len(binary),
+                (
+                    tuple((t.name, t.datatype, t.shape) for t in request.inputs.values()),
+                    tuple(o.name for o in request.outputs),
+                ),
             )
         return request, binary_data_output
 
@@ -255,6 +261,7 @@ def _replay(template: _HeaderTemplate, model_name: str, model_version: str, bina
         template.timeout_us,
         template.correlation_id,
         template.flags,
+        layout=template.layout,
     )
     inputs = request.inputs
     offset = 0
