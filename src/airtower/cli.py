@@ -286,7 +286,11 @@ async def serve(options: ServerOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    server = InferenceServer(options)
+    try:
+        server = InferenceServer(options)
+    except TritonError as exc:  # e.g. a trace mode whose package is not installed
+        logger.error("%s", exc.message)
+        return 1
     try:
         await server.start()
     except TritonError as exc:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airtower.core.request import InferenceRequest, ResponseSink
+from airtower.core.request import InferenceRequest, RequestTraceContext, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.errors import (
     InvalidArgumentError,
@@ -117,7 +117,7 @@ class InferenceServer:
             except TimeoutError:
                 logger.warning("timeout: %d requests still in flight; unloading anyway", self._in_flight)
         await self.models.aclose()
-        self.models.tracer.flush()
+        self.models.tracer.close()
         self._live = False
 
     # -- health and metadata (KServe v2 core) -------------------------------------------------
@@ -221,6 +221,18 @@ class InferenceServer:
         tracer = self.models.tracer
         settings = tracer.update(model, changes) if changes else tracer.settings_for(model)
         return settings.to_json()
+
+    @property
+    def tracing(self) -> bool:
+        """Whether a request may be traced now: frontends then attach a ``RequestTraceContext``."""
+        return self.models.tracer.active
+
+    def trace_finished(self, context: RequestTraceContext, sent: tuple[int, int, int] | None) -> None:
+        """A frontend is done with a request it received while tracing was on: ``sent`` holds the
+        times (steady clock, ns) its response was complete, started and finished sending, or None
+        when it was not sent (the client went away). Completes the request's trace if it has one."""
+        if context.trace_id:
+            self.models.tracer.finish(context, sent)
 
     # -- logging extension ------------------------------------------------------------------
 

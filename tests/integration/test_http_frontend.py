@@ -72,6 +72,7 @@ class FakeInferenceServer:
 
     def __init__(self) -> None:
         self.options = ServerOptions(model_repositories=())
+        self.tracing = False  # no request is traced: the frontend attaches no trace context
         self.live = True
         self.ready = True
         self.configs = {

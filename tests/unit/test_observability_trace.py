@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from airtower.errors import InvalidArgumentError
+from airtower.core.request import RequestTraceContext
+from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
 from airtower.observability.trace import Tracer, TraceSettings, parse_trace_config
 
 
@@ -38,3 +40,66 @@ def test_per_model_settings_override_the_global_ones(tmp_path: Path) -> None:
         {"id": trace_id, "timestamps": [{"name": "REQUEST_START", "ns": 5}]},
         {"id": trace_id, "timestamps": [{"name": "REQUEST_END", "ns": 9}]},
     ]
+
+
+def test_opentelemetry_settings_from_the_command_line() -> None:
+    settings = parse_trace_config(
+        [("", "mode", "opentelemetry"), ("opentelemetry", "url", "collector:4318/v1/traces"),
+         ("opentelemetry", "resource", "service.name=svc"), ("opentelemetry", "resource", "team=ml"),
+         ("opentelemetry", "bsp_schedule_delay", "200"), ("", "level", "TIMESTAMPS")]
+    )  # fmt: skip
+    assert settings.mode == "opentelemetry"
+    assert settings.resource == ("service.name=svc", "team=ml")
+    assert settings.to_json() == {
+        "trace_level": ["TIMESTAMPS"], "trace_rate": "1000", "trace_count": "-1", "trace_mode": "opentelemetry",
+        "url": "collector:4318/v1/traces", "resource": "service.name=svc,team=ml", "bsp_max_export_batch_size": "512",
+        "bsp_schedule_delay": "200", "bsp_max_queue_size": "2048",
+    }  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match="Unable to parse 'bsp_max_queue_size', got: many"):
+        parse_trace_config([("opentelemetry", "bsp_max_queue_size", "many")])
+    with pytest.raises(InvalidArgumentError, match="resource expects key=value"):
+        parse_trace_config([("opentelemetry", "resource", "novalue")])
+    with pytest.raises(InvalidArgumentError, match="Unable to parse 'trace_mode', got: zipkin"):
+        parse_trace_config([("", "mode", "zipkin")])
+
+
+def test_the_extension_cannot_change_the_file_or_the_mode() -> None:
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), file="/tmp/t.json"))
+    with pytest.raises(UnsupportedError, match="trace file location can not be updated through network protocol"):
+        tracer.update("", {"trace_file": "/tmp/other.json"})
+    assert tracer.update("", {"trace_mode": "opentelemetry", "trace_rate": "7"}).mode == "triton"
+    assert tracer.settings.rate == 7
+
+
+def test_tracing_is_active_while_any_model_may_be_traced() -> None:
+    tracer = Tracer(TraceSettings())
+    assert not tracer.active
+    tracer.update("one", {"trace_level": ["TIMESTAMPS"]})
+    assert tracer.active
+    tracer.update("one", {"trace_level": ["OFF"]})
+    assert not tracer.active
+
+
+def test_opentelemetry_mode_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "airtower.observability.otel", raising=False)
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    with pytest.raises(UnavailableError, match=r"pip install 'airtower\[opentelemetry\]'"):
+        Tracer(TraceSettings(mode="opentelemetry"))
+
+
+def test_frontend_timestamps_wrap_the_model_s_in_one_trace(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.json"
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), rate=1, file=str(trace_file)))
+    context = RequestTraceContext("GRPC", {}, (1, 2))
+    trace_id = tracer.sample("m", context)
+    tracer.add(trace_id, "m", 1, "r", [("REQUEST_START", 3), ("REQUEST_END", 4)])
+    tracer.flush()
+    assert not trace_file.exists()  # held until the frontend has sent the response
+    tracer.finish(context, (5, 6, 7))
+    tracer.flush()
+    records = json.loads(trace_file.read_text())
+    assert records[0] == {"id": trace_id, "model_name": "m", "model_version": 1, "request_id": "r"}
+    assert [(r["timestamps"][0]["name"], r["timestamps"][0]["ns"]) for r in records[1:]] == [
+        ("GRPC_WAITREAD_START", 1), ("GRPC_WAITREAD_END", 2), ("REQUEST_START", 3), ("REQUEST_END", 4),
+        ("INFER_RESPONSE_COMPLETE", 5), ("GRPC_SEND_START", 6), ("GRPC_SEND_END", 7),
+    ]  # fmt: skip

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airtower.core.tensor import Tensor
 from airtower.types import ParameterValue
@@ -21,6 +21,25 @@ RESERVED_PARAMETERS: frozenset[str] = frozenset(
 
 #: ``(response, final)`` → None; see ``InferenceRequest.response_sink``.
 ResponseSink = Callable[["InferenceResponse | TritonError | None", bool], None]
+
+
+@dataclass(slots=True, eq=False)
+class RequestTraceContext:
+    """What a frontend knows of one request, for tracing (created only while tracing is on).
+
+    ``protocol`` is "HTTP" or "GRPC" (it names the timestamps), ``headers`` the request's headers or
+    metadata (W3C ``traceparent``/``tracestate``), ``received`` the (start, end) steady-clock times
+    of reading the request. The tracer fills the rest when the request is traced.
+    """
+
+    protocol: str
+    headers: Mapping[str, str]
+    received: tuple[int, int]
+    trace_id: int = 0
+    #: The model's records, held until the frontend has sent the response.
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: OpenTelemetry mode: the ``InferRequest`` span.
+    root: Any = None
 
 
 @dataclass(slots=True)
@@ -64,7 +83,14 @@ class InferenceRequest:
     enable_empty_final_response: bool = False
     #: The trace id of the request this one serves (an ensemble's step), so it is traced as its child.
     trace_parent: int = 0
+    #: Set by the server when this request is traced: its trace id, and in OpenTelemetry mode its
+    #: W3C context (``{"traceparent": ...}`` as JSON), which a Python model reads through
+    #: ``request.trace()`` and passes to the BLS requests it makes (they become children).
+    trace_id: int = 0
+    trace_w3c: str | None = None
     #: Set by a decoder that replayed a header it had decoded before: a hashable value equal for
     #: every request with the same input names, datatypes and shapes and requested output names,
     #: so a validator checks each layout once. ``None``: check this request in full.
     layout: Hashable | None = None
+    #: Set by a frontend while tracing is on: what it knows of the request, for its trace.
+    trace_context: RequestTraceContext | None = None

@@ -211,7 +211,10 @@ class EnsembleModel:
         tracer = self._tracer
         trace_id = 0
         if tracer is not None:
-            trace_id = tracer.child() if request.trace_parent else tracer.sample(self.name)
+            if request.trace_parent:
+                trace_id = tracer.child(request.trace_parent, self.name)
+            elif request.trace_context is not None:  # only frontends sample requests
+                trace_id = tracer.sample(self.name, request.trace_context)
         try:
             response = await self._execute(request, running, trace_id)
         except asyncio.CancelledError:

@@ -226,6 +226,9 @@ class Model:
             cache_key=cache_key,
             trace_id=self._trace_id(request),
         )
+        if pending.trace_id:
+            request.trace_id = pending.trace_id
+            request.trace_w3c = self._tracer.w3c_context(pending.trace_id) if self._tracer is not None else None
         scheduler.enqueue(pending)
         return future
 
@@ -346,7 +349,11 @@ class Model:
         tracer = self._tracer
         if tracer is None:
             return 0
-        return tracer.child() if request.trace_parent else tracer.sample(self.name)
+        if request.trace_parent:
+            return tracer.child(request.trace_parent, self.name)
+        if request.trace_context is None:
+            return 0  # as in Triton, only frontends sample requests (BLS calls are traced when asked)
+        return tracer.sample(self.name, request.trace_context)
 
     def _trace(self, pending: Pending, timing: ExecutionTiming) -> None:
         assert self._tracer is not None

@@ -1,13 +1,22 @@
-"""Tracing in Triton's ``triton`` mode: sampled requests' timestamps written to a JSON trace file.
+"""Tracing: which requests are traced, and their timestamps, in Triton's two modes.
 
-Settings are ``--trace-config`` (``triton,file=<path>``, ``level=TIMESTAMPS|OFF``, ``rate=N``,
-``count=N``, ``log-frequency=N``, ``mode=triton``) and the trace extension
-(``/v2/trace/setting``, per model ``/v2/models/<m>/trace/setting``, gRPC ``TraceSetting``), whose
-values are strings or lists of strings, as in Triton. One request in ``rate`` is traced, at most
-``count`` in all (-1: no limit). The file is a JSON array of Triton's records: one
-``{"id", "model_name", "model_version", "request_id"}`` per trace and one ``{"id", "timestamps":
-[{"name", "ns"}]}`` per timestamp (steady clock). Records are kept in memory and written every
-``log_frequency`` traces (0: when the server exits).
+Settings are ``--trace-config`` (``triton,file=<path>``, ``triton,log-frequency=N``,
+``level=TIMESTAMPS|OFF``, ``rate=N``, ``count=N``, ``mode=triton|opentelemetry``,
+``opentelemetry,url=...``, ``opentelemetry,resource=k=v``, ``opentelemetry,bsp_*``) and the trace
+extension (``/v2/trace/setting``, per model ``/v2/models/<m>/trace/setting``, gRPC
+``TraceSetting``), whose values are strings or lists of strings, as in Triton. One request in
+``rate`` is traced, at most ``count`` in all (-1: no limit).
+
+``triton`` mode writes a JSON array of Triton's records: one ``{"id", "model_name",
+"model_version", "request_id"}`` per trace and one ``{"id", "timestamps": [{"name", "ns"}]}`` per
+timestamp (steady clock). Records are kept in memory and written every ``log_frequency`` traces (0:
+when the server exits). ``opentelemetry`` mode exports the same timestamps as span events over
+OTLP/HTTP (``otel.py``): a request's ``InferRequest`` span (the frontend's timestamps; a child of
+the client's W3C ``traceparent`` when it sends one), a span per model and a ``compute`` span.
+
+A request a frontend received carries a ``RequestTraceContext``: when it is traced, its model's
+records wait in it until the frontend reports the response sent (``Tracer.finish``), so that one
+trace holds the receive, model and send timestamps in order.
 """
 
 from __future__ import annotations
@@ -17,11 +26,20 @@ import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airtower.errors import InvalidArgumentError
+from airtower.core.request import RequestTraceContext
+from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
+
+if TYPE_CHECKING:
+    from airtower.observability.otel import SpanExporter
 
 _LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
+_MODES = ("triton", "opentelemetry")
+#: Where Triton's OpenTelemetry mode sends spans unless ``opentelemetry,url=`` says otherwise.
+DEFAULT_OTLP_URL = "http://localhost:4318/v1/traces"
+#: The trace settings only ``--trace-config opentelemetry,<key>=`` sets (not the trace extension).
+_OTEL_KEYS = frozenset({"url", "resource", "bsp_max_queue_size", "bsp_schedule_delay", "bsp_max_export_batch_size"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +50,33 @@ class TraceSettings:
     log_frequency: int = 0
     file: str = ""
     mode: str = "triton"
+    #: OpenTelemetry mode: the OTLP/HTTP endpoint, resource attributes and batch span processor.
+    url: str = DEFAULT_OTLP_URL
+    resource: tuple[str, ...] = ()
+    bsp_max_queue_size: int = 2048
+    bsp_schedule_delay: int = 5000
+    bsp_max_export_batch_size: int = 512
 
     @property
     def enabled(self) -> bool:
         return "TIMESTAMPS" in self.level and self.count != 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        head: dict[str, Any] = {
             "trace_level": list(self.level),
             "trace_rate": str(self.rate),
             "trace_count": str(self.count),
-            "log_frequency": str(self.log_frequency),
-            "trace_file": self.file,
-            "trace_mode": self.mode,
         }
+        if self.mode == "opentelemetry":  # Triton shows the exporter's settings instead of the file's
+            return head | {
+                "trace_mode": self.mode,
+                "url": self.url,
+                "resource": ",".join(self.resource),
+                "bsp_max_export_batch_size": str(self.bsp_max_export_batch_size),
+                "bsp_schedule_delay": str(self.bsp_schedule_delay),
+                "bsp_max_queue_size": str(self.bsp_max_queue_size),
+            }
+        return head | {"log_frequency": str(self.log_frequency), "trace_file": self.file, "trace_mode": self.mode}
 
     def updated(self, changes: dict[str, Any]) -> TraceSettings:
         """These settings with the extension's ``changes`` applied (None clears a model's override).
@@ -71,8 +102,23 @@ class TraceSettings:
             elif key == "trace_file":
                 fields["file"] = str(value[0] if isinstance(value, list) and value else value)
             elif key == "trace_mode":
-                fields["mode"] = str(value[0] if isinstance(value, list) and value else value)
+                mode = str(value[0] if isinstance(value, list) and value else value)
+                if mode not in _MODES:
+                    raise InvalidArgumentError(f"Unable to parse 'trace_mode', got: {mode}")
+                fields["mode"] = mode
         return replace(self, **fields)
+
+    def updated_by_extension(self, changes: dict[str, Any]) -> TraceSettings:
+        """As ``updated``, for the trace extension: as in Triton, the file cannot be changed over the
+        network, and the mode is fixed at start-up (a change is ignored).
+
+        Raises:
+            UnsupportedError: a ``trace_file`` change (Triton's 501 / UNIMPLEMENTED).
+            InvalidArgumentError: a value that does not parse.
+        """
+        if "trace_file" in changes:
+            raise UnsupportedError("trace file location can not be updated through network protocol")
+        return self.updated({key: value for key, value in changes.items() if key != "trace_mode"})
 
 
 def parse_trace_config(settings: list[tuple[str, str, str]]) -> TraceSettings:
@@ -81,7 +127,24 @@ def parse_trace_config(settings: list[tuple[str, str, str]]) -> TraceSettings:
     names = {"level": "trace_level", "rate": "trace_rate", "count": "trace_count", "file": "trace_file",
              "log-frequency": "log_frequency", "mode": "trace_mode"}  # fmt: skip
     levels: list[str] = []
-    for _mode, key, value in settings:
+    otel: dict[str, Any] = {}
+    resources: list[str] = []
+    for mode, key, value in settings:
+        if mode == "opentelemetry" and key in _OTEL_KEYS:
+            if key == "resource":
+                if "=" not in value:
+                    raise InvalidArgumentError(
+                        f"--trace-config opentelemetry,resource expects key=value, got '{value}'"
+                    )
+                resources.append(value)
+            elif key == "url":
+                otel["url"] = value
+            else:
+                try:
+                    otel[key] = int(value)
+                except ValueError:
+                    raise InvalidArgumentError(f"Unable to parse '{key}', got: {value}") from None
+            continue
         if key not in names:
             raise InvalidArgumentError(f"unknown --trace-config setting '{key}'")
         if key == "level":
@@ -90,7 +153,9 @@ def parse_trace_config(settings: list[tuple[str, str, str]]) -> TraceSettings:
             changes[names[key]] = value
     if levels:
         changes["trace_level"] = levels
-    return TraceSettings().updated(changes)
+    if resources:
+        otel["resource"] = tuple(resources)
+    return replace(TraceSettings().updated(changes), **otel)
 
 
 class Tracer:
@@ -99,12 +164,27 @@ class Tracer:
     def __init__(self, settings: TraceSettings) -> None:
         self.settings = settings
         self._models: dict[str, TraceSettings] = {}
+        #: True while any model may be traced: frontends build a ``RequestTraceContext`` only then.
+        self.active = settings.enabled
+        #: OpenTelemetry mode's exporter (the mode is fixed at start-up, as in Triton).
+        self._otel: SpanExporter | None = None
+        if settings.mode == "opentelemetry":
+            try:
+                from airtower.observability.otel import SpanExporter
+            except ImportError as exc:
+                raise UnavailableError(
+                    f"trace mode 'opentelemetry' needs a package that is not installed ({exc.name}): "
+                    "install it with `pip install 'airtower[opentelemetry]'`"
+                ) from exc
+            self._otel = SpanExporter(settings)
         self._ids = itertools.count(1)
         self._seen: dict[str, int] = {}
         self._traced = 0
         self._records: list[dict[str, Any]] = []
         self._written: list[dict[str, Any]] = []
         self._pending_traces = 0
+        #: Traced requests whose frontend has not reported the response sent yet.
+        self._contexts: dict[int, RequestTraceContext] = {}
         self._lock = threading.Lock()
 
     def settings_for(self, model: str) -> TraceSettings:
@@ -114,29 +194,50 @@ class Tracer:
         """Apply ``changes`` globally (``model`` "") or to one model; returns the result."""
         with self._lock:
             if model:
-                self._models[model] = self.settings_for(model).updated(changes)
-                return self._models[model]
-            self.settings = self.settings.updated(changes)
-            return self.settings
+                settings = self._models[model] = self.settings_for(model).updated_by_extension(changes)
+            else:
+                settings = self.settings = self.settings.updated_by_extension(changes)
+            self.active = self.settings.enabled or any(s.enabled for s in self._models.values())
+            return settings
 
-    def sample(self, model: str) -> int:
-        """A new trace id when this request of ``model`` is to be traced, else 0."""
+    def sample(self, model: str, context: RequestTraceContext | None = None) -> int:
+        """A new trace id when this request of ``model`` is to be traced, else 0.
+
+        In OpenTelemetry mode a request whose client sent a W3C ``traceparent`` is always traced
+        (Triton's rule; ``rate=0`` traces only those).
+        """
         settings = self._models.get(model, self.settings)
         if not settings.enabled:
             return 0
+        forced = self._otel is not None and context is not None and "traceparent" in context.headers
         with self._lock:
             seen = self._seen[model] = self._seen.get(model, 0) + 1
-            if settings.rate > 1 and seen % settings.rate != 1:
-                return 0
-            if settings.count > 0 and self._traced >= settings.count:
-                return 0
+            if not forced:
+                if settings.rate <= 0 or (settings.rate > 1 and seen % settings.rate != 1):
+                    return 0
+                if settings.count > 0 and self._traced >= settings.count:
+                    return 0
             self._traced += 1
-            return next(self._ids)
+            trace_id = next(self._ids)
+            if context is not None:
+                context.trace_id = trace_id
+                self._contexts[trace_id] = context
+        if self._otel is not None:
+            self._otel.start(trace_id, model, context)
+        return trace_id
 
-    def child(self) -> int:
+    def child(self, parent_id: int = 0, model: str = "") -> int:
         """A trace id for a request made on behalf of a traced one (an ensemble step): always traced."""
         with self._lock:
-            return next(self._ids)
+            trace_id = next(self._ids)
+        if self._otel is not None:
+            self._otel.start_child(trace_id, model, parent_id)
+        return trace_id
+
+    def w3c_context(self, trace_id: int) -> str | None:
+        """OpenTelemetry mode: the W3C context of a traced request's model span, as the JSON that
+        ``pb_utils.InferenceTrace.get_context()`` returns; None in triton mode."""
+        return self._otel.w3c_context(trace_id) if self._otel is not None else None
 
     def add(
         self,
@@ -148,21 +249,65 @@ class Tracer:
         parent_id: int = 0,
     ) -> None:
         """One traced request's records (``parent_id``: the trace of the request it serves)."""
+        if self._otel is not None:
+            self._otel.end(trace_id, version, request_id, timestamps, parent_id)
+            return
         head: dict[str, Any] = {"id": trace_id, "model_name": model, "model_version": version, "request_id": request_id}
         if parent_id:
             head["parent_id"] = parent_id
         records: list[dict[str, Any]] = [head]
         records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in timestamps]
         with self._lock:
-            self._records.extend(records)
-            self._pending_traces += 1
-            frequency = self.settings.log_frequency
-            if frequency > 0 and self._pending_traces >= frequency:
-                self._flush_locked()
+            context = self._contexts.get(trace_id)
+            if context is not None:  # written once the frontend has sent the response
+                context.records.extend(records)
+                return
+            self._append_locked(records)
+
+    def finish(self, context: RequestTraceContext, sent: tuple[int, int, int] | None) -> None:
+        """The frontend is done with a traced request: ``sent`` holds the steady-clock times the
+        response was complete, its sending started and ended (None: the client went away). The
+        trace gets the frontend's timestamps around the model's."""
+        with self._lock:
+            if self._contexts.pop(context.trace_id, None) is None:
+                return
+        protocol = context.protocol
+        received = (
+            [("GRPC_WAITREAD_START", context.received[0]), ("GRPC_WAITREAD_END", context.received[1])]
+            if protocol == "GRPC"
+            else [("HTTP_RECV_START", context.received[0]), ("HTTP_RECV_END", context.received[1])]
+        )
+        sending: list[tuple[str, int]] = []
+        if sent is not None:
+            sending = [("INFER_RESPONSE_COMPLETE", sent[0]), (f"{protocol}_SEND_START", sent[1]),
+                       (f"{protocol}_SEND_END", sent[2])]  # fmt: skip
+        if self._otel is not None:
+            self._otel.finish(context, received + sending)
+            return
+        trace_id = context.trace_id
+        records = context.records[:1]
+        records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in received]
+        records += context.records[1:]
+        records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in sending]
+        with self._lock:
+            self._append_locked(records)
+
+    def _append_locked(self, records: list[dict[str, Any]]) -> None:
+        self._records.extend(records)
+        self._pending_traces += 1
+        frequency = self.settings.log_frequency
+        if frequency > 0 and self._pending_traces >= frequency:
+            self._flush_locked()
 
     def flush(self) -> None:
         with self._lock:
             self._flush_locked()
+
+    def close(self) -> None:
+        """Write what is held (triton mode) or export the spans still queued (OpenTelemetry)."""
+        self.flush()
+        if self._otel is not None:
+            self._otel.close()
 
     def _flush_locked(self) -> None:
         if not self._records or not self.settings.file:

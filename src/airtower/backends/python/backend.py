@@ -237,6 +237,7 @@ class PythonInstance:
             request.parameters,
             request.is_cancelled,
             self._sender_for(request) if self._decoupled else None,
+            pb_utils.InferenceTrace(request.trace_w3c, request.trace_id) if request.trace_id else None,
         )
 
     def _sender_for(self, request: InferenceRequest) -> pb_utils.InferenceResponseSender:
@@ -467,6 +468,7 @@ def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
         timeout_us=request.timeout(),
         correlation_id=request.correlation_id(),
         flags=request.flags(),
+        trace_parent=request.trace()._trace_id,
     )
 
 

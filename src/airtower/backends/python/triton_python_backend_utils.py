@@ -253,12 +253,16 @@ class PreferredMemory:
 
 
 class InferenceTrace:
-    """The trace of a request; ``get_context()`` is None while tracing is off."""
+    """The trace of a request; ``get_context()`` is None unless it is traced in OpenTelemetry mode.
 
-    __slots__ = ("_context",)
+    Passing it as ``InferenceRequest(..., trace=request.trace())`` makes a BLS request a child of
+    the request's trace (Triton's rule: BLS requests are traced only when asked so)."""
 
-    def __init__(self, context: str | None = None) -> None:
+    __slots__ = ("_context", "_trace_id")
+
+    def __init__(self, context: str | None = None, trace_id: int = 0) -> None:
         self._context = context
+        self._trace_id = trace_id
 
     def get_context(self, key: str = "") -> str | None:
         return self._context
@@ -493,6 +497,7 @@ class InferenceRequest:
         parameters: dict[str, Any],
         is_cancelled: Callable[[], bool] | None = None,
         sender: InferenceResponseSender | None = None,
+        trace: InferenceTrace | None = None,
     ) -> InferenceRequest:
         """The fast constructor the backend uses for requests handed to ``execute``."""
         request = cls.__new__(cls)
@@ -505,7 +510,7 @@ class InferenceRequest:
         request._flags = flags
         request._timeout = timeout
         request._preferred_memory = None
-        request._trace = _NO_TRACE
+        request._trace = trace or _NO_TRACE
         request._parameters = parameters
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         request._is_cancelled = is_cancelled

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +22,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from airtower.core.request import RequestTraceContext
 from airtower.errors import InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.codec import (
     InferResponseEncoder,
@@ -118,24 +120,39 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             config = self.server.model_config(message.model_name, message.model_version)
             return decode_infer_request(message, config)
 
-    def _start(self, message: Any) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
+    def _start(
+        self, message: Any, trace: RequestTraceContext | None = None
+    ) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
         request = self._decode(message)
+        request.trace_context = trace
         return request, self.server.infer(request, "ModelInfer RPC")
 
     async def ModelInfer(self, message: Any, context: _Context) -> bytes:
         """Answers the serialized ``ModelInferResponse`` (see ``inference_service_handlers``)."""
+        trace = _trace_context(context) if self.server.tracing else None
         try:
-            request, future = self._start(message)
+            request, future = self._start(message, trace)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "ModelInfer"))
         try:
             response = await future
-            return self._encoder.encode(response, request)
+            if trace is None:
+                return self._encoder.encode(response, request)
+            complete = time.monotonic_ns()
+            encoded = self._encoder.encode(response, request)
+            sent = time.monotonic_ns()  # grpc writes it after the handler returns
+            self.server.trace_finished(trace, (complete, complete, sent))
+            return encoded
         except asyncio.CancelledError:
             future.cancel()  # the client cancelled or went away: drop the request if still queued
+            if trace is not None:
+                self.server.trace_finished(trace, None)
             raise
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelInfer")
+        if trace is not None:
+            now = time.monotonic_ns()
+            self.server.trace_finished(trace, (now, now, now))
         return await _abort(context, error)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
@@ -340,3 +357,14 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         serving = self.server.is_ready()
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         return health_pb2.HealthCheckResponse(status=status)
+
+
+def _trace_context(context: _Context) -> RequestTraceContext:
+    """The W3C trace context headers of an RPC's metadata, for its trace (received now)."""
+    now = time.monotonic_ns()
+    headers = {
+        key: value
+        for key, value in (context.invocation_metadata() or ())
+        if key in ("traceparent", "tracestate") and isinstance(value, str)
+    }
+    return RequestTraceContext("GRPC", headers, (now, now))

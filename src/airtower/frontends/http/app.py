@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import unquote
@@ -259,6 +260,7 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
+        self._started_ns = 0
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._body_size = 0
@@ -326,6 +328,7 @@ class HttpConnection(asyncio.Protocol):
     # ---------------------------------------------------------------- httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._started_ns = time.monotonic_ns()
         self._url = b""
         self._headers = {}
         self._body = []
@@ -374,7 +377,14 @@ class HttpConnection(asyncio.Protocol):
         query = url.find(b"?")
         path = (url if query < 0 else url[:query]).decode("utf-8", "replace")
         self._pending.append(
-            HttpRequest(self._parser.get_method(), path, self._headers, body, self._parser.should_keep_alive())
+            HttpRequest(
+                self._parser.get_method(),
+                path,
+                self._headers,
+                body,
+                self._parser.should_keep_alive(),
+                received_ns=self._started_ns,
+            )
         )
         if len(self._pending) > _MAX_PENDING:
             self._pause_reading()
@@ -443,13 +453,23 @@ class HttpConnection(asyncio.Protocol):
 
     def _on_deferred_done(self, future: asyncio.Future[Any]) -> None:
         deferred, self._deferred = self._deferred, None
-        if self._closed or deferred is None:
-            return  # the client went away; the future was cancelled for it
+        if deferred is None:
+            return
+        if self._closed:  # the client went away; the future was cancelled for it
+            if deferred.finished is not None:
+                deferred.finished(None)
+            return
+        complete = time.monotonic_ns() if deferred.finished is not None else 0
         try:
             response = deferred.render(future.result())
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
             response = _render_error(exc)
-        self._write(response, self._deferred_keep_alive)
+        if deferred.finished is None:
+            self._write(response, self._deferred_keep_alive)
+        else:
+            started = time.monotonic_ns()
+            self._write(response, self._deferred_keep_alive)
+            deferred.finished((complete, started, time.monotonic_ns()))
         self._process()
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:

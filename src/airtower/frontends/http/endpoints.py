@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airtower.core.model_config import config_to_json
+from airtower.core.request import RequestTraceContext
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
     InferRequestDecoder,
@@ -52,6 +55,8 @@ class HttpRequest:
     keep_alive: bool = True
     #: Set when the request was rejected while being read (too large, unparsable): sent as is.
     rejection: HttpResponse | None = None
+    #: When its first byte was parsed (steady clock, ns): the trace's ``HTTP_RECV_START``.
+    received_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -76,6 +81,9 @@ class Deferred:
 
     future: asyncio.Future[Any]
     render: Callable[[Any], HttpResponse]
+    #: For a traced request: called once the response was written, with the times (steady clock,
+    #: ns) it was complete and its writing started and ended, or None when it was not written.
+    finished: Callable[[tuple[int, int, int] | None], None] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -189,6 +197,12 @@ class Endpoints:
             self.server.model_config(name, version)
             raise
         accept = request.headers.get(b"accept-encoding")
+        trace = None
+        if self.server.tracing:
+            trace = RequestTraceContext(
+                "HTTP", _trace_headers(request.headers), (request.received_ns, time.monotonic_ns())
+            )
+            inference_request.trace_context = trace
 
         def render(inference_response: InferenceResponse) -> HttpResponse:
             header, buffers = self._encoder.encode(inference_response, inference_request, binary_data_output)
@@ -202,7 +216,10 @@ class Endpoints:
                 _compress(response, accept)
             return response
 
-        return Deferred(self.server.infer(inference_request, "HTTP end point"), render)
+        deferred = Deferred(self.server.infer(inference_request, "HTTP end point"), render)
+        if trace is not None:
+            deferred.finished = functools.partial(self.server.trace_finished, trace)
+        return deferred
 
     # ---------------------------------------------------------------- generate extension
 
@@ -407,3 +424,12 @@ def _compress(response: HttpResponse, accept: bytes) -> None:
     response.body = b"".join(parts)
     response.buffers = []
     response.headers += b"Content-Encoding: " + coding + b"\r\n"
+
+
+def _trace_headers(headers: dict[bytes, bytes]) -> dict[str, str]:
+    """The W3C trace context headers of a request (OpenTelemetry propagation)."""
+    return {
+        name.decode(): value.decode("latin-1")
+        for name in (b"traceparent", b"tracestate")
+        if (value := headers.get(name)) is not None
+    }
