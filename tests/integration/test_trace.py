@@ -292,3 +292,35 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
         if span.parent_span_id in by_id:
             parent = by_id[span.parent_span_id]
             assert parent.start_time_unix_nano <= span.start_time_unix_nano
+
+
+def test_tensors_level_writes_the_inputs_and_outputs_as_triton_does(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
+    trace_file = tmp_path / "trace.json"
+    server = start_server(
+        [repository],
+        f"--trace-config=triton,file={trace_file}",
+        "--trace-config=level=TENSORS",
+        "--trace-config=rate=1",
+    )
+    try:
+        with httpclient.InferenceServerClient(server.url) as client:
+            inputs = [httpclient.InferInput(name, [16], "FP32") for name in ("INPUT0", "INPUT1")]
+            for tensor in inputs:
+                tensor.set_data_from_numpy(np.arange(16, dtype=np.float32))
+            client.infer("add_sub", inputs)
+    finally:
+        assert server.stop() == 0, server.output()
+    counting = ",".join(str(i) for i in range(16))
+
+    def record(activity: str, name: str, data: str) -> dict[str, Any]:
+        return {"id": 1, "activity": activity, "tensor": {"name": name, "data": data, "shape": "16", "dtype": "FP32"}}
+
+    # What the reference Triton 2.51 writes for the same request (level=TENSORS alone).
+    assert json.loads(trace_file.read_text()) == [
+        record("TENSOR_QUEUE_INPUT", "INPUT0", counting),
+        record("TENSOR_QUEUE_INPUT", "INPUT1", counting),
+        record("TENSOR_BACKEND_OUTPUT", "OUTPUT0", ",".join(str(2 * i) for i in range(16))),
+        record("TENSOR_BACKEND_OUTPUT", "OUTPUT1", ",".join("0" for _ in range(16))),
+    ]

@@ -4,9 +4,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from airtower.core.request import RequestTraceContext
+from airtower.core.tensor import Tensor
 from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
 from airtower.observability.trace import Tracer, TraceSettings, parse_trace_config
 
@@ -98,8 +100,61 @@ def test_frontend_timestamps_wrap_the_model_s_in_one_trace(tmp_path: Path) -> No
     tracer.finish(context, (5, 6, 7))
     tracer.flush()
     records = json.loads(trace_file.read_text())
-    assert records[0] == {"id": trace_id, "model_name": "m", "model_version": 1, "request_id": "r"}
-    assert [(r["timestamps"][0]["name"], r["timestamps"][0]["ns"]) for r in records[1:]] == [
+    # Triton's order: the receive timestamps, the model record and its timestamps, the response's.
+    assert records[2] == {"id": trace_id, "model_name": "m", "model_version": 1, "request_id": "r"}
+    assert [(r["timestamps"][0]["name"], r["timestamps"][0]["ns"]) for r in records[:2] + records[3:]] == [
         ("GRPC_WAITREAD_START", 1), ("GRPC_WAITREAD_END", 2), ("REQUEST_START", 3), ("REQUEST_END", 4),
         ("INFER_RESPONSE_COMPLETE", 5), ("GRPC_SEND_START", 6), ("GRPC_SEND_END", 7),
+    ]  # fmt: skip
+
+
+def _timestamps(names: list[str]) -> list[tuple[str, int]]:
+    return [(name, index) for index, name in enumerate(names, start=1)]
+
+
+def test_tensors_level_records_inputs_and_outputs_as_triton_writes_them(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.json"
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS", "TENSORS"), rate=1, file=str(trace_file)))
+    inputs = [Tensor.from_numpy("F", "FP32", np.array([0.5, 1e-7, 123456789.0, 1 / 3, 1e20, 0], np.float32)),
+              Tensor.from_numpy("S", "BYTES", np.array([[b"ab"], [b"c"]], np.object_))]  # fmt: skip
+    outputs = [Tensor.from_numpy("B", "BOOL", np.array([True, False])), Tensor.from_numpy("I", "INT64", np.arange(3))]
+    stamps = ["REQUEST_START", "QUEUE_START", "COMPUTE_START", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START",
+              "COMPUTE_END", "REQUEST_END"]  # fmt: skip
+    tracer.add(
+        tracer.sample("m", RequestTraceContext("HTTP", {}, (0, 0))), "m", 1, "", _timestamps(stamps)
+    )  # no tensors
+    tracer.add(7, "m", 1, "", _timestamps(stamps), tensors=(inputs, outputs))
+    tracer.flush()
+    records = [record for record in json.loads(trace_file.read_text()) if record["id"] == 7]
+    order = [
+        record.get("activity") or record.get("model_name") or record["timestamps"][0]["name"] for record in records
+    ]
+    assert order == ["m", "REQUEST_START", "QUEUE_START", "TENSOR_QUEUE_INPUT", "TENSOR_QUEUE_INPUT", "COMPUTE_START",
+                     "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START", "TENSOR_BACKEND_OUTPUT", "TENSOR_BACKEND_OUTPUT",
+                     "COMPUTE_END", "REQUEST_END"]  # fmt: skip
+    tensors = [record["tensor"] for record in records if "tensor" in record]
+    assert tensors == [
+        {"name": "F", "data": "0.5,1e-07,1.23457e+08,0.333333,1e+20,0", "shape": "6", "dtype": "FP32"},
+        {"name": "S", "data": '"ab","c"', "shape": "2,1", "dtype": "BYTES"},
+        {"name": "B", "data": "1,0", "shape": "2", "dtype": "BOOL"},
+        {"name": "I", "data": "0,1,2", "shape": "3", "dtype": "INT64"},
+    ]
+
+
+def test_tensors_level_alone_records_only_tensors(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.json"
+    tracer = Tracer(TraceSettings(level=("TENSORS",), rate=1, file=str(trace_file)))
+    context = RequestTraceContext("HTTP", {}, (1, 2))
+    trace_id = tracer.sample("m", context)
+    assert trace_id  # TENSORS alone turns tracing on
+    tensor = Tensor.from_numpy("X", "INT32", np.array([4, 5], np.int32))
+    tracer.add(trace_id, "m", 1, "r", _timestamps(["REQUEST_START", "COMPUTE_START", "COMPUTE_END"]),
+               tensors=([tensor], [tensor]))  # fmt: skip
+    tracer.finish(context, (3, 4, 5))
+    tracer.flush()
+    assert json.loads(trace_file.read_text()) == [  # as Triton 2.51 writes it: no model record, no timestamps
+        {"id": trace_id, "activity": "TENSOR_QUEUE_INPUT",
+         "tensor": {"name": "X", "data": "4,5", "shape": "2", "dtype": "INT32"}},
+        {"id": trace_id, "activity": "TENSOR_BACKEND_OUTPUT",
+         "tensor": {"name": "X", "data": "4,5", "shape": "2", "dtype": "INT32"}},
     ]  # fmt: skip

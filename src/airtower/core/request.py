@@ -36,6 +36,8 @@ class RequestTraceContext:
     headers: Mapping[str, str]
     received: tuple[int, int]
     trace_id: int = 0
+    #: The trace level of its model when it was sampled (which records the trace gets).
+    level: tuple[str, ...] = ()
     #: The model's records, held until the frontend has sent the response.
     records: list[dict[str, Any]] = field(default_factory=list)
     #: OpenTelemetry mode: the ``InferRequest`` span.

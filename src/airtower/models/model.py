@@ -278,7 +278,7 @@ class Model:
         cache = self._cache
         for pending, result in zip(batch, results, strict=True):
             if pending.trace_id:
-                self._trace(pending, timing)
+                self._trace(pending, timing, result)
             if cache is not None and pending.cache_key is not None and isinstance(result, InferenceResponse):
                 cache.insert(pending.cache_key, result)
             if result is None:  # a decoupled model answers through the request's sink
@@ -355,7 +355,7 @@ class Model:
             return 0  # as in Triton, only frontends sample requests (BLS calls are traced when asked)
         return tracer.sample(self.name, request.trace_context)
 
-    def _trace(self, pending: Pending, timing: ExecutionTiming) -> None:
+    def _trace(self, pending: Pending, timing: ExecutionTiming, result: InferenceResponse | TritonError | None) -> None:
         assert self._tracer is not None
         now = time.monotonic_ns()
         timestamps = [
@@ -368,7 +368,16 @@ class Model:
             ("REQUEST_END", now),
         ]
         request = pending.request
-        self._tracer.add(pending.trace_id, self.name, self.version, request.id, timestamps, request.trace_parent)
+        outputs = result.outputs if isinstance(result, InferenceResponse) else []
+        self._tracer.add(
+            pending.trace_id,
+            self.name,
+            self.version,
+            request.id,
+            timestamps,
+            request.trace_parent,
+            tensors=(list(request.inputs.values()), outputs),
+        )
 
     def _reject(self, batch: Sequence[Pending], error: TritonError) -> None:
         """From an instance thread: fail ``batch`` (dropped from the queue) with ``error``, on the loop."""

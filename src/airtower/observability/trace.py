@@ -24,11 +24,15 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from airtower.core.request import RequestTraceContext
+from airtower.core.tensor import Tensor
 from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -59,7 +63,7 @@ class TraceSettings:
 
     @property
     def enabled(self) -> bool:
-        return "TIMESTAMPS" in self.level and self.count != 0
+        return ("TIMESTAMPS" in self.level or "TENSORS" in self.level) and self.count != 0
 
     def to_json(self) -> dict[str, Any]:
         head: dict[str, Any] = {
@@ -221,6 +225,7 @@ class Tracer:
             trace_id = next(self._ids)
             if context is not None:
                 context.trace_id = trace_id
+                context.level = settings.level
                 self._contexts[trace_id] = context
         if self._otel is not None:
             self._otel.start(trace_id, model, context)
@@ -247,16 +252,38 @@ class Tracer:
         request_id: str,
         timestamps: list[tuple[str, int]],
         parent_id: int = 0,
+        tensors: tuple[Sequence[Tensor], Sequence[Tensor]] = ((), ()),
     ) -> None:
-        """One traced request's records (``parent_id``: the trace of the request it serves)."""
+        """One traced request's records (``parent_id``: the trace of the request it serves).
+
+        ``tensors`` are its inputs and outputs, recorded at the TENSORS level (triton mode only, as
+        in Triton) as ``TENSOR_QUEUE_INPUT`` after the queue timestamps and ``TENSOR_BACKEND_OUTPUT``
+        once the outputs exist; the timestamps and the model record come with the TIMESTAMPS level.
+        """
         if self._otel is not None:
             self._otel.end(trace_id, version, request_id, timestamps, parent_id)
             return
-        head: dict[str, Any] = {"id": trace_id, "model_name": model, "model_version": version, "request_id": request_id}
-        if parent_id:
-            head["parent_id"] = parent_id
-        records: list[dict[str, Any]] = [head]
-        records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in timestamps]
+        level = self.settings_for(model).level
+        with_timestamps = "TIMESTAMPS" in level
+        inputs, outputs = tensors if "TENSORS" in level else ((), ())
+        records: list[dict[str, Any]] = []
+        if with_timestamps:
+            head: dict[str, Any] = {"id": trace_id, "model_name": model, "model_version": version}
+            head["request_id"] = request_id
+            if parent_id:
+                head["parent_id"] = parent_id
+            records.append(head)
+        for name, ns in timestamps:
+            if name == "COMPUTE_START":
+                records += [_tensor_record(trace_id, "TENSOR_QUEUE_INPUT", tensor) for tensor in inputs]
+                inputs = ()
+            elif name == "COMPUTE_END":
+                records += [_tensor_record(trace_id, "TENSOR_BACKEND_OUTPUT", tensor) for tensor in outputs]
+                outputs = ()
+            if with_timestamps:
+                records.append({"id": trace_id, "timestamps": [{"name": name, "ns": ns}]})
+        records += [_tensor_record(trace_id, "TENSOR_QUEUE_INPUT", tensor) for tensor in inputs]
+        records += [_tensor_record(trace_id, "TENSOR_BACKEND_OUTPUT", tensor) for tensor in outputs]
         with self._lock:
             context = self._contexts.get(trace_id)
             if context is not None:  # written once the frontend has sent the response
@@ -285,9 +312,11 @@ class Tracer:
             self._otel.finish(context, received + sending)
             return
         trace_id = context.trace_id
-        records = context.records[:1]
-        records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in received]
-        records += context.records[1:]
+        if "TIMESTAMPS" not in context.level:
+            received = sending = []
+        # Triton's order: the receive timestamps, the model's records, then the response's.
+        records = [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in received]
+        records += context.records
         records += [{"id": trace_id, "timestamps": [{"name": name, "ns": ns}]} for name, ns in sending]
         with self._lock:
             self._append_locked(records)
@@ -316,3 +345,23 @@ class Tracer:
         self._records = []
         self._pending_traces = 0
         Path(self.settings.file).write_text(json.dumps(self._written, separators=(",", ":")))
+
+
+def _tensor_record(trace_id: int, activity: str, tensor: Tensor) -> dict[str, Any]:
+    """A TENSORS-level record, its values written as Triton writes them (C++ stream formatting:
+    ``%g`` floats, quoted strings, 1/0 booleans, comma-separated; the shape likewise)."""
+    flat = tensor.data.reshape(-1)
+    datatype = tensor.datatype
+    if datatype == "BYTES":
+        data = ",".join(
+            '"' + (item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)) + '"' for item in flat
+        )
+    elif datatype in ("FP16", "FP32", "FP64", "BF16"):
+        data = ",".join(format(float(value), "g") for value in flat.astype(np.float64))
+    elif datatype == "BOOL":
+        data = ",".join("1" if value else "0" for value in flat)
+    else:
+        data = ",".join(str(int(value)) for value in flat)
+    shape = ",".join(str(dim) for dim in tensor.shape)
+    return {"id": trace_id, "activity": activity, "tensor": {"name": tensor.name, "data": data, "shape": shape,
+                                                             "dtype": datatype}}  # fmt: skip
