@@ -8,10 +8,12 @@ request its client cancelled while it was queued).
 from __future__ import annotations
 
 import queue
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -228,3 +230,58 @@ def test_python_models_custom_metrics_are_exported(tmp_path: Path) -> None:
     )
     assert 'custom_sizes_count{model="custom"} 3' in text
     assert 'custom_sizes_sum{model="custom"} 55' in text
+
+
+def test_first_response_histogram_of_decoupled_models(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
+    for name in ("token_streamer", "add_sub"):
+        shutil.copytree(examples / name, tmp_path / name)
+    shutil.copytree(examples / "token_streamer", tmp_path / "custom_buckets")
+    config = (tmp_path / "custom_buckets" / "config.pbtxt").read_text()
+    (tmp_path / "custom_buckets" / "config.pbtxt").write_text(
+        config.replace('name: "token_streamer"', 'name: "custom_buckets"')
+        + "model_metrics { metric_control [ { metric_identifier { family: "
+        + '"nv_inference_first_response_histogram_ms" } histogram_options { buckets: [ -1, 0, 1, 2.5 ] } } ] }\n'
+    )
+    process = start_server([tmp_path], "--metrics-config=histogram_latencies=true", "--allow-cpu-metrics=false")
+    try:
+        responses: queue.Queue[Any] = queue.Queue()
+        with grpcclient.InferenceServerClient(process.grpc_url) as client:
+            client.start_stream(callback=lambda result, error: responses.put(error or result))
+            text = grpcclient.InferInput("text_input", [1], "BYTES")
+            text.set_data_from_numpy(np.array([b"one two"], np.object_))
+            for model in ("token_streamer", "token_streamer", "custom_buckets"):
+                client.async_stream_infer(model, [text], enable_empty_final_response=True)
+                while True:
+                    item = responses.get(timeout=60)
+                    assert not isinstance(item, InferenceServerException), item
+                    if item.get_response().parameters["triton_final_response"].bool_param:
+                        break
+            client.stop_stream()
+        inputs = [httpclient.InferInput(name, [16], "FP32") for name in ("INPUT0", "INPUT1")]
+        for tensor in inputs:
+            tensor.set_data_from_numpy(np.ones(16, np.float32))
+        with httpclient.InferenceServerClient(process.url) as http:
+            http.infer("add_sub", inputs)
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=30) as response:
+            text_format = response.read().decode()
+    finally:
+        assert process.stop() == 0, process.output()
+    [family] = [
+        f for f in text_string_to_metric_families(text_format) if f.name == "nv_inference_first_response_histogram_ms"
+    ]
+    assert family.type == "histogram"
+    series: dict[tuple[str, str], float] = {}
+    for sample in family.samples:
+        series[(sample.labels["model"], sample.name.rsplit("_", 1)[1] + sample.labels.get("le", ""))] = sample.value
+    assert {model for model, _ in series} == {"token_streamer", "custom_buckets"}  # decoupled models only
+    assert series[("token_streamer", "count")] == 2
+    assert series[("token_streamer", "bucket+Inf")] == 2
+    assert [key for model, key in series if model == "token_streamer" and key.startswith("bucket")] == [
+        "bucket100", "bucket500", "bucket2000", "bucket5000", "bucket+Inf"
+    ]  # fmt: skip
+    assert [key for model, key in series if model == "custom_buckets" and key.startswith("bucket")] == [
+        "bucket-1", "bucket0", "bucket1", "bucket2.5", "bucket+Inf"
+    ]  # fmt: skip
+    assert series[("custom_buckets", "count")] == 1
+    assert series[("token_streamer", "sum")] > 0

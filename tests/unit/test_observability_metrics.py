@@ -27,7 +27,7 @@ from airtower.observability.metrics import (
     encode_text,
     parse_quantiles,
 )
-from airtower.observability.stats import ExecutionTiming, ModelStatistics, rejection_reason
+from airtower.observability.stats import ExecutionTiming, LatencyHistogram, ModelStatistics, rejection_reason
 
 MS = 1_000_000  # nanoseconds
 
@@ -84,7 +84,7 @@ def scrape(
     """family name → {sorted labels: value}, parsed back with prometheus_client's parser."""
     collected = list(samples)
     collector = TritonCollector(lambda: collected, config or MetricsConfig(cpu_metrics=False), cpu)
-    collector.attach_summaries()
+    collector.attach()
     text = encode_text(collector.collect()).decode()
     families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
@@ -189,7 +189,7 @@ def test_metrics_summaries_report_count_sum_and_quantiles() -> None:
     stats = ModelStatistics("m", "1")
     config = MetricsConfig(summary_latencies=True, summary_quantiles=((0.5, 0.05), (0.9, 0.01)), cpu_metrics=False)
     sample = ModelSample(stats, 0, {})
-    TritonCollector(lambda: [sample], config).attach_summaries()
+    TritonCollector(lambda: [sample], config).attach()
     assert isinstance(stats.observer, SummaryWindow)
     base = time.monotonic_ns() - SUMMARY_MAX_AGE_NS // 2  # recent: inside the summary's window
     for index in range(10):  # request durations 5, 10, ... 50 ms; queue 1 ms each
@@ -229,11 +229,11 @@ def test_metrics_summaries_off_by_default_leave_hot_path_alone() -> None:
 def test_metrics_config_from_settings(caplog: pytest.LogCaptureFixture) -> None:
     config = MetricsConfig.from_settings(
         [("counter_latencies", "false"), ("summary_latencies", "true"), ("summary_quantiles", "0.5:0.05,0.99:0.001"),
-         ("histogram_latencies", "true")],
+         ("histogram_latencies", "true"), ("exotic_latencies", "true")],
         cpu_metrics=False, interval_ms=500,
     )  # fmt: skip
-    assert config == MetricsConfig(False, True, ((0.5, 0.05), (0.99, 0.001)), False, 500)
-    assert "histogram_latencies" in caplog.text
+    assert config == MetricsConfig(False, True, ((0.5, 0.05), (0.99, 0.001)), False, 500, histogram_latencies=True)
+    assert "exotic_latencies" in caplog.text  # unknown keys are logged and ignored
     assert MetricsConfig.from_settings([]).summary_quantiles == DEFAULT_QUANTILES
 
 
@@ -368,3 +368,11 @@ def test_metrics_logger_quiet_by_default(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level(logging.WARNING):
         MetricsConfig.from_settings([("counter_latencies", "true")])
     assert not caplog.records
+
+
+def test_latency_histogram_buckets_are_inclusive_upper_bounds() -> None:
+    histogram = LatencyHistogram((500.0, 100.0))
+    for value in (50, 100, 100.5, 5000):
+        histogram.observe(value)
+    assert histogram.cumulative() == [(100.0, 2), (500.0, 3), (float("inf"), 4)]
+    assert (histogram.count, histogram.sum) == (4, 5250.5)

@@ -17,6 +17,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from airtower.observability.metrics import (
     CONTENT_TYPE,
+    DEFAULT_FIRST_RESPONSE_BUCKETS,
+    FIRST_RESPONSE_HISTOGRAM,
     MetricsConfig,
     ModelSample,
     TritonCollector,
@@ -35,7 +37,17 @@ def model_samples(server: InferenceServer) -> Iterator[ModelSample]:
     for model in server.models.models():
         scheduler = model.scheduler
         pending = scheduler.pending_count() if scheduler is not None else 0
-        yield ModelSample(model.stats, pending, dict(model.config.metric_tags))
+        config = model.config
+        buckets = next(
+            (
+                tuple(control.histogram_options.buckets)
+                for control in config.model_metrics.metric_control
+                if control.metric_identifier.family == FIRST_RESPONSE_HISTOGRAM
+            ),
+            DEFAULT_FIRST_RESPONSE_BUCKETS,
+        )
+        decoupled = config.model_transaction_policy.decoupled
+        yield ModelSample(model.stats, pending, dict(config.metric_tags), decoupled, buckets)
 
 
 class MetricsFrontend:
@@ -56,7 +68,7 @@ class MetricsFrontend:
 
     async def start(self) -> int:
         """Bind and start accepting; returns the bound port (``port=0`` picks a free one)."""
-        self.collector.attach_summaries()
+        self.collector.attach()
         self._listener = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD_BYTES)
         self.port = self._listener.sockets[0].getsockname()[1]
         logger.info("Started Metrics Service at %s:%d", self.host, self.port)

@@ -305,10 +305,16 @@ class Model:
         """The thread-safe sink of a decoupled request: responses queue up and one loop wake-up
         delivers all those queued (not one wake-up per send)."""
         queued: collections.deque[tuple[InferenceResponse | TritonError | None, bool]] = collections.deque()
-        state = {"scheduled": False, "first": True}
+        state = {"scheduled": False, "first": True, "delivered": False}
+        started = time.monotonic_ns()
 
         def drain() -> None:
             state["scheduled"] = False
+            if not state["delivered"] and queued:
+                state["delivered"] = True
+                histogram = self.stats.first_response
+                if histogram is not None and queued[0][0] is not None:
+                    histogram.observe((time.monotonic_ns() - started) / 1e6)
             while queued:
                 self._deliver(request, future, on_response, *queued.popleft())
 

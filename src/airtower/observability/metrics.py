@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from airtower.errors import InvalidArgumentError
 from airtower.observability import custom_metrics
-from airtower.observability.stats import FAILURE_REASONS, ExecutionTiming, ModelStatistics
+from airtower.observability.stats import FAILURE_REASONS, ExecutionTiming, LatencyHistogram, ModelStatistics
 
 #: ``summary_quantiles`` default: quantile → allowed error, as tritonserver's.
 DEFAULT_QUANTILES: tuple[tuple[float, float], ...] = (
@@ -38,6 +38,11 @@ DEFAULT_QUANTILES: tuple[tuple[float, float], ...] = (
     (0.99, 0.001),
     (0.999, 0.0001),
 )
+
+#: The first-response histogram: its family, and its buckets (ms) unless a model's
+#: ``model_metrics { metric_control { ... histogram_options { buckets } } }`` overrides them.
+FIRST_RESPONSE_HISTOGRAM = "nv_inference_first_response_histogram_ms"
+DEFAULT_FIRST_RESPONSE_BUCKETS: tuple[float, ...] = (100.0, 500.0, 2000.0, 5000.0)
 
 #: How long a summary keeps observations (prometheus-cpp's default ``max_age``, which Triton uses).
 SUMMARY_MAX_AGE_NS = 60 * 1_000_000_000
@@ -94,6 +99,8 @@ class MetricsConfig:
     summary_quantiles: tuple[tuple[float, float], ...] = DEFAULT_QUANTILES
     cpu_metrics: bool = True
     interval_ms: float = 2000.0
+    #: ``histogram_latencies=true``: the first-response histogram of decoupled models.
+    histogram_latencies: bool = False
 
     @classmethod
     def from_settings(
@@ -107,18 +114,21 @@ class MetricsConfig:
             InvalidArgumentError: a value that does not parse, or an interval that is not positive.
         """
         counter_latencies, summary_latencies, quantiles = True, False, DEFAULT_QUANTILES
+        histogram_latencies = False
         for key, value in settings:
             if key == "counter_latencies":
                 counter_latencies = _parse_bool(key, value)
             elif key == "summary_latencies":
                 summary_latencies = _parse_bool(key, value)
+            elif key == "histogram_latencies":
+                histogram_latencies = _parse_bool(key, value)
             elif key == "summary_quantiles":
                 quantiles = parse_quantiles(value)
             else:
                 logger.warning("ignoring unsupported --metrics-config setting '%s'", key)
         if not interval_ms > 0:
             raise InvalidArgumentError(f"--metrics-interval-ms must be positive, got {interval_ms}")
-        return cls(counter_latencies, summary_latencies, quantiles, cpu_metrics, interval_ms)
+        return cls(counter_latencies, summary_latencies, quantiles, cpu_metrics, interval_ms, histogram_latencies)
 
 
 def _parse_bool(key: str, value: str) -> bool:
@@ -250,6 +260,10 @@ class ModelSample(NamedTuple):
     pending: int
     #: The config's ``metric_tags``: each becomes a ``_<key>`` label.
     tags: Mapping[str, str]
+    #: Decoupled models get the first-response histogram (when histograms are on), with these
+    #: buckets (the config's ``model_metrics`` override, else the default).
+    decoupled: bool = False
+    first_response_buckets: tuple[float, ...] = DEFAULT_FIRST_RESPONSE_BUCKETS
 
 
 class TritonCollector(Collector):
@@ -265,14 +279,19 @@ class TritonCollector(Collector):
             cpu = CpuMonitor(config.interval_ms)
         self._cpu = cpu
 
-    def attach_summaries(self) -> None:
-        """Give every version's statistics a summary window when summaries are on (idempotent:
-        run at start-up, and at each scrape for versions loaded since)."""
-        if not self.config.summary_latencies:
+    def attach(self) -> None:
+        """Give every version's statistics a summary window when summaries are on, and decoupled
+        ones a first-response histogram when histograms are on (idempotent: run at start-up, and at
+        each scrape for versions loaded since)."""
+        config = self.config
+        if not (config.summary_latencies or config.histogram_latencies):
             return
         for sample in self._models():
-            if not isinstance(sample.stats.observer, SummaryWindow):
-                sample.stats.observer = SummaryWindow()
+            stats = sample.stats
+            if config.summary_latencies and not isinstance(stats.observer, SummaryWindow):
+                stats.observer = SummaryWindow()
+            if config.histogram_latencies and sample.decoupled and stats.first_response is None:
+                stats.first_response = LatencyHistogram(sample.first_response_buckets)
 
     def collect(self) -> Iterator[Metric]:
         samples = list(self._models())
@@ -286,8 +305,10 @@ class TritonCollector(Collector):
             yield _gauge("nv_cpu_utilization", "CPU utilization rate [0.0 - 1.0]", cpu.utilization)
             yield _gauge("nv_cpu_memory_total_bytes", "CPU total memory (RAM), in bytes", cpu.memory_total_bytes)
             yield _gauge("nv_cpu_memory_used_bytes", "CPU used memory (RAM), in bytes", cpu.memory_used_bytes)
+        self.attach()
+        if self.config.histogram_latencies:
+            yield from _first_response_histograms(labelled)
         if self.config.summary_latencies:
-            self.attach_summaries()
             yield from self._summaries(labelled)
         yield from custom_metrics.REGISTRY.collect()  # Python models' pb_utils.MetricFamily
 
@@ -306,6 +327,20 @@ class TritonCollector(Collector):
                 for quantile, value in zip(quantiles, values[series], strict=True):
                     family.add_sample(family.name, {**labels, "quantile": _format_number(quantile)}, value)
         yield from (family for family in families if family.samples)
+
+
+def _first_response_histograms(labelled: list[tuple[ModelSample, dict[str, str]]]) -> Iterator[Metric]:
+    family = Metric(FIRST_RESPONSE_HISTOGRAM, "Duration from request to first response in milliseconds", "histogram")
+    for sample, labels in labelled:
+        histogram = sample.stats.first_response
+        if histogram is None:
+            continue
+        for bound, count in histogram.cumulative():
+            family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_bucket", {**labels, "le": _format_number(bound)}, count)
+        family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_sum", labels, histogram.sum)
+        family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_count", labels, histogram.count)
+    if family.samples:
+        yield family
 
 
 def _labels(sample: ModelSample) -> dict[str, str]:

@@ -8,6 +8,7 @@ per-request durations and ``batch_stats`` per-execution durations keyed by batch
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,33 @@ class ExecutionTiming:
     end_ns: int = 0
 
 
+class LatencyHistogram:
+    """A Prometheus histogram's state: observations per bucket (``bounds`` are the upper bounds,
+    inclusive; the last bucket is +Inf), their sum and count. Updated on the event loop."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = tuple(sorted(bounds))
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations at or below it) per bucket, ending with +Inf."""
+        total = 0
+        out: list[tuple[float, int]] = []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append((bound, total))
+        return out
+
+
 @dataclass(slots=True)
 class ModelStatistics:
     """Statistics of one model version."""
@@ -91,6 +119,9 @@ class ModelStatistics:
     load_duration_ns: int = 0
     #: Set by the metrics service when latency summaries are on; None keeps the hot path free.
     observer: SuccessObserver | None = None
+    #: Set by the metrics service for a decoupled model when latency histograms are on: the time
+    #: from a request's arrival to its first response, in milliseconds.
+    first_response: LatencyHistogram | None = None
 
     def record_execution(self, batch_size: int, timing: ExecutionTiming) -> None:
         """One backend execution of ``batch_size`` inferences finished."""
