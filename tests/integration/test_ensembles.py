@@ -277,3 +277,111 @@ def test_a_failing_step_fails_the_request_with_its_message(client: httpclient.In
     assert "the model raised on purpose" in str(error.value.message())
     tensor.set_data_from_numpy(np.array([0], np.int32))
     assert client.infer("failing_step", [tensor]).as_numpy("OUT").tolist() == [0]
+
+
+STREAM_UPPER = """\
+name: "stream_upper"
+platform: "ensemble"
+max_batch_size: 0
+input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_STRING dims: [ -1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "token_streamer" model_version: -1
+    input_map { key: "text_input" value: "TEXT" } output_map { key: "text_output" value: "TOKEN" } },
+  { model_name: "string_python" model_version: -1
+    input_map { key: "INPUT0" value: "TOKEN" } output_map { key: "OUTPUT0" value: "OUT" } }
+] }
+"""
+
+
+def _stream(client: grpcclient.InferenceServerClient, model: str, text: bytes) -> list[object]:
+    """Every response of one streamed request (results, or the error), up to the final flag."""
+    import queue
+
+    received: queue.Queue[object] = queue.Queue()
+    client.start_stream(callback=lambda result, error: received.put(error or result))
+    tensor = grpcclient.InferInput("TEXT", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([text], np.object_))
+    client.async_stream_infer(model, [tensor], enable_empty_final_response=True)
+    items: list[object] = []
+    while True:
+        item = received.get(timeout=60)
+        items.append(item)
+        if isinstance(item, InferenceServerException):
+            break
+        if item.get_response().parameters["triton_final_response"].bool_param:  # type: ignore[attr-defined]
+            break
+    client.stop_stream()
+    return items
+
+
+def test_an_ensemble_with_a_decoupled_step_streams_a_response_per_step_response(tmp_path: Path) -> None:
+    for name in ("token_streamer", "string_python"):
+        shutil.copytree(ROOT / "examples" / "model_repository" / name, tmp_path / name)
+    (tmp_path / "stream_upper" / "1").mkdir(parents=True)
+    (tmp_path / "stream_upper" / "config.pbtxt").write_text(STREAM_UPPER)
+    process = start_server([tmp_path])
+    try:
+        with grpcclient.InferenceServerClient(process.grpc_url) as client:
+            items = _stream(client, "stream_upper", b"one two three")
+            # As Triton: the ensemble is decoupled, one response per token (each through the next step).
+            outputs = [item.as_numpy("OUT").tolist() for item in items[:-1]]  # type: ignore[attr-defined]
+            assert outputs == [[b"ONE"], [b" TWO"], [b" THREE"]]
+            final = items[-1].get_response()  # type: ignore[attr-defined]
+            assert final.parameters["triton_final_response"].bool_param
+            assert not final.outputs
+            assert len(_stream(client, "stream_upper", b"")) == 1  # no token: only the final flag
+            config = client.get_model_config("stream_upper", as_json=True)["config"]
+            assert config["model_transaction_policy"] == {"decoupled": True}
+        with httpclient.InferenceServerClient(process.url) as http:
+            tensor = httpclient.InferInput("TEXT", [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([b"x"], np.object_))
+            with pytest.raises(InferenceServerException, match="doesn't support models with decoupled") as info:
+                http.infer("stream_upper", [tensor])
+            assert info.value.status() == "501"
+            stats = http.get_inference_statistics("stream_upper")["model_stats"][0]
+            assert (stats["inference_count"], stats["execution_count"]) == (2, 2)
+    finally:
+        assert process.stop() == 0, process.output()
+
+
+PICKY_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            token = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy().reshape(-1)[0]
+            if token.strip() == b"two":
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("two is not allowed")))
+            else:
+                output = pb_utils.Tensor("OUTPUT0", np.array([token], np.object_))
+                responses.append(pb_utils.InferenceResponse([output]))
+        return responses
+"""
+
+
+def test_a_failing_step_after_a_decoupled_one_ends_the_stream_with_its_error(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "examples" / "model_repository" / "token_streamer", tmp_path / "token_streamer")
+    shutil.copytree(ROOT / "examples" / "model_repository" / "string_python", tmp_path / "picky")
+    config = (tmp_path / "picky" / "config.pbtxt").read_text().replace('name: "string_python"', 'name: "picky"')
+    (tmp_path / "picky" / "config.pbtxt").write_text(config)
+    (tmp_path / "picky" / "1" / "model.py").write_text(PICKY_MODEL)
+    (tmp_path / "stream_picky" / "1").mkdir(parents=True)
+    (tmp_path / "stream_picky" / "config.pbtxt").write_text(
+        STREAM_UPPER.replace('"stream_upper"', '"stream_picky"').replace('"string_python"', '"picky"')
+    )
+    process = start_server([tmp_path])
+    try:
+        with grpcclient.InferenceServerClient(process.grpc_url) as client:
+            items = _stream(client, "stream_picky", b"one two three")
+            assert items[0].as_numpy("OUT").tolist() == [b"one"]  # type: ignore[attr-defined]
+            assert isinstance(items[-1], InferenceServerException)
+            assert "two is not allowed" in items[-1].message()
+            # The server still serves the ensemble afterwards.
+            assert [i.as_numpy("OUT").tolist() for i in _stream(client, "stream_picky", b"one")[:-1]] == [[b"one"]]  # type: ignore[attr-defined]
+    finally:
+        assert process.stop() == 0, process.output()

@@ -10,6 +10,11 @@ network hop; the composing model's scheduler, batching included, applies), and s
 outputs arrive, so independent branches run at once. Tensors pass between steps by reference
 (renamed, never copied). The ensemble's outputs come in the order they were produced, as in
 Triton.
+
+An ensemble with a decoupled step is decoupled itself (as Triton marks it): each response of that
+step runs the rest of the graph on its own copy of the tensors produced so far, and each copy that
+reaches the ensemble's outputs becomes one response of the ensemble; the request ends when every
+copy has and every decoupled step has sent its final flag.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from airtower.core.request import InferenceRequest, RequestedOutput, ResponseSin
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import InternalError, ModelConfigError, TritonError
+from airtower.errors import InternalError, ModelConfigError, TritonError, UnsupportedError
 from airtower.models.model import Model, ModelState
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.observability.trace import Tracer
@@ -134,7 +139,6 @@ class EnsembleModel:
     """A loaded ensemble version: the same face as ``Model`` to the server and frontends."""
 
     scheduler = None  # no queue of its own: its steps queue at the composing models
-    decoupled = False
 
     def __init__(
         self,
@@ -157,6 +161,8 @@ class EnsembleModel:
         self._lookup = lookup
         self._tracer = tracer
         self._tasks: set[asyncio.Task[None]] = set()
+        #: True when a composing model is decoupled (set at load; the config then says so too).
+        self.decoupled = config.model_transaction_policy.decoupled
         # ``max_inflight_requests``: at most that many requests in flight at each step (0: no limit).
         limit = int(config.ensemble_scheduling.max_inflight_requests)
         self._step_slots = [asyncio.Semaphore(limit) for _ in self.plan.steps] if limit > 0 else None
@@ -179,6 +185,10 @@ class EnsembleModel:
                         f"in ensemble {self.name}, ensemble tensor {step.outputs[key]} is mapped from non-existing "
                         f"output {key} of model {step.model_name}"
                     )
+            if model.decoupled:
+                self.decoupled = True
+        if self.decoupled:  # as Triton shows it in the ensemble's config
+            self.config.model_transaction_policy.decoupled = True
         self.state = ModelState.READY
 
     async def aclose(self) -> None:
@@ -189,16 +199,23 @@ class EnsembleModel:
     def submit(
         self, request: InferenceRequest, on_response: ResponseSink | None = None
     ) -> asyncio.Future[InferenceResponse]:
-        """Validate ``request`` and start running the graph on it (``on_response`` is for
-        decoupled models only; an ensemble answers once).
+        """Validate ``request`` and start running the graph on it. A decoupled ensemble sends its
+        responses to ``on_response(response, final)`` (``None`` with ``final`` to end); its future
+        resolves after the last.
 
         Raises:
             InvalidArgumentError: the request does not match the ensemble's config.
+            UnsupportedError: a decoupled ensemble without ``on_response``.
         """
         batch_size = self.validator.validate(request)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[InferenceResponse] = loop.create_future()
-        task = loop.create_task(self._run(request, batch_size, future))
+        if self.decoupled:
+            if on_response is None:
+                raise UnsupportedError("doesn't support models with decoupled transaction policy")
+            task = loop.create_task(self._run_decoupled(request, batch_size, future, on_response))
+        else:
+            task = loop.create_task(self._run(request, batch_size, future))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         # A client that goes away cancels the graph and, through it, the running steps.
@@ -237,6 +254,161 @@ class EnsembleModel:
         if trace_id and tracer is not None:
             stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
             tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
+
+    def _trace_id(self, request: InferenceRequest) -> int:
+        tracer = self._tracer
+        if tracer is None:
+            return 0
+        if request.trace_parent:
+            return tracer.child(request.trace_parent, self.name)
+        if request.trace_context is not None:  # only frontends sample requests
+            return tracer.sample(self.name, request.trace_context)
+        return 0
+
+    async def _run_decoupled(
+        self,
+        request: InferenceRequest,
+        batch_size: int,
+        future: asyncio.Future[InferenceResponse],
+        on_response: ResponseSink,
+    ) -> None:
+        start = time.monotonic_ns()
+        trace_id = self._trace_id(request)
+
+        def emit(response: InferenceResponse) -> None:
+            if not future.done():
+                on_response(response, False)
+
+        try:
+            await self._flow(request, dict(request.inputs), list(enumerate(self.plan.steps)), trace_id, emit)
+        except TritonError as exc:
+            if not future.done():
+                on_response(exc, True)
+                future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
+            self.stats.record_failure(start, time.monotonic_ns(), "OTHER")
+            return
+        end = time.monotonic_ns()
+        if not future.done():
+            on_response(None, True)
+            future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
+        timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
+        self.stats.record_success(start, timing, end)
+        self.stats.record_execution(batch_size, timing)
+        if trace_id and self._tracer is not None:
+            stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
+            self._tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
+
+    async def _flow(
+        self,
+        request: InferenceRequest,
+        tensors: dict[str, Tensor],
+        waiting: list[tuple[int, Step]],
+        trace_parent: int,
+        emit: Callable[[InferenceResponse], None],
+    ) -> None:
+        """Run ``waiting`` over ``tensors``, in a decoupled ensemble: ordinary steps as in
+        ``_run_steps``; each response of a decoupled step continues the graph in a copy of this flow
+        (once the ordinary steps running here have finished, so that the copy has their outputs).
+        A flow that did not fork and holds the ensemble's outputs emits one response."""
+        running: dict[asyncio.Future[InferenceResponse], Step] = {}
+        streams: dict[asyncio.Future[InferenceResponse], asyncio.Queue[tuple[object, bool]]] = {}
+        step_of: dict[asyncio.Future[InferenceResponse], Step] = {}
+        forks: list[asyncio.Task[None]] = []
+        forked = False
+        try:
+            while True:
+                for index, step in list(waiting):
+                    if not all(source in tensors for source in step.inputs.values()):
+                        continue
+                    waiting.remove((index, step))
+                    step_request = self._step_request(request, step, tensors, trace_parent)
+                    model = self._lookup(step.model_name, step.model_version)
+                    if model.decoupled:
+                        responses: asyncio.Queue[tuple[object, bool]] = asyncio.Queue()
+                        stream_future = model.submit(step_request, _enqueue_to(responses))
+                        streams[stream_future] = responses
+                        step_of[stream_future] = step
+                    else:
+                        step_future = model.submit(step_request)
+                        running[step_future] = step
+                if running:  # ordinary steps first: forks copy their outputs
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for step_future in done:
+                        self._collect(running.pop(step_future), step_future.result(), tensors)
+                    continue
+                if not streams:
+                    break
+                getters: dict[asyncio.Task[tuple[object, bool]], asyncio.Future[InferenceResponse]] = {
+                    asyncio.ensure_future(queue.get()): key for key, queue in streams.items()
+                }
+                try:
+                    arrived, _ = await asyncio.wait(getters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for getter in getters:
+                        if not getter.done():
+                            getter.cancel()
+                for getter in arrived:
+                    key = getters[getter]
+                    item, final = getter.result()
+                    queue = streams[key]
+                    items = [(item, final)]
+                    while not queue.empty():
+                        items.append(queue.get_nowait())
+                    for item, final in items:
+                        if isinstance(item, TritonError):
+                            raise item
+                        if isinstance(item, InferenceResponse):
+                            forked = True
+                            branch = dict(tensors)
+                            self._collect(step_of[key], item, branch)
+                            forks.append(
+                                asyncio.ensure_future(self._flow(request, branch, list(waiting), trace_parent, emit))
+                            )
+                        if final:
+                            del streams[key]
+            if forks:
+                await asyncio.gather(*forks)
+        except BaseException:
+            for step_future in (*running, *streams):
+                step_future.cancel()
+            for fork in forks:
+                fork.cancel()
+            raise
+        if forked or waiting:
+            return
+        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
+        outputs = [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
+        if outputs:
+            emit(InferenceResponse(self.name, self.version_str, request.id, outputs))
+
+    def _step_request(
+        self, request: InferenceRequest, step: Step, tensors: Mapping[str, Tensor], trace_parent: int
+    ) -> InferenceRequest:
+        step_request = InferenceRequest(
+            step.model_name,
+            step.model_version,
+            request.id,
+            {key: _renamed(tensors[source], key) for key, source in step.inputs.items()},
+            [RequestedOutput(name) for name in step.outputs],
+            dict(request.parameters),
+            request.priority,
+            request.timeout_us,
+            request.correlation_id,
+            request.flags,
+        )
+        step_request.trace_parent = trace_parent
+        return step_request
+
+    def _collect(self, step: Step, answer: InferenceResponse, tensors: dict[str, Tensor]) -> None:
+        """A step's outputs into ``tensors`` under their ensemble names."""
+        produced = {tensor.name: tensor for tensor in answer.outputs}
+        for key, target in step.outputs.items():
+            tensor = produced.get(key)
+            if tensor is None:
+                raise InternalError(
+                    f"in ensemble '{self.name}', model '{step.model_name}' did not produce output '{key}'"
+                )
+            tensors[target] = _renamed(tensor, target)
 
     async def _execute(
         self, request: InferenceRequest, running: dict[asyncio.Future[InferenceResponse], Step], trace_parent: int
@@ -312,3 +484,12 @@ class EnsembleModel:
 def _renamed(tensor: Tensor, name: str) -> Tensor:
     """The same data under another name (no copy)."""
     return tensor if tensor.name == name else Tensor(name, tensor.datatype, tensor.shape, tensor.data)
+
+
+def _enqueue_to(queue: asyncio.Queue[tuple[object, bool]]) -> ResponseSink:
+    """A decoupled step's response sink (on the loop) that queues what it is sent."""
+
+    def sink(item: InferenceResponse | TritonError | None, final: bool) -> None:
+        queue.put_nowait((item, final))
+
+    return sink
