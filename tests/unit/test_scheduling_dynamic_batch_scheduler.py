@@ -60,7 +60,23 @@ async def test_a_waiting_instance_wakes_when_the_batch_fills() -> None:
     thread.start()  # waits: one request, an hour of queue delay left
     for request in requests[1:]:
         scheduler.enqueue(request)
-    thread.join(timeout=30)
+    await asyncio.to_thread(thread.join, 30)  # the loop runs the wake-up meanwhile
+    assert taken == [requests]
+
+
+async def test_requests_queued_in_one_loop_iteration_form_one_batch() -> None:
+    loop = asyncio.get_running_loop()
+    scheduler = DynamicBatchScheduler(policy(preferred_batch_sizes=(), max_queue_delay_ns=0), Rejections())
+    taken: list[Sequence[Pending] | None] = []
+    thread = threading.Thread(target=lambda: taken.append(scheduler.take()))
+    thread.start()
+    while not scheduler._parked:  # noqa: ASYNC110 - waits for the instance thread to park (no event to wait on)
+        await asyncio.sleep(0.01)
+    requests = [pending(loop) for _ in range(3)]
+    for request in requests:  # as the HTTP frontend queues the requests read in one loop iteration
+        scheduler.enqueue(request)
+    assert not taken  # the instance is woken once, after the iteration
+    await asyncio.to_thread(thread.join, 30)
     assert taken == [requests]
 
 

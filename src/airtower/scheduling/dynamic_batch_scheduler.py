@@ -12,6 +12,7 @@ first, so finished requests are held until every request taken before them was a
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -33,8 +34,8 @@ class DynamicBatchScheduler:
 
     The queue is guarded by a plain lock; an instance thread with nothing to run parks on its own
     ``SimpleQueue`` (C-level blocking, no allocation per wait) and ``enqueue`` wakes one parked
-    thread. A wake-up may find nothing to do (another instance took the batch): the thread
-    simply looks again.
+    thread at the end of the event loop's iteration. A wake-up may find nothing to do (another
+    instance took the batch): the thread simply looks again.
     """
 
     def __init__(self, policy: BatcherPolicy, reject: Reject) -> None:
@@ -47,10 +48,22 @@ class DynamicBatchScheduler:
         self._flushing = False
         self._stopping = False
         self._next_order = 0
+        self._wake_scheduled = False
 
     def enqueue(self, pending: Pending) -> None:
+        """Queue ``pending`` (on the event loop). A parked instance is woken once per loop
+        iteration, after every request read in that iteration was queued, so that they can form
+        one batch (one wake-up and one execution instead of one per request)."""
         with self._lock:
             self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
+            if self._wake_scheduled or not self._parked:
+                return  # a wake-up is on its way, or every instance is busy and will look again
+            self._wake_scheduled = True
+        asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_scheduled = False
             waker = self._parked.popleft() if self._parked else None
         if waker is not None:
             waker.put(None)
