@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import queue
 import shutil
 import threading
 import urllib.error
@@ -237,6 +238,12 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
             for tensor in grpc_inputs:
                 tensor.set_data_from_numpy(np.ones(16, np.float32))
             grpc.infer("add_sub", grpc_inputs, request_id="g1")
+            streamed: queue.Queue[Any] = queue.Queue()
+            grpc.start_stream(callback=lambda result, error: streamed.put(error or result), headers={
+                "traceparent": f"00-{client_trace}-{client_span}-01"})  # fmt: skip
+            grpc.async_stream_infer("add_sub", grpc_inputs, request_id="s1")
+            assert streamed.get(timeout=60).as_numpy("OUTPUT0") is not None
+            grpc.stop_stream()
     finally:
         assert server.stop() == 0, server.output()  # the exporter flushes its queue on shutdown
         receiver.close()
@@ -258,8 +265,8 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
         return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in span.attributes}
 
     roots = [span for span in spans if span.name == "InferRequest"]
-    assert len(roots) == 3
-    assert len(spans) == 3 + 2 * 2 + 5  # a root per request; add_sub x2: model + compute; twice: 1 + 2 steps x 2
+    assert len(roots) == 4
+    assert len(spans) == 4 + 3 * 2 + 5  # a root per request; add_sub x3: model + compute; twice: 1 + 2 steps x 2
     http_events = ["HTTP_RECV_START", "HTTP_RECV_END", "INFER_RESPONSE_COMPLETE", "HTTP_SEND_START", "HTTP_SEND_END"]
     grpc_events = ["GRPC_WAITREAD_START", "GRPC_WAITREAD_END", "INFER_RESPONSE_COMPLETE", "GRPC_SEND_START",
                    "GRPC_SEND_END"]  # fmt: skip
@@ -268,8 +275,8 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
         assert model.parent_span_id == root.span_id
         assert model.trace_id == root.trace_id
         request_id = attributes(model)["triton.request_id"]
-        assert events(root) == (grpc_events if request_id == "g1" else http_events)
-        if request_id == "h1":  # the client's context: same trace, the client's span as parent
+        assert events(root) == (grpc_events if request_id in ("g1", "s1") else http_events)
+        if request_id in ("h1", "s1"):  # the client's context: same trace, the client's span as parent
             assert (root.trace_id.hex(), root.parent_span_id.hex()) == (client_trace, client_span)
         else:
             assert root.parent_span_id == b""
@@ -324,3 +331,38 @@ def test_tensors_level_writes_the_inputs_and_outputs_as_triton_does(tmp_path: Pa
         record("TENSOR_BACKEND_OUTPUT", "OUTPUT0", ",".join(str(2 * i) for i in range(16))),
         record("TENSOR_BACKEND_OUTPUT", "OUTPUT1", ",".join("0" for _ in range(16))),
     ]
+
+
+def test_generate_and_streamed_grpc_requests_are_traced(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
+    trace_file = tmp_path / "trace.json"
+    server = start_server(
+        [repository], f"--trace-config=triton,file={trace_file}", "--trace-config=level=TIMESTAMPS",
+        "--trace-config=rate=1",
+    )  # fmt: skip
+    try:
+        ones = [1.0] * 16
+        status, body = post(f"http://{server.url}/v2/models/add_sub/generate", {"INPUT0": ones, "INPUT1": ones})
+        assert (status, body["OUTPUT0"]) == (200, [2.0] * 16)
+        with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+            inputs = [grpcclient.InferInput(name, [16], "FP32") for name in ("INPUT0", "INPUT1")]
+            for tensor in inputs:
+                tensor.set_data_from_numpy(np.ones(16, np.float32))
+            streamed: queue.Queue[Any] = queue.Queue()
+            grpc.start_stream(callback=lambda result, error: streamed.put(error or result))
+            grpc.async_stream_infer("add_sub", inputs, request_id="s1")
+            assert streamed.get(timeout=60).as_numpy("OUTPUT0").tolist() == [2.0] * 16
+            grpc.stop_stream()
+    finally:
+        assert server.stop() == 0, server.output()
+    records = json.loads(trace_file.read_text())
+    names_by_id: dict[int, list[str]] = {}
+    for record in records:
+        if "timestamps" in record:
+            names_by_id.setdefault(record["id"], []).append(record["timestamps"][0]["name"])
+    assert sorted(names_by_id.values()) == [
+        ["GRPC_WAITREAD_START", "GRPC_WAITREAD_END", *MODEL_ORDER, "INFER_RESPONSE_COMPLETE", "GRPC_SEND_START",
+         "GRPC_SEND_END"],
+        ORDER,
+    ]  # fmt: skip

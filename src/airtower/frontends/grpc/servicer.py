@@ -192,14 +192,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             nonlocal reading
             try:
                 async for message in requests:
+                    trace = _trace_context(context) if self.server.tracing else None
                     try:
                         request = self._decode(message)
+                        request.trace_context = trace
                         future = self.server.infer_stream(request, functools.partial(on_response, request))
                     except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
                         queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), message.id))
                         continue
                     in_flight.add(future)
                     future.add_done_callback(finished)
+                    if trace is not None:
+                        future.add_done_callback(functools.partial(self._stream_traced, trace))
             finally:
                 reading = False
                 if not in_flight:
@@ -216,6 +220,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             reader.cancel()
             for future in list(in_flight):
                 future.cancel()
+
+    def _stream_traced(self, trace: RequestTraceContext, future: asyncio.Future[InferenceResponse]) -> None:
+        """A traced request of a stream is done: its last response is queued for the stream."""
+        if future.cancelled():
+            self.server.trace_finished(trace, None)
+            return
+        now = time.monotonic_ns()
+        self.server.trace_finished(trace, (now, now, now))
 
     # ---------------------------------------------------------------- model repository extension
 

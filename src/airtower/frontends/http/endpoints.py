@@ -259,9 +259,22 @@ class Endpoints:
             else:
                 on_response(error if isinstance(error, TritonError) else InternalError(str(error)), True)
 
+        trace = None
+        if self.server.tracing:
+            trace = RequestTraceContext(
+                "HTTP", _trace_headers(request.headers), (request.received_ns, time.monotonic_ns())
+            )
+            inference_request.trace_context = trace
         stream.future = self.server.infer_stream(inference_request, on_response)
         stream.future.add_done_callback(on_done)
+        if trace is not None:
+            stream.future.add_done_callback(functools.partial(self._generate_traced, trace))
         return stream
+
+    def _generate_traced(self, trace: RequestTraceContext, future: asyncio.Future[InferenceResponse]) -> None:
+        """A traced generate request is done: its last chunk is queued for the connection."""
+        now = time.monotonic_ns()
+        self.server.trace_finished(trace, None if future.cancelled() else (now, now, now))
 
     def _decode(
         self, headers: dict[bytes, bytes], body: bytes, name: str, version: str
