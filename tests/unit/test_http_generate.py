@@ -301,6 +301,7 @@ class FakeServer:
     """Just what the generate endpoints call; the test drives the responses."""
 
     def __init__(self) -> None:
+        self.tracing = False  # no request is traced
         self.sinks: list[ResponseSink] = []
         self.futures: list[asyncio.Future[InferenceResponse]] = []
         self.requests: list[InferenceRequest] = []
