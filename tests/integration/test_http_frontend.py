@@ -16,7 +16,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
@@ -38,6 +38,9 @@ from airtower.errors import (
 )
 from airtower.frontends.http.app import HttpFrontend
 from airtower.options import ServerOptions
+
+if TYPE_CHECKING:
+    from airtower.server import InferenceServer
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +174,10 @@ def _classify(tensor: Tensor, class_count: int) -> Tensor:
 class _FrontendThread:
     def __init__(self, server: FakeInferenceServer) -> None:
         self.loop = uvloop.new_event_loop()
-        self.frontend = HttpFrontend(server, host="127.0.0.1", port=0, max_input_size=MAX_INPUT_SIZE)
+        # The fake implements what the frontend calls of InferenceServer.
+        self.frontend = HttpFrontend(
+            cast("InferenceServer", server), host="127.0.0.1", port=0, max_input_size=MAX_INPUT_SIZE
+        )
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self.frontend.start(), self.loop).result(10)
@@ -226,11 +232,14 @@ def _infer_json(frontend: _FrontendThread, document: dict[str, Any], model: str 
 
 
 def _sample(datatype: str, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    array: np.ndarray
     if datatype == "BYTES":
-        return np.array([f"s{i}é".encode() for i in range(6)], dtype=np.object_).reshape(shape)
-    if datatype == "BOOL":
-        return (np.arange(6) % 2 == 0).reshape(shape)
-    return np.arange(6).astype(ALL_DATATYPES[datatype]).reshape(shape)
+        array = np.array([f"s{i}é".encode() for i in range(6)], dtype=np.object_).reshape(shape)
+    elif datatype == "BOOL":
+        array = (np.arange(6) % 2 == 0).reshape(shape)
+    else:
+        array = np.arange(6).astype(ALL_DATATYPES[datatype]).reshape(shape)
+    return array
 
 
 # ------------------------------------------------------------------------------ health and metadata

@@ -53,7 +53,7 @@ def spans(client: httpclient.InferenceServerClient, models: list[str]) -> list[t
     tensor = httpclient.InferInput("IN", [1], "INT32")
     tensor.set_data_from_numpy(np.zeros(1, np.int32))
     pending = [client.async_infer(model, [tensor]) for model in models]
-    return [tuple(request.get_result().as_numpy("SPAN").tolist()) for request in pending]  # type: ignore[misc]
+    return [tuple(request.get_result().as_numpy("SPAN").tolist()) for request in pending]
 
 
 def test_instances_sharing_a_resource_never_overlap(tmp_path: Path) -> None:

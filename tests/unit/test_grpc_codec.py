@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2

@@ -367,13 +367,15 @@ def test_http_codec_encode_json_output_for_every_datatype(datatype: str) -> None
     document = json.loads(header)
     assert buffers == []
     assert document["id"] == "abc"
-    expected = [b.decode("utf-8", "replace") for b in data.reshape(-1)] if datatype == "BYTES" else data.reshape(-1)
+    expected: list[Any] = (
+        [b.decode("utf-8", "replace") for b in data.reshape(-1)] if datatype == "BYTES" else data.reshape(-1).tolist()
+    )
     assert document["outputs"] == [
         {
             "name": "y",
             "datatype": datatype,
             "shape": [2, 3],
-            "data": list(expected.tolist() if datatype != "BYTES" else expected),
+            "data": expected,
         }
     ]
 

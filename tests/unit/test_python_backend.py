@@ -127,7 +127,7 @@ def make_request(request_id: str = "", **kwargs: Any) -> InferenceRequest:
     return InferenceRequest("add_sub", id=request_id, inputs=inputs, **kwargs)
 
 
-def response_of(result: InferenceResponse | TritonError) -> InferenceResponse:
+def response_of(result: InferenceResponse | TritonError | None) -> InferenceResponse:
     assert isinstance(result, InferenceResponse), result
     return result
 
