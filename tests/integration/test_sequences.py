@@ -211,3 +211,31 @@ def test_an_idle_sequence_frees_its_slot(client: httpclient.InferenceServerClien
     assert add(5, 62, sequence_start=True, sequence_end=True)["total"] == 5
     with pytest.raises(InferenceServerException, match="must specify the START flag"):
         add(1, 61)  # released as idle
+
+
+def test_oldest_strategy_batches_ready_sequences_within_the_queue_delay(tmp_path: Path) -> None:
+    model = tmp_path / "acc_oldest"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(ACCUMULATOR)
+    config = textwrap.dedent(CONFIG).replace('name: "acc"', 'name: "acc_oldest"').replace("count: 2", "count: 1")
+    # Four candidate sequences; a batch waits (up to a minute) until four are ready, its preferred size.
+    config = config.replace(
+        "sequence_batching {",
+        "sequence_batching {\n  oldest { max_candidate_sequences: 4 preferred_batch_size: [ 4 ] "
+        "max_queue_delay_microseconds: 60000000 }",
+    )
+    (model / "config.pbtxt").write_text(config)
+    process = start_server([tmp_path])
+    try:
+        with httpclient.InferenceServerClient(process.url, concurrency=4) as client:
+            tensor = httpclient.InferInput("IN", [1, 1], "INT32")
+            tensor.set_data_from_numpy(np.array([[5]], np.int32))
+            pending = [
+                client.async_infer("acc_oldest", [tensor], sequence_id=cid, sequence_start=True) for cid in (1, 2, 3, 4)
+            ]
+            totals = sorted(json.loads(p.get_result().as_numpy("OUT")[0][0])["total"] for p in pending)
+            assert totals == [5, 5, 5, 5]
+            stats = client.get_inference_statistics("acc_oldest")["model_stats"][0]
+            assert (stats["inference_count"], stats["execution_count"]) == (4, 1)  # one batch of the four
+    finally:
+        assert process.stop() == 0, process.output()

@@ -18,6 +18,10 @@ def table(instances: int = 1, slots: int = 1, idle_ns: int = SECOND, batch_limit
     return SequenceTable("acc", instances, slots, idle_ns, batch_limit)
 
 
+def hold_until(t: SequenceTable[str]) -> int | None:
+    return t.hold_until_ns
+
+
 def items(batch: list[Queued[str]]) -> list[str]:
     return [queued.item for queued in batch]
 
@@ -98,6 +102,30 @@ def test_a_batch_holds_at_most_the_batch_limit_oldest_first() -> None:
         t.admit(f"s{cid}", cid, True, False, index)
     assert items(t.next_batch(0, 10)) == ["s3", "s1"]
     assert items(t.next_batch(0, 11)) == ["s2"]
+
+
+def test_oldest_strategy_waits_the_queue_delay_for_a_fuller_batch() -> None:
+    t = SequenceTable[str]("acc", 1, 8, SECOND, 4, preferred=(), delay_ns=100)
+    t.admit("a1", 1, True, False, 0)
+    t.admit("b1", 2, True, False, 10)
+    assert t.next_batch(0, 50) == []  # 2 of 4 ready, the oldest waited 50 of 100 ns
+    assert hold_until(t) == 100
+    t.admit("c1", 3, True, False, 60)
+    t.admit("d1", 4, True, False, 70)
+    assert items(t.next_batch(0, 80)) == ["a1", "b1", "c1", "d1"]  # the batch limit: no need to wait
+    assert hold_until(t) is None
+    t.admit("a2", 1, False, False, 90)
+    assert t.next_batch(0, 150) == []
+    assert items(t.next_batch(0, 190)) == ["a2"]  # the delay is over: what is ready goes
+
+
+def test_oldest_strategy_sends_a_preferred_size_at_once() -> None:
+    t = SequenceTable[str]("acc", 1, 8, SECOND, 4, preferred=(2,), delay_ns=SECOND)
+    for index, cid in enumerate((1, 2, 3)):
+        t.admit(f"s{cid}", cid, True, False, index)
+    assert items(t.next_batch(0, 5)) == ["s1", "s2"]  # the largest preferred size that fits
+    assert t.next_batch(0, 6) == []  # one left: below every preferred size, within the delay
+    assert items(t.next_batch(0, SECOND + 3)) == ["s3"]
 
 
 def test_drain_returns_every_queued_request() -> None:

@@ -133,8 +133,13 @@ class SequenceBatchScheduler:
         if strategy == "oldest" and batching.oldest.max_candidate_sequences > 0:
             slots = batching.oldest.max_candidate_sequences
         idle_us = batching.max_sequence_idle_microseconds or DEFAULT_IDLE_US
+        preferred: tuple[int, ...] = ()
+        delay_ns = 0
+        if strategy == "oldest":
+            preferred = tuple(batching.oldest.preferred_batch_size)
+            delay_ns = batching.oldest.max_queue_delay_microseconds * 1000
         self._table: SequenceTable[Pending] = SequenceTable(
-            config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size
+            config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size, preferred, delay_ns
         )
         self._controls = control_inputs(config)
         self.states = implicit_states(config, model_dir)
@@ -175,9 +180,12 @@ class SequenceBatchScheduler:
                         return batch
                     continue
                 if self._stopping:
-                    return None
-                wake = self._table.next_idle_ns()
-                self._changed.wait(None if wake is None else max(wake - now, 0) / 1e9)
+                    if self._table.hold_until_ns is None:
+                        return None
+                    self._table.delay_ns = 0  # exiting: a batch held back for the queue delay runs now
+                    continue
+                wakes = [at for at in (self._table.next_idle_ns(), self._table.hold_until_ns) if at is not None]
+                self._changed.wait(max(min(wakes) - now, 0) / 1e9 if wakes else None)
 
     def flush(self) -> None:
         pass  # sequences never wait for a batch to fill

@@ -11,6 +11,11 @@ takes a free slot on the least busy instance, or waits in a backlog until one fr
 END request is taken, or when it has been idle longer than ``max_sequence_idle_microseconds``.
 A batch for an instance holds at most one request per sequence (the oldest first), so a
 sequence's requests never run at the same time and run in arrival order.
+
+The oldest strategy's ``max_queue_delay_microseconds`` and ``preferred_batch_size`` apply as in
+the dynamic batcher: while fewer sequences have a request ready than the batch limit, a batch goes
+at once only if a preferred size can be formed (the largest that fits); otherwise it waits until
+the oldest ready request has waited the delay (``hold_until_ns`` says until when).
 """
 
 from __future__ import annotations
@@ -47,8 +52,21 @@ class _Sequence(Generic[T]):
 class SequenceTable(Generic[T]):
     """Active sequences, their instances and their queued requests. Not thread-safe."""
 
-    def __init__(self, model_name: str, instances: int, slots: int, idle_ns: int, batch_limit: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        instances: int,
+        slots: int,
+        idle_ns: int,
+        batch_limit: int,
+        preferred: tuple[int, ...] = (),
+        delay_ns: int = 0,
+    ) -> None:
         self.model_name = model_name
+        self.preferred = tuple(sorted(size for size in preferred if size > 0))
+        self.delay_ns = delay_ns
+        #: Set by ``next_batch`` when it holds a partial batch back: when to ask again.
+        self.hold_until_ns: int | None = None
         self.instances = instances
         self.slots = max(slots, 1)
         self.idle_ns = idle_ns
@@ -90,10 +108,20 @@ class SequenceTable(Generic[T]):
     def next_batch(self, instance: int, now_ns: int) -> list[Queued[T]]:
         """The next requests for ``instance``: the head of each of its sequences, oldest first."""
         self.release_idle(now_ns)
+        self.hold_until_ns = None
         heads = [sequence for sequence in self._sequences.values() if sequence.instance == instance and sequence.queue]
         heads.sort(key=lambda sequence: sequence.queue[0].enqueue_ns)
+        size = min(len(heads), self.batch_limit)
+        if self.delay_ns and heads and size < self.batch_limit:
+            fitting = [preferred for preferred in self.preferred if preferred <= size]
+            oldest = heads[0].queue[0].enqueue_ns
+            if fitting:
+                size = fitting[-1]
+            elif now_ns - oldest < self.delay_ns:
+                self.hold_until_ns = oldest + self.delay_ns
+                return []
         batch: list[Queued[T]] = []
-        for sequence in heads[: self.batch_limit]:
+        for sequence in heads[:size]:
             queued = sequence.queue.popleft()
             sequence.last_ns = now_ns
             batch.append(queued)
