@@ -21,6 +21,7 @@ from airtower.core.response import InferenceResponse
 from airtower.errors import (
     InvalidArgumentError,
     ModelNotFoundError,
+    NotFoundError,
     ServerNotReadyError,
     UnavailableError,
     UnsupportedError,
@@ -249,6 +250,34 @@ class InferenceServer:
         self._log_settings = self._log_settings.updated(changes)
         log_settings.apply(self._log_settings)
         return self._log_settings.to_json()
+
+    # -- shared-memory extensions -------------------------------------------------------------
+
+    def shared_memory_status(self, kind: str, name: str = "") -> list[dict[str, JSONValue]]:
+        """The registered regions of ``kind`` ("system" or "cuda"): none, since airtower does not
+        take tensors through shared memory yet.
+
+        Raises:
+            NotFoundError: a named region (Triton's message).
+        """
+        if name:
+            raise NotFoundError(f"Unable to find {kind} shared memory region: '{name}'")
+        return []
+
+    def shared_memory_unregister(self, kind: str, name: str = "") -> None:
+        """Unregister one region of ``kind`` or all: as in Triton, unregistering what is not
+        registered succeeds."""
+
+    def shared_memory_register(self, kind: str, name: str) -> None:
+        """Register a region: not supported.
+
+        Raises:
+            UnsupportedError: always (HTTP 501, gRPC UNIMPLEMENTED).
+        """
+        raise UnsupportedError(
+            f"{'System' if kind == 'system' else 'CUDA'} shared memory is not supported by airtower yet: "
+            f"cannot register region '{name}'; send tensors in the request body"
+        )
 
     # -- statistics and repository extensions ---------------------------------------------
 

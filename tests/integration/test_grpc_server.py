@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import queue
 import subprocess
 import textwrap
@@ -127,21 +128,26 @@ def test_load_and_unload_in_control_mode_none_are_unavailable(client: grpcclient
         assert raised.value.message() == "explicit model load / unload is not allowed if polling is enabled"
 
 
-@pytest.mark.parametrize(
-    ("rpc", "request_type"),
-    [
-        ("SystemSharedMemoryStatus", service_pb2.SystemSharedMemoryStatusRequest),
-        ("SystemSharedMemoryRegister", service_pb2.SystemSharedMemoryRegisterRequest),
-        ("SystemSharedMemoryUnregister", service_pb2.SystemSharedMemoryUnregisterRequest),
-        ("CudaSharedMemoryStatus", service_pb2.CudaSharedMemoryStatusRequest),
-        ("CudaSharedMemoryRegister", service_pb2.CudaSharedMemoryRegisterRequest),
-        ("CudaSharedMemoryUnregister", service_pb2.CudaSharedMemoryUnregisterRequest),
-    ],
-)
-def test_unsupported_rpcs_are_unimplemented(stub: Any, rpc: str, request_type: Any) -> None:
-    code, message = status_and_message(stub, rpc, request_type())
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert message == f"{rpc} is not supported by airtower yet"
+def test_shared_memory_rpcs_answer_as_the_http_side(client: grpcclient.InferenceServerClient) -> None:
+    # No region is ever registered: status lists none, unregistering succeeds (as in Triton), registering is refused.
+    assert client.get_system_shared_memory_status(as_json=True) == {}
+    assert client.get_cuda_shared_memory_status(as_json=True) == {}
+    client.unregister_system_shared_memory()
+    client.unregister_system_shared_memory("r1")
+    client.unregister_cuda_shared_memory()
+    with pytest.raises(InferenceServerException) as raised:
+        client.get_system_shared_memory_status("r1")
+    assert raised.value.status() == "StatusCode.NOT_FOUND"
+    assert raised.value.message() == "Unable to find system shared memory region: 'r1'"
+    with pytest.raises(InferenceServerException) as raised:
+        client.register_system_shared_memory("r1", "/airtower_test", 64)
+    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert (
+        "System shared memory is not supported by airtower yet: cannot register region 'r1'" in raised.value.message()
+    )
+    with pytest.raises(InferenceServerException) as raised:
+        client.register_cuda_shared_memory("r2", base64.b64encode(b"handle"), 0, 64)
+    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
 
 
 # -- inference -------------------------------------------------------------------------------

@@ -407,3 +407,18 @@ def test_raw_binary_request(server: ServerProcess) -> None:
     length = int(headers["inference-header-content-length"])
     assert np.frombuffer(data[length:], np.int32).tolist() == [0]
     del a
+
+
+def test_shared_memory_endpoints_answer_as_triton_does_with_no_region(server: ServerProcess) -> None:
+    # What the reference 2.51 answers while no region is registered; registering is refused (501).
+    for kind in ("system", "cuda"):
+        status, _, body = raw(server, "GET", f"/v2/{kind}sharedmemory/status")
+        assert (status, body) == (200, b"[]")
+        status, _, body = raw(server, "GET", f"/v2/{kind}sharedmemory/region/r1/status")
+        assert (status, json.loads(body)) == (404, {"error": f"Unable to find {kind} shared memory region: 'r1'"})
+        assert raw(server, "POST", f"/v2/{kind}sharedmemory/unregister")[0] == 200
+        assert raw(server, "POST", f"/v2/{kind}sharedmemory/region/r1/unregister")[0] == 200
+        status, _, body = raw(server, "POST", f"/v2/{kind}sharedmemory/region/r1/register", '{"byte_size": 64}')
+        assert status == 501
+        assert "shared memory is not supported by airtower yet" in json.loads(body)["error"]
+    assert raw(server, "POST", "/v2/systemsharedmemory/status")[0] == 405

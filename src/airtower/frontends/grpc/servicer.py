@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
-from airtower.errors import InternalError, TritonError, UnsupportedError
+from airtower.errors import InternalError, TritonError
 from airtower.frontends.grpc.codec import (
     InferResponseEncoder,
     decode_infer_request,
@@ -263,28 +263,48 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             error = _as_triton_error(exc, "RepositoryModelUnload")
         return await _abort(context, error)
 
-    # ---------------------------------------------------------------- not supported yet (nor over HTTP)
-
-    async def _unsupported(self, rpc: str, context: _Context) -> NoReturn:
-        await _abort(context, UnsupportedError(f"{rpc} is not supported by airtower yet"))
+    # ---------------------------------------------------------------- shared-memory extensions
 
     async def SystemSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("SystemSharedMemoryStatus", context)
+        return await self._shared_memory(context, "SystemSharedMemoryStatus", "system", "status", request.name)
 
     async def SystemSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("SystemSharedMemoryRegister", context)
+        return await self._shared_memory(context, "SystemSharedMemoryRegister", "system", "register", request.name)
 
     async def SystemSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("SystemSharedMemoryUnregister", context)
+        return await self._shared_memory(context, "SystemSharedMemoryUnregister", "system", "unregister", request.name)
 
     async def CudaSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("CudaSharedMemoryStatus", context)
+        return await self._shared_memory(context, "CudaSharedMemoryStatus", "cuda", "status", request.name)
 
     async def CudaSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("CudaSharedMemoryRegister", context)
+        return await self._shared_memory(context, "CudaSharedMemoryRegister", "cuda", "register", request.name)
 
     async def CudaSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
-        await self._unsupported("CudaSharedMemoryUnregister", context)
+        return await self._shared_memory(context, "CudaSharedMemoryUnregister", "cuda", "unregister", request.name)
+
+    async def _shared_memory(self, context: _Context, rpc: str, kind: str, action: str, name: str) -> Any:
+        """The shared-memory extensions, answered as the HTTP side answers them (no region is ever
+        registered: status lists none, unregister succeeds, register is UNIMPLEMENTED)."""
+        responses = {
+            ("system", "status"): service_pb2.SystemSharedMemoryStatusResponse,
+            ("system", "register"): service_pb2.SystemSharedMemoryRegisterResponse,
+            ("system", "unregister"): service_pb2.SystemSharedMemoryUnregisterResponse,
+            ("cuda", "status"): service_pb2.CudaSharedMemoryStatusResponse,
+            ("cuda", "register"): service_pb2.CudaSharedMemoryRegisterResponse,
+            ("cuda", "unregister"): service_pb2.CudaSharedMemoryUnregisterResponse,
+        }
+        try:
+            if action == "status":
+                self.server.shared_memory_status(kind, name)
+            elif action == "unregister":
+                self.server.shared_memory_unregister(kind, name)
+            else:
+                self.server.shared_memory_register(kind, name)
+            return responses[(kind, action)]()
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, rpc)
+        return await _abort(context, error)
 
     async def TraceSetting(self, request: Any, context: _Context) -> Any:
         """The trace extension: settings global or per model (``model_name``), read or updated."""

@@ -122,6 +122,8 @@ class Router:
             return self._resolve_model(method, parts)
         if section == "repository":
             return self._resolve_repository(method, parts)
+        if section in ("systemsharedmemory", "cudasharedmemory"):
+            return self._resolve_shared_memory(method, section[: -len("sharedmemory")], parts)
         if section == "trace" and count == 4 and parts[3] == "setting":
             return (e.trace_settings, ("",)) if method in (_GET, _POST) else METHOD_NOT_ALLOWED
         if section == "logging" and count == 3:
@@ -164,6 +166,24 @@ class Router:
             return _only(_GET, method, e.model_config, (name, version))
         if suffix == "stats":
             return _only(_GET, method, e.model_statistics, (name, version))
+        return NOT_FOUND
+
+    def _resolve_shared_memory(self, method: bytes, kind: str, parts: list[str]) -> Route | HttpResponse:
+        """``/v2/{system,cuda}sharedmemory[/region/<name>]/{status,register,unregister}``."""
+        count = len(parts)
+        e = self.endpoints
+        if count == 4:
+            name, action = "", parts[3]
+        elif count == 6 and parts[3] == "region" and parts[4]:
+            name, action = _unquote(parts[4]), parts[5]
+        else:
+            return NOT_FOUND
+        if action == "status":
+            return _only(_GET, method, e.shared_memory_status, (kind, name))
+        if action == "unregister":
+            return _only(_POST, method, e.shared_memory_unregister, (kind, name))
+        if action == "register" and name:
+            return _only(_POST, method, e.shared_memory_register, (kind, name))
         return NOT_FOUND
 
     def _resolve_repository(self, method: bytes, parts: list[str]) -> Route | HttpResponse:

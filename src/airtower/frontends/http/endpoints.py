@@ -314,6 +314,22 @@ class Endpoints:
             raise InvalidArgumentError(too_large_message(len(body), self.max_input_size))
         return body
 
+    # ---------------------------------------------------------------- shared-memory extensions
+
+    def shared_memory_status(self, request: HttpRequest, kind: str, name: str) -> HttpResponse:
+        """GET /v2/{system,cuda}sharedmemory[/region/{r}]/status."""
+        return HttpResponse(200, encode_json(self.server.shared_memory_status(kind, name)))
+
+    def shared_memory_unregister(self, request: HttpRequest, kind: str, name: str) -> HttpResponse:
+        """POST /v2/{system,cuda}sharedmemory[/region/{r}]/unregister."""
+        self.server.shared_memory_unregister(kind, name)
+        return _LOADED
+
+    def shared_memory_register(self, request: HttpRequest, kind: str, name: str) -> HttpResponse:
+        """POST /v2/{system,cuda}sharedmemory/region/{r}/register."""
+        self.server.shared_memory_register(kind, name)
+        return _LOADED
+
     # ---------------------------------------------------------------- trace extension
 
     def trace_settings(self, request: HttpRequest, name: str) -> HttpResponse:
