@@ -1,0 +1,105 @@
+"""A/B: airtower at another git revision against the working tree, on the same model, in one run.
+
+    .venv/bin/python bench/ab.py --base HEAD~1 [--model add_sub] [--concurrency 1 4 16] [--rounds 3]
+
+On a shared two-core machine the throughput of the same server moves by ±10-15% between runs, so a
+change is judged against its base measured in the same run: the base revision is checked out into a
+temporary git worktree and served with its own ``src`` first on ``PYTHONPATH`` (same virtual
+environment), the working tree as installed. For each concurrency the two servers are measured in
+turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
+prints each side's median throughput and p99 and the median ratio (working tree / base). The
+models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from run import make_repository
+from servers import REF, ROOT, free_port, stop, wait_ready
+
+
+def serve(src: Path | None, repository: Path, model: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """airtower from ``src`` (None: the working tree) serving ``model``; returns it and its HTTP port."""
+    port = free_port()
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
+    args = [sys.executable, "-m", "airtower", "serve", "--model-repository", str(repository),
+            "--http-address", "127.0.0.1", "--http-port", str(port), "--allow-grpc=false", "--allow-metrics=false",
+            "--model-control-mode", "explicit", "--load-model", model]  # fmt: skip
+    process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_ready(port, process)
+    except BaseException:
+        stop(process)
+        raise
+    return process, port
+
+
+def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Path) -> tuple[float, float]:
+    """perf_analyzer's throughput (infer/s) and p99 (µs) against ``port``."""
+    report = workdir / "perf.csv"
+    subprocess.run(
+        [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", f"127.0.0.1:{port}", "-i", "http",
+         "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(int(seconds * 1000)),
+         "-f", str(report)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    row = next(csv.DictReader(report.open()))
+    return float(row["Inferences/Second"]), float(row["p99 latency"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the git revision to compare with (e.g. HEAD~1, main)")
+    parser.add_argument("--model", default="add_sub", choices=("add_sub", "add_sub_batched", "add_sub_dynamic"))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="perf_analyzer measurement window")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="airtower-ab-") as temp:
+        workdir = Path(temp)
+        base = workdir / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            repository = make_repository(workdir)
+            sides = {"base": base / "src", "tree": None}
+            results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+            for round_index in range(args.rounds):
+                for concurrency in args.concurrency:
+                    order = ["base", "tree"] if round_index % 2 == 0 else ["tree", "base"]
+                    for side in order:
+                        process, port = serve(sides[side], repository, args.model, workdir / f"{side}.log")
+                        try:
+                            measure(port, args.model, concurrency, 1.0, workdir)  # warm-up
+                            result = measure(port, args.model, concurrency, args.seconds, workdir)
+                        finally:
+                            stop(process)
+                        results.setdefault((side, concurrency), []).append(result)
+            print(f"{args.model}: working tree vs {args.base} ({args.rounds} rounds, alternating)")
+            for concurrency in args.concurrency:
+                base_runs, tree_runs = results[("base", concurrency)], results[("tree", concurrency)]
+                ratios = [t[0] / b[0] for t, b in zip(tree_runs, base_runs, strict=True)]
+                print(
+                    f"c={concurrency:<3d} base {statistics.median(r[0] for r in base_runs):7.0f}/s "
+                    f"p99 {statistics.median(r[1] for r in base_runs):6.0f}us | "
+                    f"tree {statistics.median(r[0] for r in tree_runs):7.0f}/s "
+                    f"p99 {statistics.median(r[1] for r in tree_runs):6.0f}us | "
+                    f"throughput x{statistics.median(ratios):.3f}"
+                )
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
