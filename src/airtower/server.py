@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airtower.core.request import InferenceRequest, RequestTraceContext, ResponseSink
 from airtower.core.response import InferenceResponse
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.errors import (
     InvalidArgumentError,
     ModelNotFoundError,
@@ -47,6 +48,7 @@ EXTENSIONS: tuple[str, ...] = (
     "model_repository(unload_dependents)",
     "schedule_policy",
     "model_configuration",
+    "system_shared_memory",
     "binary_tensor_data",
     "parameters",
     "statistics",
@@ -67,6 +69,8 @@ class InferenceServer:
         self._drained = asyncio.Event()
         self._drained.set()
         self._log_settings = options.log_settings
+        #: Regions clients registered through the system shared memory extension.
+        self.shared_memory = SystemSharedMemory()
         #: poll mode: the task that rescans the repositories; owned here, cancelled by ``stop``.
         self._poller: asyncio.Task[None] | None = None
 
@@ -119,6 +123,7 @@ class InferenceServer:
                 logger.warning("timeout: %d requests still in flight; unloading anyway", self._in_flight)
         await self.models.aclose()
         self.models.tracer.close()
+        self.shared_memory.unregister()
         self._live = False
 
     # -- health and metadata (KServe v2 core) -------------------------------------------------
@@ -254,30 +259,38 @@ class InferenceServer:
     # -- shared-memory extensions -------------------------------------------------------------
 
     def shared_memory_status(self, kind: str, name: str = "") -> list[dict[str, JSONValue]]:
-        """The registered regions of ``kind`` ("system" or "cuda"): none, since airtower does not
-        take tensors through shared memory yet.
+        """The registered regions of ``kind`` ("system" or "cuda"; none for CUDA, which airtower
+        does not support), or region ``name``.
 
         Raises:
-            NotFoundError: a named region (Triton's message).
+            NotFoundError: a named region that is not registered (Triton's message).
         """
+        if kind == "system":
+            return list(self.shared_memory.status(name))
         if name:
-            raise NotFoundError(f"Unable to find {kind} shared memory region: '{name}'")
+            raise NotFoundError(f"Unable to find cuda shared memory region: '{name}'")
         return []
 
     def shared_memory_unregister(self, kind: str, name: str = "") -> None:
-        """Unregister one region of ``kind`` or all: as in Triton, unregistering what is not
-        registered succeeds."""
+        """Unregister region ``name`` of ``kind`` or all; as in Triton, unknown names succeed."""
+        if kind == "system":
+            self.shared_memory.unregister(name)
 
-    def shared_memory_register(self, kind: str, name: str) -> None:
-        """Register a region: not supported.
+    def shared_memory_register(self, kind: str, name: str, key: str = "", offset: int = 0, byte_size: int = 0) -> None:
+        """Register system shared-memory region ``name`` (``byte_size`` bytes at ``offset`` of the
+        POSIX shared-memory object ``key``).
 
         Raises:
-            UnsupportedError: always (HTTP 501, gRPC UNIMPLEMENTED).
+            AlreadyExistsError: the name is taken.
+            InternalError: the object cannot be opened or is too small.
+            UnsupportedError: CUDA shared memory (HTTP 501, gRPC UNIMPLEMENTED).
         """
-        raise UnsupportedError(
-            f"{'System' if kind == 'system' else 'CUDA'} shared memory is not supported by airtower yet: "
-            f"cannot register region '{name}'; send tensors in the request body"
-        )
+        if kind != "system":
+            raise UnsupportedError(
+                f"CUDA shared memory is not supported by airtower: cannot register region '{name}'; "
+                "use system shared memory or send tensors in the request"
+            )
+        self.shared_memory.register(name, key, offset, byte_size)
 
     # -- statistics and repository extensions ---------------------------------------------
 

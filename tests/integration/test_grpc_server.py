@@ -129,7 +129,7 @@ def test_load_and_unload_in_control_mode_none_are_unavailable(client: grpcclient
 
 
 def test_shared_memory_rpcs_answer_as_the_http_side(client: grpcclient.InferenceServerClient) -> None:
-    # No region is ever registered: status lists none, unregistering succeeds (as in Triton), registering is refused.
+    # No region registered: status lists none, unregistering succeeds (as in Triton); CUDA regions are refused.
     assert client.get_system_shared_memory_status(as_json=True) == {}
     assert client.get_cuda_shared_memory_status(as_json=True) == {}
     client.unregister_system_shared_memory()
@@ -140,11 +140,9 @@ def test_shared_memory_rpcs_answer_as_the_http_side(client: grpcclient.Inference
     assert raised.value.status() == "StatusCode.NOT_FOUND"
     assert raised.value.message() == "Unable to find system shared memory region: 'r1'"
     with pytest.raises(InferenceServerException) as raised:
-        client.register_system_shared_memory("r1", "/airtower_test", 64)
-    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
-    assert (
-        "System shared memory is not supported by airtower yet: cannot register region 'r1'" in raised.value.message()
-    )
+        client.register_system_shared_memory("r1", "/airtower_no_such_region", 64)
+    assert raised.value.status() == "StatusCode.INTERNAL"  # as 2.51 answers a key it cannot open
+    assert raised.value.message() == "Unable to open shared memory region: '/airtower_no_such_region'"
     with pytest.raises(InferenceServerException) as raised:
         client.register_cuda_shared_memory("r2", base64.b64encode(b"handle"), 0, 64)
     assert raised.value.status() == "StatusCode.UNIMPLEMENTED"

@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.core.tensor import Tensor
 from airtower.errors import (
     InternalError,
@@ -76,6 +77,7 @@ class FakeInferenceServer:
     def __init__(self) -> None:
         self.options = ServerOptions(model_repositories=())
         self.tracing = False  # no request is traced: the frontend attaches no trace context
+        self.shared_memory = SystemSharedMemory()
         self.live = True
         self.ready = True
         self.configs = {

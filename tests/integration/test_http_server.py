@@ -410,7 +410,7 @@ def test_raw_binary_request(server: ServerProcess) -> None:
 
 
 def test_shared_memory_endpoints_answer_as_triton_does_with_no_region(server: ServerProcess) -> None:
-    # What the reference 2.51 answers while no region is registered; registering is refused (501).
+    # What the reference 2.51 answers while no region is registered; CUDA regions cannot be registered (501).
     for kind in ("system", "cuda"):
         status, _, body = raw(server, "GET", f"/v2/{kind}sharedmemory/status")
         assert (status, body) == (200, b"[]")
@@ -418,7 +418,16 @@ def test_shared_memory_endpoints_answer_as_triton_does_with_no_region(server: Se
         assert (status, json.loads(body)) == (404, {"error": f"Unable to find {kind} shared memory region: 'r1'"})
         assert raw(server, "POST", f"/v2/{kind}sharedmemory/unregister")[0] == 200
         assert raw(server, "POST", f"/v2/{kind}sharedmemory/region/r1/unregister")[0] == 200
-        status, _, body = raw(server, "POST", f"/v2/{kind}sharedmemory/region/r1/register", '{"byte_size": 64}')
-        assert status == 501
-        assert "shared memory is not supported by airtower yet" in json.loads(body)["error"]
+    # System regions are registered from a POSIX shared-memory object (tests/integration/test_shared_memory.py).
+    status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register", '{"byte_size": 64}')
+    assert (status, json.loads(body)) == (400, {"error": "Unable to get 'key' for shared memory register request"})
+    status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register",
+                          '{"key": "/airtower_no_such_region", "offset": 0, "byte_size": 64}')  # fmt: skip
+    assert (status, json.loads(body)) == (
+        500,
+        {"error": "Unable to open shared memory region: '/airtower_no_such_region'"},
+    )
+    status, _, body = raw(server, "POST", "/v2/cudasharedmemory/region/r1/register", '{"byte_size": 64}')
+    assert status == 501
+    assert "CUDA shared memory is not supported by airtower" in json.loads(body)["error"]
     assert raw(server, "POST", "/v2/systemsharedmemory/status")[0] == 405

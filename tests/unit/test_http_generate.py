@@ -11,6 +11,7 @@ import pytest
 
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.core.tensor import Tensor
 from airtower.errors import (
     ErrorCode,
@@ -302,6 +303,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.tracing = False  # no request is traced
+        self.shared_memory = SystemSharedMemory()
         self.sinks: list[ResponseSink] = []
         self.futures: list[asyncio.Future[InferenceResponse]] = []
         self.requests: list[InferenceRequest] = []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 
 from airtower.backends.base import Backend
 from airtower.errors import InvalidArgumentError, UnavailableError
+
+logger = logging.getLogger(__name__)
 
 #: backend name → "module:Class". Frameworks are imported only when a model needs them.
 BACKENDS: dict[str, str] = {
@@ -35,9 +38,10 @@ PLATFORM_BY_BACKEND: dict[str, str] = {
 }
 
 _loaded: dict[str, Backend] = {}
-#: Models load concurrently (configs are auto-completed on worker threads while the loop loads
-#: others): two threads importing one framework at once can see it partially initialized.
-_import_lock = threading.Lock()
+#: Models load concurrently (configs are auto-completed and Python models imported on worker
+#: threads while the loop loads others): two threads importing overlapping modules at once can see
+#: one partially initialized. Every import of a backend or of a model's code holds this lock.
+IMPORT_LOCK = threading.RLock()
 
 
 def get_backend(name: str) -> Backend:
@@ -50,7 +54,7 @@ def get_backend(name: str) -> Backend:
     backend = _loaded.get(name)
     if backend is not None:
         return backend
-    with _import_lock:
+    with IMPORT_LOCK:
         return _load_backend(name)
 
 
@@ -64,6 +68,7 @@ def _load_backend(name: str) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        logger.debug("importing backend '%s' failed", name, exc_info=True)
         extra = EXTRA_BY_BACKEND.get(name, name)
         raise UnavailableError(
             f"backend '{name}' needs a package that is not installed ({exc.name}): "

@@ -37,6 +37,7 @@ from tritonclient.grpc import model_config_pb2
 
 from airtower.backends.base import InstanceSpec, InternalInfer, InternalStream, ModelContext
 from airtower.backends.python import triton_python_backend_utils as pb_utils
+from airtower.backends.registry import IMPORT_LOCK
 from airtower.core.model_config import ModelConfig, config_from_json, config_to_json, is_decoupled
 from airtower.core.request import InferenceRequest, RequestedOutput
 from airtower.core.response import InferenceResponse
@@ -84,7 +85,8 @@ class PythonBackend:
         path = _model_file(config, ctx)
         if not path.is_file():
             return  # load reports the missing file
-        module = _import_model(ctx, path)
+        with IMPORT_LOCK:
+            module = _import_model(ctx, path)
         try:
             hook = getattr(_model_class(module, ctx, path), "auto_complete_config", None)
             if hook is not None:

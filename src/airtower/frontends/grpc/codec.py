@@ -18,8 +18,9 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.core.tensor import Tensor, array_to_buffer, deserialize_bytes_tensor
-from airtower.errors import InvalidArgumentError
+from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
 
 if TYPE_CHECKING:
@@ -138,28 +139,46 @@ def _parameter_type(key: str, expected: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"invalid value type for '{key}' parameter, expected {expected}.")
 
 
-def _check_shared_memory(name: str, parameters: Any) -> None:
-    """Shared memory is not supported yet: a tensor naming a region is answered as Triton does for unknown ones."""
+def _shared_memory_placement(
+    name: str, parameters: Any, shared_memory: SystemSharedMemory | None
+) -> tuple[str, int, int] | None:
+    """(region, offset, byte size) of a tensor whose parameters name a shared-memory region, else None.
+
+    Raises:
+        InvalidArgumentError: no byte size, or a region that is not registered (Triton's messages).
+    """
     if "shared_memory_region" not in parameters:
-        return
-    region = parameter_value(parameters["shared_memory_region"])
+        return None
+    region = str(parameter_value(parameters["shared_memory_region"]))
     if "shared_memory_byte_size" not in parameters:
         raise InvalidArgumentError(
             f"'shared_memory_byte_size' must be specified along with 'shared_memory_region' parameter for tensor "
             f"'{name}'"
         )
-    raise InvalidArgumentError(f"Unable to find shared memory region: '{region}'")
+    if shared_memory is None or not shared_memory.has(region):
+        raise NotFoundError(f"Unable to find shared memory region: '{region}'")
+    byte_size = parameter_value(parameters["shared_memory_byte_size"])
+    offset = parameter_value(parameters["shared_memory_offset"]) if "shared_memory_offset" in parameters else 0
+    if type(byte_size) is not int or type(offset) is not int or byte_size < 0 or offset < 0:
+        raise InvalidArgumentError(f"invalid shared memory offset or byte size for tensor '{name}'")
+    return region, offset, byte_size
 
 
 # --------------------------------------------------------------------------- requests
 
 
-def decode_infer_request(message: Any, config: model_config_pb2.ModelConfig | None = None) -> InferenceRequest:
+def decode_infer_request(
+    message: Any,
+    config: model_config_pb2.ModelConfig | None = None,
+    shared_memory: SystemSharedMemory | None = None,
+) -> InferenceRequest:
     """Decode a ``ModelInferRequest``.
 
     Args:
         message: the protobuf request.
         config: the model's configuration, used only to word the error for an unknown input datatype.
+        shared_memory: the registered regions, for inputs and outputs naming one (inputs read from
+            a region take no ``raw_input_contents`` entry).
 
     Raises:
         InvalidArgumentError: mixed raw/typed contents, missing data, sizes, datatypes, reserved parameters.
@@ -171,15 +190,19 @@ def decode_infer_request(message: Any, config: model_config_pb2.ModelConfig | No
     raw = message.raw_input_contents
     raw_count = len(raw)
     inputs = request.inputs
-    for index, tensor in enumerate(message.inputs):
+    index = 0  # the next raw_input_contents entry
+    for tensor in message.inputs:
         name = tensor.name
         datatype = tensor.datatype
         shape = tuple(tensor.shape)
-        if tensor.parameters:
-            _check_shared_memory(name, tensor.parameters)
+        placement = _shared_memory_placement(name, tensor.parameters, shared_memory) if tensor.parameters else None
         if datatype not in NUMPY_DTYPE_BY_WIRE:
             raise _invalid_datatype(request, name, datatype, config)
-        if raw_count:
+        if placement is not None:
+            assert shared_memory is not None
+            data = shared_memory.read(*placement)
+            array = _array_from_raw(request, name, datatype, shape, data)
+        elif raw_count:
             if tensor.HasField("contents"):
                 raise InvalidArgumentError(
                     f"contents field must not be specified when using raw_input_contents for '{name}' for model "
@@ -188,6 +211,7 @@ def decode_infer_request(message: Any, config: model_config_pb2.ModelConfig | No
             if index >= raw_count:
                 raise _no_data(name, model_name)
             array = _array_from_raw(request, name, datatype, shape, raw[index])
+            index += 1
         elif tensor.HasField("contents"):
             array = _array_from_contents(request, name, datatype, shape, tensor.contents)
         else:
@@ -196,7 +220,7 @@ def decode_infer_request(message: Any, config: model_config_pb2.ModelConfig | No
     for output in message.outputs:
         requested = RequestedOutput(output.name)
         if output.parameters:
-            _check_shared_memory(output.name, output.parameters)
+            _shared_memory_placement(output.name, output.parameters, shared_memory)
             for key, parameter in output.parameters.items():
                 value = parameter_value(parameter)
                 if key == "classification":
@@ -306,13 +330,18 @@ def _string_count(request: InferenceRequest, name: str, expected: int, got: int)
 
 
 def encode_infer_response(
-    response: InferenceResponse, request: InferenceRequest, final_response: bool | None = None
+    response: InferenceResponse,
+    request: InferenceRequest,
+    final_response: bool | None = None,
+    shared_memory: SystemSharedMemory | None = None,
 ) -> Any:
     """A ``ModelInferResponse`` with every output in ``raw_output_contents``, in output order.
 
     ``final_response`` (ModelStreamInfer only) adds ``triton_final_response`` with that value, as
-    Triton does on every stream response.
+    Triton does on every stream response. An output the request placed in shared memory is written
+    there; its ``raw_output_contents`` entry is empty.
     """
+    placements = {o.name: o.parameters for o in request.outputs if "shared_memory_region" in o.parameters}
     message = service_pb2.ModelInferResponse(
         model_name=response.model_name,
         model_version=str(response.model_version),
@@ -326,6 +355,21 @@ def encode_infer_response(
         output.datatype = tensor.datatype
         output.shape.extend(tensor.shape)
         buffer = array_to_buffer(tensor.datatype, tensor.data)
+        placement = placements.get(tensor.name)
+        if placement is not None:
+            region = str(placement["shared_memory_region"])
+            size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+            capacity = int(placement["shared_memory_byte_size"])
+            if size > capacity:
+                raise InternalError(
+                    f"shared memory size specified with the request for output '{tensor.name}' ({capacity} bytes) "
+                    f"should be at least {size} bytes to hold the results"
+                )
+            if shared_memory is None:
+                raise NotFoundError(f"Unable to find shared memory region: '{region}'")
+            shared_memory.write(region, int(placement.get("shared_memory_offset", 0)), buffer)
+            raw.append(b"")  # as Triton: an empty entry keeps the others at their output's index
+            continue
         raw.append(buffer if isinstance(buffer, bytes) else buffer.tobytes())
     if response.parameters:
         for key, value in response.parameters.items():
@@ -374,12 +418,14 @@ class InferResponseEncoder:
     #: Distinct output signatures kept (shapes vary with the batch size); the cache restarts past it.
     MAX_CACHED = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, shared_memory: SystemSharedMemory | None = None) -> None:
         self._prefixes: dict[tuple[object, ...], bytes] = {}
+        self._shared_memory = shared_memory
 
     def encode(self, response: InferenceResponse, request: InferenceRequest) -> bytes:
-        if response.parameters:
-            data: bytes = encode_infer_response(response, request).SerializeToString()
+        if response.parameters or any("shared_memory_region" in o.parameters for o in request.outputs):
+            message = encode_infer_response(response, request, shared_memory=self._shared_memory)
+            data: bytes = message.SerializeToString()
             return data
         outputs = response.outputs
         key = (response.model_name, response.model_version, *[(t.name, t.datatype, t.shape) for t in outputs])

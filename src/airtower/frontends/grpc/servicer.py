@@ -65,7 +65,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     def __init__(self, server: InferenceServer) -> None:
         self.server = server
-        self._encoder = InferResponseEncoder()
+        self._encoder = InferResponseEncoder(server.shared_memory)
 
     # ---------------------------------------------------------------- health and metadata
 
@@ -113,12 +113,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     def _decode(self, message: Any) -> InferenceRequest:
         try:
-            return decode_infer_request(message)
+            return decode_infer_request(message, shared_memory=self.server.shared_memory)
         except TritonError:
             # Like the HTTP frontend, an unknown or unready model is reported before a bad input (the
             # look-up raises); the config words the error of an unknown input datatype.
             config = self.server.model_config(message.model_name, message.model_version)
-            return decode_infer_request(message, config)
+            return decode_infer_request(message, config, self.server.shared_memory)
 
     def _start(
         self, message: Any, trace: RequestTraceContext | None = None
@@ -175,7 +175,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                 queue.put_nowait(error_item(item, request.id, request.model_name))
             elif item is not None:
                 try:
-                    message = encode_infer_response(item, request, final_response=final)
+                    message = encode_infer_response(item, request, final, self.server.shared_memory)
                     queue.put_nowait(service_pb2.ModelStreamInferResponse(infer_response=message))
                 except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
                     queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id))
@@ -266,45 +266,55 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # ---------------------------------------------------------------- shared-memory extensions
 
     async def SystemSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "SystemSharedMemoryStatus", "system", "status", request.name)
+        return await self._shared_memory(context, "SystemSharedMemoryStatus", "system", "status", request)
 
     async def SystemSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "SystemSharedMemoryRegister", "system", "register", request.name)
+        return await self._shared_memory(context, "SystemSharedMemoryRegister", "system", "register", request)
 
     async def SystemSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "SystemSharedMemoryUnregister", "system", "unregister", request.name)
+        return await self._shared_memory(context, "SystemSharedMemoryUnregister", "system", "unregister", request)
 
     async def CudaSharedMemoryStatus(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "CudaSharedMemoryStatus", "cuda", "status", request.name)
+        return await self._shared_memory(context, "CudaSharedMemoryStatus", "cuda", "status", request)
 
     async def CudaSharedMemoryRegister(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "CudaSharedMemoryRegister", "cuda", "register", request.name)
+        return await self._shared_memory(context, "CudaSharedMemoryRegister", "cuda", "register", request)
 
     async def CudaSharedMemoryUnregister(self, request: Any, context: _Context) -> Any:
-        return await self._shared_memory(context, "CudaSharedMemoryUnregister", "cuda", "unregister", request.name)
+        return await self._shared_memory(context, "CudaSharedMemoryUnregister", "cuda", "unregister", request)
 
-    async def _shared_memory(self, context: _Context, rpc: str, kind: str, action: str, name: str) -> Any:
-        """The shared-memory extensions, answered as the HTTP side answers them (no region is ever
-        registered: status lists none, unregister succeeds, register is UNIMPLEMENTED)."""
-        responses = {
-            ("system", "status"): service_pb2.SystemSharedMemoryStatusResponse,
-            ("system", "register"): service_pb2.SystemSharedMemoryRegisterResponse,
-            ("system", "unregister"): service_pb2.SystemSharedMemoryUnregisterResponse,
-            ("cuda", "status"): service_pb2.CudaSharedMemoryStatusResponse,
-            ("cuda", "register"): service_pb2.CudaSharedMemoryRegisterResponse,
-            ("cuda", "unregister"): service_pb2.CudaSharedMemoryUnregisterResponse,
-        }
+    async def _shared_memory(self, context: _Context, rpc: str, kind: str, action: str, request: Any) -> Any:
+        """The shared-memory extensions, answered as over HTTP (CUDA: no region can be registered)."""
+        name = request.name
         try:
             if action == "status":
-                self.server.shared_memory_status(kind, name)
-            elif action == "unregister":
+                return self._shared_memory_status(kind, name)
+            if action == "unregister":
                 self.server.shared_memory_unregister(kind, name)
-            else:
-                self.server.shared_memory_register(kind, name)
-            return responses[(kind, action)]()
+                return (
+                    service_pb2.SystemSharedMemoryUnregisterResponse()
+                    if kind == "system"
+                    else service_pb2.CudaSharedMemoryUnregisterResponse()
+                )
+            if kind == "system":
+                self.server.shared_memory_register(kind, name, request.key, request.offset, request.byte_size)
+                return service_pb2.SystemSharedMemoryRegisterResponse()
+            self.server.shared_memory_register(kind, name)
+            return service_pb2.CudaSharedMemoryRegisterResponse()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, rpc)
         return await _abort(context, error)
+
+    def _shared_memory_status(self, kind: str, name: str) -> Any:
+        regions = self.server.shared_memory_status(kind, name)
+        if kind == "system":
+            response = service_pb2.SystemSharedMemoryStatusResponse()
+            for region in regions:
+                status = response.regions[str(region["name"])]
+                status.name, status.key = str(region["name"]), str(region["key"])
+                status.offset, status.byte_size = int(str(region["offset"])), int(str(region["byte_size"]))
+            return response
+        return service_pb2.CudaSharedMemoryStatusResponse()
 
     async def TraceSetting(self, request: Any, context: _Context) -> Any:
         """The trace extension: settings global or per model (``model_name``), read or updated."""

@@ -24,8 +24,9 @@ import orjson
 from tritonclient.grpc import model_config_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.core.tensor import Tensor, array_to_buffer
-from airtower.errors import InternalError, InvalidArgumentError
+from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, ParameterValue, config_to_wire
 
 if TYPE_CHECKING:
@@ -129,7 +130,11 @@ def _request_prefix(request_id: str) -> str:
 
 
 def decode_infer_request(
-    model_name: str, model_version: str, header: bytes, binary: memoryview
+    model_name: str,
+    model_version: str,
+    header: bytes,
+    binary: memoryview,
+    shared_memory: SystemSharedMemory | None = None,
 ) -> tuple[InferenceRequest, bool]:
     """Decode a JSON infer request (KServe v2 + binary tensor extension).
 
@@ -138,6 +143,7 @@ def decode_infer_request(
         model_version: the version from the path, "" when absent.
         header: the JSON part of the body.
         binary: the bytes after the JSON part, consumed by inputs carrying ``binary_data_size``.
+        shared_memory: the registered regions, for inputs and outputs naming one.
 
     Returns:
         The request and the request-level ``binary_data_output`` flag (the default for outputs
@@ -166,14 +172,14 @@ def decode_infer_request(
         raise _unable("inputs", _JSON_NOT_ARRAY)
     offset = 0
     for item in inputs:
-        offset = _decode_input(request, item, binary, offset)
+        offset = _decode_input(request, item, binary, offset, shared_memory)
     if offset != len(binary):
         raise InvalidArgumentError(f"unexpected additional input data for model '{model_name}'")
     outputs = document.get("outputs")
     if outputs is not None:
         if type(outputs) is not list:
             raise _unable("outputs", _JSON_NOT_ARRAY)
-        request.outputs = [_decode_requested_output(item) for item in outputs]
+        request.outputs = [_decode_requested_output(item, shared_memory) for item in outputs]
     return request, binary_data_output
 
 
@@ -207,8 +213,9 @@ class InferRequestDecoder:
     #: Headers longer than this are not cached (large headers carry JSON data anyway).
     MAX_HEADER = 4096
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, shared_memory: SystemSharedMemory | None = None) -> None:
         self._capacity = capacity
+        self._shared_memory = shared_memory
         self._templates: dict[tuple[str, str, bytes], _HeaderTemplate] = {}
 
     def decode(
@@ -219,9 +226,12 @@ class InferRequestDecoder:
         template = self._templates.get(key)
         if template is not None and template.binary_size == len(binary):
             return _replay(template, model_name, model_version, binary), template.binary_data_output
-        request, binary_data_output = decode_infer_request(model_name, model_version, header, binary)
-        # Every input binary: no JSON "data" member anywhere (an input *named* data is simply not cached).
-        if len(header) <= self.MAX_HEADER and binary and b'"data"' not in header:
+        request, binary_data_output = decode_infer_request(
+            model_name, model_version, header, binary, self._shared_memory
+        )
+        # Every input binary: no JSON "data" member anywhere (an input *named* data is simply not
+        # cached), and no shared memory.
+        if len(header) <= self.MAX_HEADER and binary and b'"data"' not in header and b"shared_memory" not in header:
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
             self._templates[key] = _HeaderTemplate(
@@ -314,7 +324,13 @@ def _decode_request_parameters(request: InferenceRequest, parameters: object) ->
     return binary_data_output
 
 
-def _decode_input(request: InferenceRequest, item: object, binary: memoryview, offset: int) -> int:
+def _decode_input(
+    request: InferenceRequest,
+    item: object,
+    binary: memoryview,
+    offset: int,
+    shared_memory: SystemSharedMemory | None = None,
+) -> int:
     """Decode one input into ``request.inputs``; returns the new offset into ``binary``."""
     item, name = _tensor_object(item)
     datatype = item.get("datatype")
@@ -346,8 +362,10 @@ def _decode_input(request: InferenceRequest, item: object, binary: memoryview, o
         detail = "no field is set" if not set_fields else "set " + " ".join(set_fields)
         raise InvalidArgumentError(_DATA_FIELDS_MESSAGE + detail)
     if shm_region is not None:
-        raise InvalidArgumentError(f"Unable to find shared memory region: '{shm_region}'")
-    if byte_size is not None:
+        assert parameters is not None
+        data = _read_shared_memory(shared_memory, shm_region, parameters)
+        array = _array_from_binary(request, name, datatype, shape, memoryview(data))
+    elif byte_size is not None:
         end = offset + byte_size
         if end > len(binary):
             raise InvalidArgumentError(
@@ -360,6 +378,28 @@ def _decode_input(request: InferenceRequest, item: object, binary: memoryview, o
         array = _array_from_json(name, datatype, shape, item["data"])
     request.inputs[name] = Tensor(name, datatype, shape, array)
     return offset
+
+
+def _shared_memory_span(parameters: dict[str, Any]) -> tuple[int, int]:
+    """``shared_memory_offset`` (default 0) and ``shared_memory_byte_size`` of a tensor's parameters."""
+    size = parameters.get("shared_memory_byte_size")
+    if size is None:
+        raise _missing("shared_memory_byte_size")
+    if not _is_uint(size):
+        raise _unable("shared_memory_byte_size", _JSON_NOT_UINT)
+    start = parameters.get("shared_memory_offset", 0)
+    if not _is_uint(start):
+        raise _unable("shared_memory_offset", _JSON_NOT_UINT)
+    return start, size
+
+
+def _read_shared_memory(shared_memory: SystemSharedMemory | None, region: object, parameters: dict[str, Any]) -> bytes:
+    if type(region) is not str:
+        raise _unable("shared_memory_region", JSON_NOT_STRING)
+    if shared_memory is None:
+        raise NotFoundError(f"Unable to find shared memory region: '{region}'")
+    start, size = _shared_memory_span(parameters)
+    return shared_memory.read(region, start, size)
 
 
 def _decode_shape(shape: object) -> tuple[int, ...]:
@@ -385,7 +425,7 @@ def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
     return item, name
 
 
-def _decode_requested_output(item: object) -> RequestedOutput:
+def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | None = None) -> RequestedOutput:
     item, name = _tensor_object(item)
     output = RequestedOutput(name)
     parameters = item.get("parameters")
@@ -403,7 +443,16 @@ def _decode_requested_output(item: object) -> RequestedOutput:
                 raise _unable("binary_data", _JSON_NOT_BOOL)
             output.parameters[key] = value
         elif key == "shared_memory_region":
-            raise InvalidArgumentError(f"Unable to find shared memory region: '{value}'")
+            if type(value) is not str:
+                raise _unable(key, JSON_NOT_STRING)
+            if shared_memory is None or not shared_memory.has(value):
+                raise NotFoundError(f"Unable to find shared memory region: '{value}'")
+            start, size = _shared_memory_span(parameters)
+            output.parameters.update(
+                {"shared_memory_region": value, "shared_memory_offset": start, "shared_memory_byte_size": size}
+            )
+        elif key in ("shared_memory_offset", "shared_memory_byte_size"):
+            continue  # read with the region
         elif type(value) in (str, int, bool, float):
             output.parameters[key] = value
     return output
@@ -569,8 +618,9 @@ class InferResponseEncoder:
     per distinct layout.
     """
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, shared_memory: SystemSharedMemory | None = None) -> None:
         self._capacity = capacity
+        self._shared_memory = shared_memory
         self._headers: dict[tuple[object, ...], bytes] = {}
 
     def encode(
@@ -578,7 +628,7 @@ class InferResponseEncoder:
     ) -> tuple[bytes, list[bytes | memoryview]]:
         """As :func:`encode_infer_response`."""
         if response.parameters or not _all_outputs_binary(request, binary_data_output):
-            return encode_infer_response(response, request, binary_data_output)
+            return encode_infer_response(response, request, binary_data_output, self._shared_memory)
         buffers: list[bytes | memoryview] = []
         layout: list[object] = [response.id or request.id, response.model_name, response.model_version]
         for tensor in response.outputs:
@@ -604,13 +654,16 @@ def _all_outputs_binary(request: InferenceRequest, binary_data_output: bool) -> 
         return binary_data_output
     for requested in request.outputs:
         flag = requested.parameters.get("binary_data")
-        if not (binary_data_output if flag is None else flag):
+        if not (binary_data_output if flag is None else flag) or "shared_memory_region" in requested.parameters:
             return False
     return True
 
 
 def encode_infer_response(
-    response: InferenceResponse, request: InferenceRequest, binary_data_output: bool
+    response: InferenceResponse,
+    request: InferenceRequest,
+    binary_data_output: bool,
+    shared_memory: SystemSharedMemory | None = None,
 ) -> tuple[bytes, list[bytes | memoryview]]:
     """Render ``response`` as (JSON header, binary output buffers in output order).
 
@@ -622,13 +675,20 @@ def encode_infer_response(
         InvalidArgumentError: an FP16/BF16 output was asked for as JSON.
     """
     binary_by_name: dict[str, bool] = {}
+    in_shared_memory: dict[str, dict[str, ParameterValue]] = {}
     for requested in request.outputs:
         flag = requested.parameters.get("binary_data")
         binary_by_name[requested.name] = binary_data_output if flag is None else bool(flag)
+        if "shared_memory_region" in requested.parameters:
+            in_shared_memory[requested.name] = requested.parameters
     outputs: list[OutputJSON] = []
     buffers: list[bytes | memoryview] = []
     for tensor in response.outputs:
-        if binary_by_name.get(tensor.name, binary_data_output):
+        placement = in_shared_memory.get(tensor.name)
+        if placement is not None:  # as Triton: the output's name, datatype and shape only
+            _write_shared_memory(shared_memory, tensor, placement)
+            outputs.append({"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape})
+        elif binary_by_name.get(tensor.name, binary_data_output):
             buffer = array_to_buffer(tensor.datatype, tensor.data)
             size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
             outputs.append(
@@ -660,6 +720,25 @@ def encode_infer_response(
         document["parameters"] = response.parameters
     document["outputs"] = outputs
     return encode_json(document), buffers
+
+
+def _write_shared_memory(
+    shared_memory: SystemSharedMemory | None, tensor: Tensor, placement: dict[str, ParameterValue]
+) -> int:
+    """Write ``tensor``'s bytes where the request asked; returns their size."""
+    region = str(placement["shared_memory_region"])
+    capacity = int(placement["shared_memory_byte_size"])
+    buffer = array_to_buffer(tensor.datatype, tensor.data)
+    size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+    if size > capacity:
+        raise InternalError(
+            f"shared memory size specified with the request for output '{tensor.name}' ({capacity} bytes) should be "
+            f"at least {size} bytes to hold the results"
+        )
+    if shared_memory is None:
+        raise NotFoundError(f"Unable to find shared memory region: '{region}'")
+    shared_memory.write(region, int(placement["shared_memory_offset"]), buffer)
+    return size
 
 
 def _json_data(tensor: Tensor) -> list[Any]:

@@ -144,8 +144,8 @@ class Endpoints:
     def __init__(self, server: InferenceServer, max_input_size: int) -> None:
         self.server = server
         self.max_input_size = max_input_size
-        self._decoder = InferRequestDecoder()
-        self._encoder = InferResponseEncoder()
+        self._decoder = InferRequestDecoder(shared_memory=server.shared_memory)
+        self._encoder = InferResponseEncoder(shared_memory=server.shared_memory)
 
     # ---------------------------------------------------------------- KServe v2 health / metadata
 
@@ -326,8 +326,21 @@ class Endpoints:
         return _LOADED
 
     def shared_memory_register(self, request: HttpRequest, kind: str, name: str) -> HttpResponse:
-        """POST /v2/{system,cuda}sharedmemory/region/{r}/register."""
-        self.server.shared_memory_register(kind, name)
+        """POST /v2/{system,cuda}sharedmemory/region/{r}/register: ``{"key", "offset", "byte_size"}``."""
+        if kind != "system":
+            self.server.shared_memory_register(kind, name)
+            return _LOADED
+        body = parse_json_body(request.body)
+        if not isinstance(body, dict):
+            raise InvalidArgumentError("shared memory register request must be a JSON object")
+        key, offset, byte_size = body.get("key"), body.get("offset", 0), body.get("byte_size")
+        if not isinstance(key, str):
+            raise InvalidArgumentError("Unable to get 'key' for shared memory register request")
+        if type(offset) is not int or offset < 0:
+            raise InvalidArgumentError("Unable to get 'offset' for shared memory register request")
+        if type(byte_size) is not int or byte_size < 0:
+            raise InvalidArgumentError("Unable to get 'byte_size' for shared memory register request")
+        self.server.shared_memory_register(kind, name, key, offset, byte_size)
         return _LOADED
 
     # ---------------------------------------------------------------- trace extension
