@@ -46,7 +46,11 @@ class SystemSharedMemory:
         with self._lock:
             if name in self._regions:
                 raise AlreadyExistsError(f"shared memory region '{name}' already in manager")
-        path = os.path.join(self._root, key.lstrip("/"))
+        object_name = key[1:] if key.startswith("/") else key
+        if not object_name or "/" in object_name or object_name in (".", ".."):
+            # A POSIX shared-memory name is one path component: nothing outside /dev/shm can be mapped.
+            raise InternalError(f"Unable to open shared memory region: '{key}'")
+        path = os.path.join(self._root, object_name)
         try:
             descriptor = os.open(path, os.O_RDWR)
         except OSError:
