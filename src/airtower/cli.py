@@ -192,6 +192,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--log-file", default="", metavar="PATH", help="write the log to this file instead of stderr")
     flag("--trace-config", type=parse_trace_setting, action="append", default=[], metavar="[MODE,]KEY=VALUE",
          help="tracing: triton,file=<path>, level=TIMESTAMPS, rate=N, count=N, log-frequency=N")  # fmt: skip
+    # tritonserver's deprecated spellings of --trace-config, still accepted by 2.51.
+    flag("--trace-file", metavar="PATH", help="DEPRECATED: --trace-config triton,file=<path>")
+    flag("--trace-level", action="append", default=[], choices=("OFF", "TIMESTAMPS", "TENSORS"),
+         help="DEPRECATED: --trace-config level=<level> (repeatable)")  # fmt: skip
+    flag("--trace-rate", type=int, help="DEPRECATED: --trace-config rate=<N>")
+    flag("--trace-count", type=int, help="DEPRECATED: --trace-config count=<N>")
+    flag("--trace-log-frequency", type=parse_non_negative, help="DEPRECATED: --trace-config triton,log-frequency=<N>")
     flag("--cache-config", type=parse_cache_config, action="append", default=[], metavar="CACHE,KEY=VALUE",
          help="response cache settings, e.g. local,size=1048576")  # fmt: skip
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
@@ -255,10 +262,36 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         ),
         backend_config=backend_config,
         cache_config=tuple(args.cache_config),
-        trace_config=tuple(args.trace_config),
+        trace_config=tuple(_deprecated_trace_flags(args)) + tuple(args.trace_config),
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
     )
+
+
+def _deprecated_trace_flags(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """``--trace-file`` and friends as ``--trace-config`` triples (the newer flag wins: it comes later)."""
+    settings: list[tuple[str, str, str]] = []
+    replacements = {"trace_file": "triton,file=<filepath>", "trace_level": "level=<OFF|TIMESTAMPS|TENSORS>",
+                    "trace_rate": "rate=<rate value>", "trace_count": "count=<count value>",
+                    "trace_log_frequency": "triton,log-frequency=<value>"}  # fmt: skip
+    for attribute, replacement in replacements.items():
+        if getattr(args, attribute) not in (None, []):
+            flag = "--" + attribute.replace("_", "-")
+            print(  # as tritonserver warns, before logging is set up
+                f"Warning: '{flag}' has been deprecated and will be removed in future releases. Please use "
+                f"'--trace-config {replacement} instead.",
+                file=sys.stderr,
+            )
+    if args.trace_file is not None:
+        settings.append(("triton", "file", args.trace_file))
+    settings += [("", "level", level) for level in args.trace_level]
+    if args.trace_rate is not None:
+        settings.append(("", "rate", str(args.trace_rate)))
+    if args.trace_count is not None:
+        settings.append(("", "count", str(args.trace_count)))
+    if args.trace_log_frequency is not None:
+        settings.append(("triton", "log-frequency", str(args.trace_log_frequency)))
+    return settings
 
 
 def configure_logging(options: ServerOptions) -> None:

@@ -47,3 +47,17 @@ def test_cli_bad_flag_exits_2_with_one_line(argv: list[str], capsys: pytest.Capt
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("airtower: error:") or "error:" in err
+
+
+def test_cli_takes_tritonserver_s_deprecated_trace_flags() -> None:
+    from airtower.observability.trace import parse_trace_config
+
+    options = parse(
+        "--model-repository", "/a", "--trace-file", "/tmp/t.json", "--trace-level", "TIMESTAMPS", "--trace-level",
+        "TENSORS", "--trace-rate", "7", "--trace-count", "3", "--trace-log-frequency", "2", "--trace-config", "rate=9",
+    )  # fmt: skip
+    settings = parse_trace_config(list(options.trace_config))
+    assert (settings.file, settings.level, settings.count, settings.log_frequency) == (
+        "/tmp/t.json", ("TIMESTAMPS", "TENSORS"), 3, 2
+    )  # fmt: skip
+    assert settings.rate == 9  # --trace-config, the current flag, wins

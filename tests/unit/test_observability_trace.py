@@ -162,3 +162,16 @@ def test_tensors_level_alone_records_only_tensors(tmp_path: Path) -> None:
         {"id": trace_id, "activity": "TENSOR_BACKEND_OUTPUT",
          "tensor": {"name": "X", "data": "4,5", "shape": "2", "dtype": "INT32"}},
     ]  # fmt: skip
+
+
+def test_log_frequency_writes_each_group_of_traces_to_its_own_file(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.json"
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), rate=1, log_frequency=2, file=str(trace_file)))
+    for trace_id in (1, 2, 3):
+        tracer.add(trace_id, "m", 1, "", [("REQUEST_START", trace_id)])
+    tracer.close()  # what is left at exit goes to the next file
+    assert not trace_file.exists()  # as Triton: <file>.<index> only
+    first = json.loads((tmp_path / "t.json.0").read_text())
+    second = json.loads((tmp_path / "t.json.1").read_text())
+    assert sorted({record["id"] for record in first}) == [1, 2]
+    assert {record["id"] for record in second} == {3}

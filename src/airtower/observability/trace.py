@@ -9,8 +9,9 @@ extension (``/v2/trace/setting``, per model ``/v2/models/<m>/trace/setting``, gR
 
 ``triton`` mode writes a JSON array of Triton's records: one ``{"id", "model_name",
 "model_version", "request_id"}`` per trace and one ``{"id", "timestamps": [{"name", "ns"}]}`` per
-timestamp (steady clock). Records are kept in memory and written every ``log_frequency`` traces (0:
-when the server exits). ``opentelemetry`` mode exports the same timestamps as span events over
+timestamp (steady clock). Records are kept in memory and written when the server exits, or with
+``log_frequency`` N > 0 every N traces to ``<file>.0``, ``<file>.1``, ... (as Triton names them).
+``opentelemetry`` mode exports the same timestamps as span events over
 OTLP/HTTP (``otel.py``): a request's ``InferRequest`` span (the frontend's timestamps; a child of
 the client's W3C ``traceparent`` when it sends one), a span per model and a ``compute`` span.
 
@@ -186,6 +187,7 @@ class Tracer:
         self._traced = 0
         self._records: list[dict[str, Any]] = []
         self._written: list[dict[str, Any]] = []
+        self._file_index = 0
         self._pending_traces = 0
         #: Traced requests whose frontend has not reported the response sent yet.
         self._contexts: dict[int, RequestTraceContext] = {}
@@ -339,7 +341,17 @@ class Tracer:
             self._otel.close()
 
     def _flush_locked(self) -> None:
+        """Write the records held: with a log frequency N > 0, each group of N traces (and what is
+        left at exit) to its own file ``<file>.<index>``, as Triton does; otherwise all of them to
+        ``<file>``."""
         if not self._records or not self.settings.file:
+            return
+        if self.settings.log_frequency > 0:
+            path = f"{self.settings.file}.{self._file_index}"
+            self._file_index += 1
+            Path(path).write_text(json.dumps(self._records, separators=(",", ":")))
+            self._records = []
+            self._pending_traces = 0
             return
         self._written.extend(self._records)
         self._records = []
