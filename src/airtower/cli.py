@@ -199,6 +199,25 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     flag("--trace-rate", type=int, help="DEPRECATED: --trace-config rate=<N>")
     flag("--trace-count", type=int, help="DEPRECATED: --trace-config count=<N>")
     flag("--trace-log-frequency", type=parse_non_negative, help="DEPRECATED: --trace-config triton,log-frequency=<N>")
+    flag("--response-cache-byte-size", type=parse_non_negative, help="DEPRECATED: --cache-config local,size=<N>")
+    boolean("--reuse-http-port", False, "let several servers bind the HTTP port (SO_REUSEPORT)")
+    flag("--grpc-max-connection-age", type=parse_non_negative, metavar="MS", help="maximum age of a gRPC channel")
+    flag("--grpc-max-connection-age-grace", type=parse_non_negative, metavar="MS",
+         help="grace period after a channel reached its maximum age")  # fmt: skip
+    # tritonserver's resource and GPU tuning flags: accepted so that its command lines start airtower
+    # unchanged; they tune what airtower does not have (backend shared libraries, pinned/CUDA memory
+    # pools, HTTP worker threads, GPU peers) and have no effect (docs/compatibility.md).
+    no_effect = "accepted for compatibility with tritonserver; no effect in airtower"
+    boolean("--allow-gpu-metrics", True, no_effect)
+    for name in ("--backend-directory", "--repoagent-directory", "--cache-directory", "--host-policy"):
+        flag(name, action="append", default=[], help=no_effect)
+    for name in ("--http-thread-count", "--pinned-memory-pool-byte-size", "--buffer-manager-thread-count",
+                 "--model-load-retry-count", "--grpc-infer-allocation-pool-size", "--cuda-virtual-address-size",
+                 "--model-load-gpu-limit"):  # fmt: skip
+        flag(name, action="append", default=[], help=no_effect)
+    flag("--cuda-memory-pool-byte-size", action="append", default=[], metavar="DEVICE:BYTES", help=no_effect)
+    flag("--min-supported-compute-capability", type=float, help=no_effect)
+    boolean("--enable-peer-access", True, no_effect)
     flag("--cache-config", type=parse_cache_config, action="append", default=[], metavar="CACHE,KEY=VALUE",
          help="response cache settings, e.g. local,size=1048576")  # fmt: skip
     flag("--rate-limit", choices=("off", "execution_count"), default="off",
@@ -245,6 +264,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         grpc_http2_min_recv_ping_interval_without_data=args.grpc_http2_min_recv_ping_interval_without_data,
         grpc_http2_max_ping_strikes=args.grpc_http2_max_ping_strikes,
         reuse_grpc_port=args.reuse_grpc_port,
+        reuse_http_port=args.reuse_http_port,
+        grpc_max_connection_age=args.grpc_max_connection_age,
+        grpc_max_connection_age_grace=args.grpc_max_connection_age_grace,
         allow_metrics=args.allow_metrics,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
@@ -261,7 +283,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             log_format=args.log_format,
         ),
         backend_config=backend_config,
-        cache_config=tuple(args.cache_config),
+        cache_config=((("local", "size", str(args.response_cache_byte_size)),) if args.response_cache_byte_size else ())
+        + tuple(args.cache_config),
         trace_config=tuple(_deprecated_trace_flags(args)) + tuple(args.trace_config),
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
@@ -337,7 +360,11 @@ async def serve(options: ServerOptions) -> int:
     if options.allow_http:
         frontends.append(
             HttpFrontend(
-                server, host=options.http_address, port=options.http_port, max_input_size=options.http_max_input_size
+                server,
+                host=options.http_address,
+                port=options.http_port,
+                max_input_size=options.http_max_input_size,
+                reuse_port=options.reuse_http_port,
             )
         )
     if options.allow_grpc:

@@ -56,6 +56,10 @@ class ServerOptions:
     grpc_http2_min_recv_ping_interval_without_data: int = 300_000
     grpc_http2_max_ping_strikes: int = 2
     reuse_grpc_port: bool = False
+    reuse_http_port: bool = False
+    #: ``--grpc-max-connection-age(-grace)`` in milliseconds; None leaves grpc's default (no limit).
+    grpc_max_connection_age: int | None = None
+    grpc_max_connection_age_grace: int | None = None
     allow_metrics: bool = True
     metrics_address: str = ""
     metrics_port: int = 8002

@@ -61,3 +61,17 @@ def test_cli_takes_tritonserver_s_deprecated_trace_flags() -> None:
         "/tmp/t.json", ("TIMESTAMPS", "TENSORS"), 3, 2
     )  # fmt: skip
     assert settings.rate == 9  # --trace-config, the current flag, wins
+
+
+def test_cli_accepts_tritonserver_s_resource_flags() -> None:
+    # A tritonserver command line from a GPU deployment starts airtower unchanged.
+    options = parse(
+        "--model-repository", "/a", "--allow-gpu-metrics=false", "--backend-directory=/opt/tritonserver/backends",
+        "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0", "--http-thread-count=8",
+        "--min-supported-compute-capability=6.0", "--model-load-retry-count=2", "--enable-peer-access=false",
+        "--response-cache-byte-size=1048576", "--reuse-http-port=true", "--grpc-max-connection-age=60000",
+        "--grpc-max-connection-age-grace=5000",
+    )  # fmt: skip
+    assert options.cache_config == (("local", "size", "1048576"),)  # the deprecated cache flag still works
+    assert options.reuse_http_port is True
+    assert (options.grpc_max_connection_age, options.grpc_max_connection_age_grace) == (60000, 5000)

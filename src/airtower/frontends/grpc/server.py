@@ -38,7 +38,16 @@ COMPRESSION_LEVELS: dict[str, int] = {"none": 0, "low": 1, "medium": 2, "high": 
 
 def channel_options(options: ServerOptions) -> list[tuple[str, int]]:
     """grpc.aio server arguments for the ``--grpc-*`` flags (tritonserver's channel arguments)."""
+    ages = [
+        (key, value)
+        for key, value in (
+            ("grpc.max_connection_age_ms", options.grpc_max_connection_age),
+            ("grpc.max_connection_age_grace_ms", options.grpc_max_connection_age_grace),
+        )
+        if value is not None
+    ]
     return [
+        *ages,
         ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
         ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
         ("grpc.keepalive_time_ms", options.grpc_keepalive_time),

@@ -227,9 +227,12 @@ def _render_error(exc: Exception) -> HttpResponse:
 class HttpFrontend:
     """The KServe v2 HTTP/REST endpoint of one ``InferenceServer``."""
 
-    def __init__(self, server: InferenceServer, *, host: str, port: int, max_input_size: int) -> None:
+    def __init__(
+        self, server: InferenceServer, *, host: str, port: int, max_input_size: int, reuse_port: bool = False
+    ) -> None:
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self.max_input_size = max_input_size
         self.router = Router(Endpoints(server, max_input_size))
         self._listener: asyncio.Server | None = None
@@ -239,7 +242,12 @@ class HttpFrontend:
         """Bind and start accepting; returns the bound port (``port=0`` picks a free one)."""
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: HttpConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+            lambda: HttpConnection(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
+            backlog=1024,
         )
         port: int = self._listener.sockets[0].getsockname()[1]
         logger.info("Started HTTPService at %s:%d", self.host, port)
