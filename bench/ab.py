@@ -47,14 +47,16 @@ def serve(src: Path | None, repository: Path, model: str, log: Path) -> tuple[su
 def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Path) -> tuple[float, float]:
     """perf_analyzer's throughput (infer/s) and p99 (µs) against ``port``."""
     report = workdir / "perf.csv"
-    subprocess.run(
+    done = subprocess.run(
         [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", f"127.0.0.1:{port}", "-i", "http",
          "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(int(seconds * 1000)),
-         "-f", str(report)],
-        check=True, capture_output=True,
+         "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(report)],
+        capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"perf_analyzer failed on port {port}:\n{done.stdout}\n{done.stderr}")
     row = next(csv.DictReader(report.open()))
-    return float(row["Inferences/Second"]), float(row["p99 latency"])
+    return float(row["Inferences/Second"]), float(row["p99 latency"])  # the percentile column is p99
 
 
 def main() -> int:
@@ -80,7 +82,6 @@ def main() -> int:
                     for side in order:
                         process, port = serve(sides[side], repository, args.model, workdir / f"{side}.log")
                         try:
-                            measure(port, args.model, concurrency, 1.0, workdir)  # warm-up
                             result = measure(port, args.model, concurrency, args.seconds, workdir)
                         finally:
                             stop(process)

@@ -65,6 +65,9 @@ _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _GET = b"GET"
 _POST = b"POST"
+#: Responses up to this size are joined into one buffer before writing; larger ones are written as
+#: their pieces (no copy of big output tensors).
+_JOIN_LIMIT = 64 * 1024
 #: Pipelined requests buffered per connection before it stops reading from the socket.
 _MAX_PENDING = 16
 
@@ -509,10 +512,12 @@ class HttpConnection(asyncio.Protocol):
         for buffer in buffers:
             length += len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
         head = _encode_head(response, length, keep_alive)
-        if buffers:
-            transport.writelines([head, response.body, *buffers])
-        else:
+        if not buffers:
             transport.write(head + response.body)
+        elif length <= _JOIN_LIMIT:  # one small write is cheaper than gathering a few pieces
+            transport.write(b"".join((head, response.body, *buffers)))
+        else:
+            transport.writelines([head, response.body, *buffers])
         if not keep_alive:
             self._closed = True
             transport.close()
