@@ -263,6 +263,16 @@ def test_first_response_histogram_of_decoupled_models(tmp_path: Path) -> None:
             tensor.set_data_from_numpy(np.ones(16, np.float32))
         with httpclient.InferenceServerClient(process.url) as http:
             http.infer("add_sub", inputs)
+            # The statistics extension's response_stats, per response index of the decoupled model.
+            stats = http.get_inference_statistics("token_streamer")["model_stats"][0]["response_stats"]
+            assert sorted(stats) == ["0", "1", "2"]  # "one", " two", then the bare final flag
+            assert [stats[i]["success"]["count"] for i in ("0", "1", "2")] == [2, 2, 0]
+            assert stats["2"]["empty_response"]["count"] == 2
+            assert stats["0"]["compute_infer"]["count"] == 2
+            assert stats["0"]["success"]["ns"] >= stats["0"]["compute_infer"]["ns"]
+        with grpcclient.InferenceServerClient(process.grpc_url) as grpc_stats:
+            over_grpc = grpc_stats.get_inference_statistics("token_streamer").model_stats[0].response_stats
+            assert over_grpc["2"].empty_response.count == 2
         with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=30) as response:
             text_format = response.read().decode()
     finally:

@@ -307,6 +307,7 @@ class Model:
         queued: collections.deque[tuple[InferenceResponse | TritonError | None, bool]] = collections.deque()
         state = {"scheduled": False, "first": True, "delivered": False}
         started = time.monotonic_ns()
+        progress = [0, started]  # the next response's index, when the previous one was delivered
 
         def drain() -> None:
             state["scheduled"] = False
@@ -316,7 +317,17 @@ class Model:
                 if histogram is not None and queued[0][0] is not None:
                     histogram.observe((time.monotonic_ns() - started) / 1e6)
             while queued:
-                self._deliver(request, future, on_response, *queued.popleft())
+                response, final = queued.popleft()
+                if future.done():
+                    continue  # the client went away, or the final response was already sent
+                arrived = time.monotonic_ns()
+                self._deliver(request, future, on_response, response, final)
+                index, previous = progress
+                outcome = (
+                    "success" if isinstance(response, InferenceResponse) else "fail" if response else "empty_response"
+                )
+                self.stats.record_response(index, outcome, arrived - previous, time.monotonic_ns() - arrived)
+                progress[0], progress[1] = index + 1, arrived
 
         def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
             queued.append((response, final))

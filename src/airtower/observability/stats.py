@@ -59,6 +59,28 @@ class BatchStatistics:
 
 
 @dataclass(slots=True)
+class ResponseStatistics:
+    """The statistics of the responses at one index of decoupled requests (``response_stats``)."""
+
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    empty_response: Duration = field(default_factory=Duration)
+    cancel: Duration = field(default_factory=Duration)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {
+            "compute_infer": self.compute_infer.to_json(),
+            "compute_output": self.compute_output.to_json(),
+            "success": self.success.to_json(),
+            "fail": self.fail.to_json(),
+            "empty_response": self.empty_response.to_json(),
+            "cancel": self.cancel.to_json(),
+        }
+
+
+@dataclass(slots=True)
 class ExecutionTiming:
     """Monotonic nanosecond timestamps of one execution, taken on the instance thread."""
 
@@ -113,6 +135,8 @@ class ModelStatistics:
     cache_hit: Duration = field(default_factory=Duration)
     cache_miss: Duration = field(default_factory=Duration)
     batch_stats: dict[int, BatchStatistics] = field(default_factory=dict)
+    #: Decoupled models: per response index (0: a request's first response).
+    response_stats: dict[int, ResponseStatistics] = field(default_factory=dict)
     #: Failed requests by reason (``fail`` holds their total count and duration).
     failures: dict[FailureReason, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
     #: How long loading this version took (``nv_model_load_duration_secs``); 0 until it is loaded.
@@ -152,6 +176,23 @@ class ModelStatistics:
         if self.observer is not None:
             self.observer(enqueue_ns, timing, now_ns)
 
+    def record_response(self, index: int, outcome: str, infer_ns: int, output_ns: int) -> None:
+        """The ``index``-th response of a decoupled request: ``outcome`` "success" (a response),
+        "fail" (an error response) or "empty_response" (a bare final flag). ``infer_ns`` is the time
+        the model took to produce it (since the request was queued, or since its previous response),
+        ``output_ns`` the time to turn it into the client's response."""
+        stats = self.response_stats.get(index)
+        if stats is None:
+            stats = self.response_stats[index] = ResponseStatistics()
+        if outcome == "success":
+            stats.compute_infer.add(infer_ns)
+            stats.compute_output.add(output_ns)
+            stats.success.add(infer_ns + output_ns)
+        elif outcome == "fail":
+            stats.fail.add(infer_ns + output_ns)
+        else:
+            stats.empty_response.add(infer_ns + output_ns)
+
     def record_failure(self, enqueue_ns: int, now_ns: int, reason: FailureReason = "OTHER") -> None:
         self.fail.add(now_ns - enqueue_ns)
         self.failures[reason] += 1
@@ -174,7 +215,7 @@ class ModelStatistics:
                 "cache_hit": self.cache_hit.to_json(),
                 "cache_miss": self.cache_miss.to_json(),
             },
-            "response_stats": {},
+            "response_stats": {str(index): stats.to_json() for index, stats in sorted(self.response_stats.items())},
             "batch_stats": [
                 {
                     "batch_size": size,
