@@ -205,6 +205,7 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
     shutil.copytree(ROOT / "examples" / "model_repository" / "add_sub", repository / "add_sub")
     (repository / "twice" / "1").mkdir(parents=True)
     (repository / "twice" / "config.pbtxt").write_text(TWICE)
+    write_python_model(repository / "bls_traced", BLS_CONFIG, BLS_MODEL)
     receiver = OtlpReceiver()
     server = start_server(
         [repository], "--trace-config=mode=opentelemetry", "--trace-config=level=TIMESTAMPS",
@@ -233,6 +234,7 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
             for tensor in ensemble_inputs:
                 tensor.set_data_from_numpy(np.ones(16, np.float32))
             client.infer("twice", ensemble_inputs, request_id="e1")
+            client.infer("bls_traced", ensemble_inputs, request_id="b1")
         with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
             grpc_inputs = [grpcclient.InferInput(name, [16], "FP32") for name in ("INPUT0", "INPUT1")]
             for tensor in grpc_inputs:
@@ -265,8 +267,10 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
         return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in span.attributes}
 
     roots = [span for span in spans if span.name == "InferRequest"]
-    assert len(roots) == 4
-    assert len(spans) == 4 + 3 * 2 + 5  # a root per request; add_sub x3: model + compute; twice: 1 + 2 steps x 2
+    assert len(roots) == 5
+    # A root per request; add_sub x3: model + compute; twice: 1 + 2 steps x 2; bls_traced: model + compute + its
+    # traced BLS call (model + compute); the BLS call made without the trace has no span (Triton's rule).
+    assert len(spans) == 5 + 3 * 2 + 5 + 4
     http_events = ["HTTP_RECV_START", "HTTP_RECV_END", "INFER_RESPONSE_COMPLETE", "HTTP_SEND_START", "HTTP_SEND_END"]
     grpc_events = ["GRPC_WAITREAD_START", "GRPC_WAITREAD_END", "INFER_RESPONSE_COMPLETE", "GRPC_SEND_START",
                    "GRPC_SEND_END"]  # fmt: skip
@@ -286,6 +290,12 @@ def test_opentelemetry_mode_exports_triton_s_spans_with_context_propagation(tmp_
             [compute] = children(model)
             assert compute.name == "compute"
             assert events(compute) == ["COMPUTE_START", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START", "COMPUTE_END"]
+        elif model.name == "bls_traced":
+            assert request_id == "b1"
+            call, compute = children(model)
+            assert (call.name, compute.name) == ("add_sub", "compute")
+            assert attributes(call)["triton.trace_parent_id"] == attributes(model)["triton.trace_id"]
+            assert [c.name for c in children(call)] == ["compute"]
         else:
             assert (model.name, request_id) == ("twice", "e1")
             assert events(model) == ["REQUEST_START", "REQUEST_END"]
