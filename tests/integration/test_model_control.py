@@ -204,3 +204,31 @@ def test_python_models_manage_models_in_explicit_mode(repository: Path) -> None:
     finally:
         assert process.stop() == 0, process.output()
     assert steps == "False | True | False | failed to load 'nope', failed to poll from model repository"
+
+
+def test_unload_dependents_also_unloads_the_ensembles_using_the_model(repository: Path) -> None:
+    # As 2.51 (checked): unloading add_sub with unload_dependents also unloads the ensemble built on it;
+    # unloading the ensemble so leaves add_sub loaded.
+    (repository / "twice" / "1").mkdir(parents=True)
+    (repository / "twice" / "config.pbtxt").write_text(
+        'name: "twice" platform: "ensemble" max_batch_size: 0\n'
+        'input [ { name: "A" data_type: TYPE_FP32 dims: [ 16 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
+        'ensemble_scheduling { step [ { model_name: "add_sub" model_version: -1 input_map { key: "INPUT0" value: "A" }'
+        ' input_map { key: "INPUT1" value: "B" } output_map { key: "OUTPUT0" value: "OUT" } } ] }\n'
+    )
+    process = start_server([repository], "--model-control-mode=explicit", "--load-model=add_sub", "--load-model=twice")
+    try:
+        with httpclient.InferenceServerClient(process.url) as client:
+
+            def states() -> dict[str, str]:
+                return {row["name"]: row.get("state", "") for row in client.get_model_repository_index()}
+
+            assert (states()["add_sub"], states()["twice"]) == ("READY", "READY")
+            client.unload_model("twice", unload_dependents=True)
+            assert (states()["add_sub"], states()["twice"]) == ("READY", "UNAVAILABLE")
+            client.load_model("twice")
+            client.unload_model("add_sub", unload_dependents=True)
+            assert (states()["add_sub"], states()["twice"]) == ("UNAVAILABLE", "UNAVAILABLE")
+    finally:
+        assert process.stop() == 0, process.output()
