@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from airtower.errors import AlreadyExistsError, InternalError, InvalidArgumentError, NotFoundError
@@ -130,3 +131,26 @@ class SystemSharedMemory:
                 f"{byte_size}, region size {region.byte_size})"
             )
         return region
+
+
+def write_output(
+    shared_memory: SystemSharedMemory | None, output: str, data: bytes | memoryview, placement: Mapping[str, object]
+) -> None:
+    """Write output ``output``'s ``data`` where its request placed it (``shared_memory_region``,
+    ``shared_memory_offset``, ``shared_memory_byte_size`` in ``placement``), for either frontend.
+
+    Raises:
+        InternalError: the region's window is smaller than the output (Triton's message and code).
+        NotFoundError: the region is not registered.
+    """
+    region = str(placement["shared_memory_region"])
+    capacity = int(str(placement["shared_memory_byte_size"]))
+    size = len(data) if isinstance(data, bytes) else data.nbytes
+    if size > capacity:
+        raise InternalError(
+            f"shared memory size specified with the request for output '{output}' ({capacity} bytes) should be "
+            f"at least {size} bytes to hold the results"
+        )
+    if shared_memory is None:
+        raise NotFoundError(f"Unable to find shared memory region: '{region}'")
+    shared_memory.write(region, int(str(placement.get("shared_memory_offset", 0))), data)

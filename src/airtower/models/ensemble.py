@@ -225,13 +225,7 @@ class EnsembleModel:
     async def _run(self, request: InferenceRequest, batch_size: int, future: asyncio.Future[InferenceResponse]) -> None:
         start = time.monotonic_ns()
         running: dict[asyncio.Future[InferenceResponse], Step] = {}
-        tracer = self._tracer
-        trace_id = 0
-        if tracer is not None:
-            if request.trace_parent:
-                trace_id = tracer.child(request.trace_parent, self.name)
-            elif request.trace_context is not None:  # only frontends sample requests
-                trace_id = tracer.sample(self.name, request.trace_context)
+        trace_id = self._trace_id(request)
         try:
             response = await self._execute(request, running, trace_id)
         except asyncio.CancelledError:
@@ -245,25 +239,28 @@ class EnsembleModel:
                 future.set_exception(exc)
             self.stats.record_failure(start, time.monotonic_ns(), "OTHER")  # as Triton labels ensemble failures
             return
-        end = time.monotonic_ns()
         if not future.done():
             future.set_result(response)
-        timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
-        self.stats.record_success(start, timing, end)
-        self.stats.record_execution(batch_size, timing)
-        if trace_id and tracer is not None:
-            stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
-            tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
+        self._record_success(request, batch_size, start, trace_id)
 
     def _trace_id(self, request: InferenceRequest) -> int:
         tracer = self._tracer
-        if tracer is None:
-            return 0
-        if request.trace_parent:
-            return tracer.child(request.trace_parent, self.name)
-        if request.trace_context is not None:  # only frontends sample requests
-            return tracer.sample(self.name, request.trace_context)
-        return 0
+        return tracer.trace_id(self.name, request.trace_parent, request.trace_context) if tracer is not None else 0
+
+    def _record_success(self, request: InferenceRequest, batch_size: int, start: int, trace_id: int) -> None:
+        """Statistics (one execution per request) and the trace of a request the graph answered."""
+        end = time.monotonic_ns()
+        timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
+        self.stats.record_success(start, timing, end)
+        self.stats.record_execution(batch_size, timing)
+        if trace_id and self._tracer is not None:
+            stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
+            self._tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
+
+    def _outputs(self, request: InferenceRequest, tensors: Mapping[str, Tensor]) -> list[Tensor]:
+        """The ensemble outputs the request asked for (all by default), in the order produced."""
+        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
+        return [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
 
     async def _run_decoupled(
         self,
@@ -287,16 +284,10 @@ class EnsembleModel:
                 future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
             self.stats.record_failure(start, time.monotonic_ns(), "OTHER")
             return
-        end = time.monotonic_ns()
         if not future.done():
             on_response(None, True)
             future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
-        timing = ExecutionTiming(start_ns=start, input_end_ns=start, output_start_ns=end, end_ns=end)
-        self.stats.record_success(start, timing, end)
-        self.stats.record_execution(batch_size, timing)
-        if trace_id and self._tracer is not None:
-            stamps = [("REQUEST_START", start), ("REQUEST_END", end)]
-            self._tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
+        self._record_success(request, batch_size, start, trace_id)
 
     async def _flow(
         self,
@@ -376,8 +367,7 @@ class EnsembleModel:
             raise
         if forked or waiting:
             return
-        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
-        outputs = [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
+        outputs = self._outputs(request, tensors)
         if outputs:
             emit(InferenceResponse(self.name, self.version_str, request.id, outputs))
 
@@ -440,21 +430,8 @@ class EnsembleModel:
                     if slot is not None:
                         await slot.acquire()
                         held.append(slot)
-                    step_request = InferenceRequest(
-                        step.model_name,
-                        step.model_version,
-                        request.id,
-                        {key: _renamed(tensors[source], key) for key, source in step.inputs.items()},
-                        [RequestedOutput(name) for name in step.outputs],
-                        dict(request.parameters),
-                        request.priority,
-                        request.timeout_us,
-                        request.correlation_id,
-                        request.flags,
-                    )
-                    step_request.trace_parent = trace_parent
                     model = self._lookup(step.model_name, step.model_version)
-                    step_future = model.submit(step_request)
+                    step_future = model.submit(self._step_request(request, step, tensors, trace_parent))
                     running[step_future] = step
                     if slot is not None:
                         slots[step_future] = slot
@@ -467,18 +444,8 @@ class EnsembleModel:
                 if slot is not None:
                     held.remove(slot)
                     slot.release()
-                answer = step_future.result()  # a step's error is the ensemble's error
-                produced = {tensor.name: tensor for tensor in answer.outputs}
-                for key, target in step.outputs.items():
-                    tensor = produced.get(key)
-                    if tensor is None:
-                        raise InternalError(
-                            f"in ensemble '{self.name}', model '{step.model_name}' did not produce output '{key}'"
-                        )
-                    tensors[target] = _renamed(tensor, target)
-        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
-        outputs = [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
-        return InferenceResponse(self.name, self.version_str, request.id, outputs)
+                self._collect(step, step_future.result(), tensors)  # a step's error is the ensemble's error
+        return InferenceResponse(self.name, self.version_str, request.id, self._outputs(request, tensors))
 
 
 def _renamed(tensor: Tensor, name: str) -> Tensor:

@@ -364,13 +364,7 @@ class Model:
 
     def _trace_id(self, request: InferenceRequest) -> int:
         tracer = self._tracer
-        if tracer is None:
-            return 0
-        if request.trace_parent:
-            return tracer.child(request.trace_parent, self.name)
-        if request.trace_context is None:
-            return 0  # as in Triton, only frontends sample requests (BLS calls are traced when asked)
-        return tracer.sample(self.name, request.trace_context)
+        return tracer.trace_id(self.name, request.trace_parent, request.trace_context) if tracer is not None else 0
 
     def _trace(self, pending: Pending, timing: ExecutionTiming, result: InferenceResponse | TritonError | None) -> None:
         assert self._tracer is not None

@@ -206,6 +206,16 @@ class Tracer:
             self.active = self.settings.enabled or any(s.enabled for s in self._models.values())
             return settings
 
+    def trace_id(self, model: str, trace_parent: int, context: RequestTraceContext | None) -> int:
+        """The trace id of a request of ``model`` (0: not traced): a child of ``trace_parent`` when it
+        serves a traced request (an ensemble step, a BLS call made with the trace), else sampled when a
+        frontend received it (as in Triton, only frontends sample requests)."""
+        if trace_parent:
+            return self.child(trace_parent, model)
+        if context is None:
+            return 0
+        return self.sample(model, context)
+
     def sample(self, model: str, context: RequestTraceContext | None = None) -> int:
         """A new trace id when this request of ``model`` is to be traced, else 0.
 

@@ -18,9 +18,9 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
-from airtower.core.shared_memory import SystemSharedMemory
+from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer, deserialize_bytes_tensor
-from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
+from airtower.errors import InvalidArgumentError, NotFoundError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
 
 if TYPE_CHECKING:
@@ -357,17 +357,7 @@ def encode_infer_response(
         buffer = array_to_buffer(tensor.datatype, tensor.data)
         placement = placements.get(tensor.name)
         if placement is not None:
-            region = str(placement["shared_memory_region"])
-            size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
-            capacity = int(placement["shared_memory_byte_size"])
-            if size > capacity:
-                raise InternalError(
-                    f"shared memory size specified with the request for output '{tensor.name}' ({capacity} bytes) "
-                    f"should be at least {size} bytes to hold the results"
-                )
-            if shared_memory is None:
-                raise NotFoundError(f"Unable to find shared memory region: '{region}'")
-            shared_memory.write(region, int(placement.get("shared_memory_offset", 0)), buffer)
+            write_output(shared_memory, tensor.name, buffer, placement)
             raw.append(b"")  # as Triton: an empty entry keeps the others at their output's index
             continue
         raw.append(buffer if isinstance(buffer, bytes) else buffer.tobytes())

@@ -24,7 +24,7 @@ import orjson
 from tritonclient.grpc import model_config_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
-from airtower.core.shared_memory import SystemSharedMemory
+from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, ParameterValue, config_to_wire
@@ -686,7 +686,7 @@ def encode_infer_response(
     for tensor in response.outputs:
         placement = in_shared_memory.get(tensor.name)
         if placement is not None:  # as Triton: the output's name, datatype and shape only
-            _write_shared_memory(shared_memory, tensor, placement)
+            write_output(shared_memory, tensor.name, array_to_buffer(tensor.datatype, tensor.data), placement)
             outputs.append({"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape})
         elif binary_by_name.get(tensor.name, binary_data_output):
             buffer = array_to_buffer(tensor.datatype, tensor.data)
@@ -720,25 +720,6 @@ def encode_infer_response(
         document["parameters"] = response.parameters
     document["outputs"] = outputs
     return encode_json(document), buffers
-
-
-def _write_shared_memory(
-    shared_memory: SystemSharedMemory | None, tensor: Tensor, placement: dict[str, ParameterValue]
-) -> int:
-    """Write ``tensor``'s bytes where the request asked; returns their size."""
-    region = str(placement["shared_memory_region"])
-    capacity = int(placement["shared_memory_byte_size"])
-    buffer = array_to_buffer(tensor.datatype, tensor.data)
-    size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
-    if size > capacity:
-        raise InternalError(
-            f"shared memory size specified with the request for output '{tensor.name}' ({capacity} bytes) should be "
-            f"at least {size} bytes to hold the results"
-        )
-    if shared_memory is None:
-        raise NotFoundError(f"Unable to find shared memory region: '{region}'")
-    shared_memory.write(region, int(placement["shared_memory_offset"]), buffer)
-    return size
 
 
 def _json_data(tensor: Tensor) -> list[Any]:
