@@ -8,7 +8,7 @@ TRITON_REF ?= /tmp/triton-ref
 SHARED ?= ../shared
 HTTP_PORT ?= 8000
 
-.PHONY: install examples serve test check lint bench reference clean
+.PHONY: install compile examples serve test check lint bench reference clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The request path's modules as C extensions (src/airtower/compiled.py); quick when up to date.
+COMPILE = $(PY) -c 'import sys, airtower.compiled as c; sys.exit(c.main(sys.argv[1:]))'
+
+compile: $(STAMP)
+	$(COMPILE)
+
 examples: $(STAMP)
 	$(PY) examples/generate_models.py --repository $(REPOSITORY)
 
-serve: examples
+serve: examples compile
 	$(VENV)/bin/airtower serve --model-repository $(REPOSITORY) --http-port $(HTTP_PORT)
 
 # perf_analyzer and the reference Triton, used by the perf_analyzer test and `make bench`.
@@ -39,9 +45,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests bench examples/generate_models.py
 
 test: examples reference check
-	TRITON_REF=$(TRITON_REF) $(PY) -m pytest -q
+	$(COMPILE) --strict
+	AIRTOWER_EXPECT_COMPILED=1 TRITON_REF=$(TRITON_REF) $(PY) -m pytest -q
 
-bench: examples reference
+bench: examples reference compile
 	TRITON_REF=$(TRITON_REF) $(PY) bench/run.py
 	TRITON_REF=$(TRITON_REF) $(PY) bench/batching.py
 	$(PY) -m pip install -q -e '.[bench]'
@@ -50,4 +57,5 @@ bench: examples reference
 	TRITON_REF=$(TRITON_REF) $(PY) bench/streaming.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/build
+	find src -name '*.so' -delete

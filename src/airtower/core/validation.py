@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from airtower.core.request import InferenceRequest
 from airtower.errors import InvalidArgumentError
@@ -48,7 +48,7 @@ class RequestValidator:
     """Checks requests for one model version; every failure is an ``InvalidArgumentError``."""
 
     #: Distinct request layouts remembered (the cache starts over when full).
-    MAX_VERDICTS = 256
+    MAX_VERDICTS: ClassVar[int] = 256
 
     def __init__(self, config: ModelConfig) -> None:
         self.model_name: str = config.name

@@ -51,7 +51,7 @@ class ModelInstance:
         # With the rate limiter on, each execution first acquires the group's resources.
         self._rate_limiter = rate_limiter if limits is not None else None
         self._limits = limits
-        self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         self._backend: BackendInstance | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: asyncio.Future[None] | None = None
@@ -69,10 +69,10 @@ class ModelInstance:
         created: asyncio.Future[None] = loop.create_future()
         self._closed = loop.create_future()
         batches = [[Pending(request, loop.create_future(), 1, 0) for request in batch] for batch in warmup]
-        self._thread = threading.Thread(
+        self._worker = threading.Thread(
             target=self._run, args=(model, scheduler, created, batches), name=f"instance-{self.spec.name}", daemon=True
         )
-        self._thread.start()
+        self._worker.start()
         await created
         results: list[list[InferenceResponse | TritonError]] = []
         for batch in batches:
@@ -84,7 +84,7 @@ class ModelInstance:
 
     async def wait_closed(self) -> None:
         """Wait until the thread has finalized the instance (after ``take`` returned ``None``)."""
-        if self._closed is not None and self._thread is not None and self._thread.is_alive():
+        if self._closed is not None and self._worker is not None and self._worker.is_alive():
             await self._closed
 
     # -- on the instance thread ---------------------------------------------------------

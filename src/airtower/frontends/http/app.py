@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import unquote
 
@@ -252,7 +253,9 @@ class HttpFrontend:
             reuse_port=self.reuse_port or None,
             backlog=1024,
         )
-        port: int = self._listener.sockets[0].getsockname()[1]
+        # uvloop's Server.sockets is a list (typeshed says tuple): index it untyped.
+        sockets: Sequence[socket.socket] = cast("Any", self._listener).sockets
+        port: int = sockets[0].getsockname()[1]
         logger.info("Started HTTPService at %s:%d", self.host, port)
         return port
 

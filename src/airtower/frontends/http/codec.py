@@ -16,7 +16,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -211,7 +211,7 @@ class InferRequestDecoder:
     """
 
     #: Headers longer than this are not cached (large headers carry JSON data anyway).
-    MAX_HEADER = 4096
+    MAX_HEADER: ClassVar[int] = 4096
 
     def __init__(self, capacity: int = 256, shared_memory: SystemSharedMemory | None = None) -> None:
         self._capacity = capacity

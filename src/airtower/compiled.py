@@ -1,0 +1,132 @@
+"""The modules on the request path that are compiled to C extensions with mypyc, and the guard
+that keeps a stale build from loading.
+
+``make compile`` (part of ``make serve`` and ``make test``) compiles ``MODULES`` in place: each gets a
+``<name>.cpython-*.so`` beside its ``.py``, which Python's import system prefers. The code is
+the same typed Python; mypyc turns it into C calls instead of bytecode, which takes about a
+seventh off the event loop thread's CPU per request (docs/performance.md).
+
+Compiled modules call each other directly, so they load as one group or not at all: when any
+of their sources is newer than its extension (edited, or checked out, since the last build),
+or ``AIRTOWER_PURE_PYTHON=1`` is set, ``prefer_sources`` makes every one of them load from its
+``.py``. Without a build (no compiler, or a wheel) everything is plain Python.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+#: Package-relative module names, hottest first. Only modules whose annotations hold at run time
+#: (mypyc checks them) belong here; frontends and backends keep their seams duck-typed.
+MODULES: tuple[str, ...] = (
+    "frontends.http.app",
+    "frontends.http.codec",
+    "frontends.http.endpoints",
+    "models.model",
+    "models.instance",
+    "scheduling.scheduler",
+    "scheduling.direct",
+    "observability.stats",
+    "core.request",
+    "core.response",
+    "core.tensor",
+    "core.validation",
+)
+
+PACKAGE = Path(__file__).resolve().parent
+_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _source(module: str, package: Path = PACKAGE) -> Path:
+    return package.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _extension(module: str, package: Path = PACKAGE) -> Path | None:
+    source = _source(module, package)
+    for suffix in _SUFFIXES:
+        candidate = source.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def built(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
+    """Whether every module has an extension at least as new as its source."""
+    for module in modules:
+        extension = _extension(module, package)
+        if extension is None or extension.stat().st_mtime < _source(module, package).stat().st_mtime:
+            return False
+    return True
+
+
+def present(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
+    """Whether any module has an extension (fresh or stale)."""
+    return any(_extension(module, package) is not None for module in modules)
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' ``.py`` files ahead of their extensions."""
+
+    def __init__(self, names: dict[str, Path]) -> None:
+        self._names = names
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self._names.get(fullname)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def prefer_sources() -> bool:
+    """Load the compiled modules from source when their build is stale or unwanted; True if so.
+
+    Called by ``airtower/__init__.py`` before any of them is imported.
+    """
+    wanted = os.environ.get("AIRTOWER_PURE_PYTHON", "") not in ("", "0")
+    if not present() or (built() and not wanted):
+        return False
+    names = {f"{__package__}.{module}": _source(module) for module in MODULES}
+    sys.meta_path.insert(0, _SourceFinder(names))
+    return True
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension."""
+    return str(getattr(module, "__file__", "")).endswith(_SUFFIXES)
+
+
+def build(*, force: bool = False, strict: bool = False) -> int:
+    """Compile ``MODULES`` in place with mypyc unless the build is up to date (its C sources go to
+    ``src/build/``). A failed build leaves plain Python and returns 0, unless ``strict``."""
+    if built() and not force:
+        print("airtower: compiled modules are up to date")
+        return 0
+    root = PACKAGE.parent
+    files = [str(_source(module).relative_to(root)) for module in MODULES]
+    config = root.parent / "pyproject.toml"
+    command = [sys.executable, "-m", "mypyc", "--config-file", str(config), *files]
+    print(f"airtower: compiling {len(files)} modules with mypyc (about a minute)")
+    done = subprocess.run(command, cwd=root, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
+        print("airtower: mypyc failed; the server runs as plain Python", file=sys.stderr)
+        return done.returncode if strict else 0
+    for module in MODULES:  # the build is newer than every source it was made from
+        extension = _extension(module)
+        if extension is not None:
+            extension.touch()
+    return 0
+
+
+def main(arguments: Sequence[str]) -> int:
+    return build(force="--force" in arguments, strict="--strict" in arguments)

@@ -1,0 +1,61 @@
+"""The mypyc build of the request path: what loads, and when a build counts as stale."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airtower import compiled
+
+EXTENSION = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def make_package(root: Path, *, built: bool) -> Path:
+    for module in ("alpha", "beta.gamma"):
+        source = root.joinpath(*module.split(".")).with_suffix(".py")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("")
+        if built:
+            source.with_suffix(EXTENSION).write_bytes(b"")
+    return root
+
+
+def test_a_build_is_fresh_until_a_source_is_newer(tmp_path: Path) -> None:
+    package = make_package(tmp_path, built=True)
+    modules = ("alpha", "beta.gamma")
+    assert compiled.built(package, modules)
+    assert compiled.present(package, modules)
+    source = package / "beta" / "gamma.py"
+    later = source.stat().st_mtime + 10
+    os.utime(source, (later, later))
+    assert not compiled.built(package, modules)  # one stale module: the group loads from source
+    assert compiled.present(package, modules)
+
+
+def test_no_build_means_plain_python(tmp_path: Path) -> None:
+    package = make_package(tmp_path, built=False)
+    assert not compiled.built(package, ("alpha", "beta.gamma"))
+    assert not compiled.present(package, ("alpha", "beta.gamma"))
+
+
+def test_pure_python_can_be_asked_for() -> None:
+    code = (
+        "import airtower.frontends.http.app as app, airtower.models.model as model\n"
+        "from airtower.compiled import is_compiled\n"
+        "print(is_compiled(app), is_compiled(model))"
+    )
+    env = dict(os.environ, AIRTOWER_PURE_PYTHON="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.skipif(not os.environ.get("AIRTOWER_EXPECT_COMPILED"), reason="set by `make test`, which builds first")
+def test_make_test_runs_the_compiled_modules() -> None:
+    loaded = {module: importlib.import_module(f"airtower.{module}") for module in compiled.MODULES}
+    assert [name for name, module in loaded.items() if not compiled.is_compiled(module)] == []
