@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "core.response",
     "core.tensor",
     "core.validation",
+    "backends.python.backend",
 )
 
 PACKAGE = Path(__file__).resolve().parent
