@@ -50,27 +50,24 @@ def _source(module: str, package: Path = PACKAGE) -> Path:
     return package.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def _extension(module: str, package: Path = PACKAGE) -> Path | None:
-    source = _source(module, package)
+def extensions(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module under ``package`` that has a compiled extension beside its source."""
+    found: dict[str, Path] = {}
     for suffix in _SUFFIXES:
-        candidate = source.with_suffix(suffix)
-        if candidate.exists():
-            return candidate
-    return None
+        for extension in package.rglob(f"*{suffix}"):
+            source = extension.with_name(extension.name[: -len(suffix)] + ".py")
+            if source.exists():
+                found[".".join(source.relative_to(package).with_suffix("").parts)] = extension
+    return found
 
 
 def built(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
-    """Whether every module has an extension at least as new as its source."""
-    for module in modules:
-        extension = _extension(module, package)
-        if extension is None or extension.stat().st_mtime < _source(module, package).stat().st_mtime:
-            return False
-    return True
-
-
-def present(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
-    """Whether any module has an extension (fresh or stale)."""
-    return any(_extension(module, package) is not None for module in modules)
+    """Whether exactly ``modules`` have extensions, each at least as new as its source (an
+    extension left from a longer list of modules is stale too)."""
+    found = extensions(package)
+    if set(found) != set(modules):
+        return False
+    return all(found[module].stat().st_mtime >= _source(module, package).stat().st_mtime for module in modules)
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):
@@ -94,9 +91,10 @@ def prefer_sources() -> bool:
     Called by ``airtower/__init__.py`` before any of them is imported.
     """
     wanted = os.environ.get("AIRTOWER_PURE_PYTHON", "") not in ("", "0")
-    if not present() or (built() and not wanted):
+    found = extensions()
+    if not found or (built() and not wanted):
         return False
-    names = {f"{__package__}.{module}": _source(module) for module in MODULES}
+    names = {f"{__package__}.{module}": _source(module) for module in (*found, *MODULES)}
     sys.meta_path.insert(0, _SourceFinder(names))
     return True
 
@@ -112,6 +110,8 @@ def build(*, force: bool = False, strict: bool = False) -> int:
     if built() and not force:
         print("airtower: compiled modules are up to date")
         return 0
+    for extension in extensions().values():  # modules no longer listed must not keep an old build
+        extension.unlink()
     root = PACKAGE.parent
     files = [str(_source(module).relative_to(root)) for module in MODULES]
     config = root.parent / "pyproject.toml"
@@ -122,10 +122,8 @@ def build(*, force: bool = False, strict: bool = False) -> int:
         print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
         print("airtower: mypyc failed; the server runs as plain Python", file=sys.stderr)
         return done.returncode if strict else 0
-    for module in MODULES:  # the build is newer than every source it was made from
-        extension = _extension(module)
-        if extension is not None:
-            extension.touch()
+    for extension in extensions().values():  # the build is newer than every source it was made from
+        extension.touch()
     return 0
 
 
