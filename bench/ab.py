@@ -8,7 +8,9 @@ temporary git worktree and served with its own ``src`` first on ``PYTHONPATH`` (
 environment), the working tree as installed. For each concurrency the two servers are measured in
 turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
 prints each side's median throughput and p99 and the median ratio (working tree / base). The
-models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``).
+models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``). Both sides run
+compiled, as ``make compile`` builds them (the base is built in its worktree when it has the build);
+``--pure`` runs both from source instead.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ def serve(src: Path | None, repository: Path, model: str, log: Path) -> tuple[su
     return process, port
 
 
+def build(src: Path) -> None:
+    """Compile ``src``'s request path as ``make compile`` does, when that revision has one."""
+    if not (src / "airtower" / "compiled.py").exists():
+        return
+    env = dict(os.environ, PYTHONPATH=str(src))
+    code = "import sys, airtower.compiled as c; sys.exit(c.main(['--strict']))"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Path) -> tuple[float, float]:
     """perf_analyzer's throughput (infer/s) and p99 (µs) against ``port``."""
     report = workdir / "perf.csv"
@@ -66,13 +77,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="perf_analyzer measurement window")
+    parser.add_argument("--pure", action="store_true", help="run both sides from source (AIRTOWER_PURE_PYTHON=1)")
     args = parser.parse_args()
+    if args.pure:
+        os.environ["AIRTOWER_PURE_PYTHON"] = "1"
     with tempfile.TemporaryDirectory(prefix="airtower-ab-") as temp:
         workdir = Path(temp)
         base = workdir / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True,
                        capture_output=True)  # fmt: skip
         try:
+            if not args.pure:
+                build(base / "src")
+                build(ROOT / "src")
             repository = make_repository(workdir)
             sides = {"base": base / "src", "tree": None}
             results: dict[tuple[str, int], list[tuple[float, float]]] = {}
