@@ -40,6 +40,7 @@ MODULES: tuple[str, ...] = (
     "core.tensor",
     "core.validation",
     "backends.python.backend",
+    "scheduling.dynamic_batch_scheduler",
 )
 
 PACKAGE = Path(__file__).resolve().parent
