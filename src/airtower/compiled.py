@@ -62,11 +62,17 @@ def extensions(package: Path = PACKAGE) -> dict[str, Path]:
     return found
 
 
+def _runtime_present(package: Path) -> bool:
+    """Whether the build's shared library (``<hash>__mypyc.*`` beside the package) is there: the
+    per-module extensions cannot load without it (a copy of the package alone, say)."""
+    return any(any(package.parent.glob(f"*__mypyc{suffix}")) for suffix in _SUFFIXES)
+
+
 def built(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
     """Whether exactly ``modules`` have extensions, each at least as new as its source (an
     extension left from a longer list of modules is stale too)."""
     found = extensions(package)
-    if set(found) != set(modules):
+    if set(found) != set(modules) or not _runtime_present(package):
         return False
     return all(found[module].stat().st_mtime >= _source(module, package).stat().st_mtime for module in modules)
 
@@ -111,7 +117,8 @@ def build(*, force: bool = False, strict: bool = False) -> int:
     if built() and not force:
         print("airtower: compiled modules are up to date")
         return 0
-    for extension in extensions().values():  # modules no longer listed must not keep an old build
+    old = [*extensions().values(), *(path for suffix in _SUFFIXES for path in PACKAGE.parent.glob(f"*__mypyc{suffix}"))]
+    for extension in old:  # modules no longer listed must not keep an old build
         extension.unlink()
     root = PACKAGE.parent
     files = [str(_source(module).relative_to(root)) for module in MODULES]

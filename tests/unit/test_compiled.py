@@ -17,6 +17,9 @@ EXTENSION = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def make_package(root: Path, *, built: bool) -> Path:
+    root = root / "pkg"
+    if built:  # the build's shared library sits beside the package
+        (root.parent / f"0123__mypyc{EXTENSION}").write_bytes(b"")
     for module in ("alpha", "beta.gamma"):
         source = root.joinpath(*module.split(".")).with_suffix(".py")
         source.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +35,10 @@ def test_a_build_is_fresh_until_a_source_is_newer(tmp_path: Path) -> None:
     assert compiled.built(package, modules)
     assert not compiled.built(package, ("alpha",))  # an extension left from a longer list is stale
     assert set(compiled.extensions(package)) == {"alpha", "beta.gamma"}
+    shared = tmp_path / f"0123__mypyc{EXTENSION}"
+    shared.unlink()
+    assert not compiled.built(package, modules)  # the extensions cannot load without their shared library
+    shared.write_bytes(b"")
     source = package / "beta" / "gamma.py"
     later = source.stat().st_mtime + 10
     os.utime(source, (later, later))
