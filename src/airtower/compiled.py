@@ -4,11 +4,12 @@ that keeps a stale build from loading.
 ``make compile`` (part of ``make serve`` and ``make test``) compiles ``MODULES`` in place: each gets a
 ``<name>.cpython-*.so`` beside its ``.py``, which Python's import system prefers. The code is
 the same typed Python; mypyc turns it into C calls instead of bytecode, which takes about a
-seventh off the event loop thread's CPU per request (docs/performance.md).
+fifth off the event loop thread's CPU per request (docs/performance.md).
 
 Compiled modules call each other directly, so they load as one group or not at all: when any
-of their sources is newer than its extension (edited, or checked out, since the last build),
-or ``AIRTOWER_PURE_PYTHON=1`` is set, ``prefer_sources`` makes every one of them load from its
+of their sources is newer than its extension (edited, or checked out, since the last build), an
+extension exists for a module no longer listed, the build's shared library is missing, or
+``AIRTOWER_PURE_PYTHON=1`` is set, ``prefer_sources`` makes every one of them load from its
 ``.py``. Without a build (no compiler, or a wheel) everything is plain Python.
 """
 
@@ -24,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: Package-relative module names, hottest first. Only modules whose annotations hold at run time
-#: (mypyc checks them) belong here; frontends and backends keep their seams duck-typed.
+#: Package-relative module names, by layer. Only modules whose annotations hold at run time (mypyc
+#: checks them) belong here; ``server`` stays out, as tests hand the frontends fakes of it.
 MODULES: tuple[str, ...] = (
     "frontends.http.app",
     "frontends.http.codec",
@@ -34,13 +35,13 @@ MODULES: tuple[str, ...] = (
     "models.instance",
     "scheduling.scheduler",
     "scheduling.direct",
+    "scheduling.dynamic_batch_scheduler",
+    "backends.python.backend",
     "observability.stats",
     "core.request",
     "core.response",
     "core.tensor",
     "core.validation",
-    "backends.python.backend",
-    "scheduling.dynamic_batch_scheduler",
 )
 
 PACKAGE = Path(__file__).resolve().parent
@@ -62,17 +63,19 @@ def extensions(package: Path = PACKAGE) -> dict[str, Path]:
     return found
 
 
-def _runtime_present(package: Path) -> bool:
-    """Whether the build's shared library (``<hash>__mypyc.*`` beside the package) is there: the
-    per-module extensions cannot load without it (a copy of the package alone, say)."""
-    return any(any(package.parent.glob(f"*__mypyc{suffix}")) for suffix in _SUFFIXES)
+def _runtimes(package: Path) -> list[Path]:
+    """The build's shared libraries (``<hash>__mypyc.*`` beside the package): the per-module
+    extensions cannot load without theirs (a copy of the package alone, say)."""
+    return [path for suffix in _SUFFIXES for path in package.parent.glob(f"*__mypyc{suffix}")]
 
 
-def built(package: Path = PACKAGE, modules: Sequence[str] = MODULES) -> bool:
+def built(package: Path = PACKAGE, modules: Sequence[str] = MODULES, found: dict[str, Path] | None = None) -> bool:
     """Whether exactly ``modules`` have extensions, each at least as new as its source (an
-    extension left from a longer list of modules is stale too)."""
-    found = extensions(package)
-    if set(found) != set(modules) or not _runtime_present(package):
+    extension left from a longer list of modules is stale too). ``found``: ``extensions(package)``
+    when the caller has it already."""
+    if found is None:
+        found = extensions(package)
+    if set(found) != set(modules) or not _runtimes(package):
         return False
     return all(found[module].stat().st_mtime >= _source(module, package).stat().st_mtime for module in modules)
 
@@ -99,7 +102,7 @@ def prefer_sources() -> bool:
     """
     wanted = os.environ.get("AIRTOWER_PURE_PYTHON", "") not in ("", "0")
     found = extensions()
-    if not found or (built() and not wanted):
+    if not found or (built(found=found) and not wanted):
         return False
     names = {f"{__package__}.{module}": _source(module) for module in (*found, *MODULES)}
     sys.meta_path.insert(0, _SourceFinder(names))
@@ -114,11 +117,11 @@ def is_compiled(module: ModuleType) -> bool:
 def build(*, force: bool = False, strict: bool = False) -> int:
     """Compile ``MODULES`` in place with mypyc unless the build is up to date (its C sources go to
     ``src/build/``). A failed build leaves plain Python and returns 0, unless ``strict``."""
-    if built() and not force:
+    found = extensions()
+    if built(found=found) and not force:
         print("airtower: compiled modules are up to date")
         return 0
-    old = [*extensions().values(), *(path for suffix in _SUFFIXES for path in PACKAGE.parent.glob(f"*__mypyc{suffix}"))]
-    for extension in old:  # modules no longer listed must not keep an old build
+    for extension in (*found.values(), *_runtimes(PACKAGE)):  # modules no longer listed keep no old build
         extension.unlink()
     root = PACKAGE.parent
     files = [str(_source(module).relative_to(root)) for module in MODULES]
