@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from airtower import __version__
+from airtower.core.cuda import DEFAULT_MIN_COMPUTE_CAPABILITY
 from airtower.errors import TritonError
 from airtower.models.response_cache import CacheConfig
 from airtower.observability import log_settings
@@ -216,7 +217,6 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                  "--model-load-gpu-limit"):  # fmt: skip
         flag(name, action="append", default=[], help=no_effect)
     flag("--cuda-memory-pool-byte-size", action="append", default=[], metavar="DEVICE:BYTES", help=no_effect)
-    flag("--min-supported-compute-capability", type=float, help=no_effect)
     boolean("--enable-peer-access", True, no_effect)
     flag("--cache-config", type=parse_cache_config, action="append", default=[], metavar="CACHE,KEY=VALUE",
          help="response cache settings, e.g. local,size=1048576")  # fmt: skip
@@ -224,6 +224,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
          help="execution_count: instances execute only while they hold their rate_limiter resources")  # fmt: skip
     flag("--rate-limit-resource", type=parse_rate_limit_resource, action="append", default=[],
          metavar="NAME:COUNT[:DEVICE]", help="amount of a rate limiter resource (repeatable)")  # fmt: skip
+    flag("--min-supported-compute-capability", type=float, default=DEFAULT_MIN_COMPUTE_CAPABILITY, metavar="X.Y",
+         help="GPUs of a lower CUDA compute capability are not used")  # fmt: skip
     flag("--backend-config", type=parse_backend_config, action="append", default=[], metavar="BACKEND,KEY=VALUE")
 
 
@@ -288,6 +290,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         trace_config=tuple(_deprecated_trace_flags(args)) + tuple(args.trace_config),
         rate_limit=args.rate_limit,
         rate_limit_resources=tuple(args.rate_limit_resource),
+        min_supported_compute_capability=args.min_supported_compute_capability,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from airtower.core.cuda import DEFAULT_MIN_COMPUTE_CAPABILITY
 from airtower.observability.log_settings import LogSettings
 from airtower.scheduling.rate_limiter import ResourceLimit
 from airtower.types import ControlMode
@@ -78,6 +79,8 @@ class ServerOptions:
     #: ``--rate-limit``: "off" or "execution_count"; ``--rate-limit-resource`` amounts.
     rate_limit: Literal["off", "execution_count"] = "off"
     rate_limit_resources: tuple[ResourceLimit, ...] = ()
+    #: ``--min-supported-compute-capability``: GPUs below it are not used.
+    min_supported_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY
     #: ``--backend-config=<backend>,<key>=<value>``: {backend: {key: value}}; backend "" = global.
     backend_config: dict[str, dict[str, str]] = field(default_factory=dict)
 

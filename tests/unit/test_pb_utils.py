@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,94 @@ def test_pb_utils_tensor_from_dlpack_accepts_capsule_and_shares_memory() -> None
     array[0] = 7.0
     assert tensor.as_numpy()[0] == 7.0
     assert pb_utils.Tensor("A", array).__dlpack_device__() == (1, 0)
+
+
+def test_pb_utils_read_only_input_exports_a_dlpack_copy() -> None:
+    # Request inputs view the request body's bytes: read-only, which an unversioned capsule cannot say.
+    array = np.frombuffer(np.arange(4, dtype=np.float32).tobytes(), dtype=np.float32)
+    assert not array.flags.writeable
+    capsule = pb_utils.Tensor("IN", array).to_dlpack()
+    copy = pb_utils.Tensor.from_dlpack("X", capsule).as_numpy()
+    np.testing.assert_array_equal(copy, array)
+    assert not np.shares_memory(copy, array)
+    shared = np.from_dlpack(pb_utils.Tensor("IN", array))  # a versioned consumer keeps the view, read-only
+    assert np.shares_memory(shared, array)
+    assert not shared.flags.writeable
+
+
+class FakeTorchTensor:
+    """A torch tensor numpy cannot import: on a GPU (kDLCUDA = 2) or, on the CPU, a bfloat16 one."""
+
+    def __init__(self, array: np.ndarray, device: tuple[int, int] = (2, 1)) -> None:
+        self.array = array
+        self.device = device
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        assert self.device == (1, 0), "numpy must not be asked to read GPU memory"
+        raise BufferError("Unsupported dtype in DLTensor.")
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.device
+
+
+class FakeTorch(types.ModuleType):
+    """Just what ``from_dlpack`` uses of torch: ``torch.from_dlpack(t).cpu().numpy()`` and bfloat16."""
+
+    bfloat16 = "bfloat16"
+    int16 = "int16"
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+
+    class Tensor:
+        def __init__(self, array: np.ndarray, dtype: str = "") -> None:
+            self.array, self.dtype = array, dtype or str(array.dtype)
+
+        def cpu(self) -> FakeTorch.Tensor:
+            return FakeTorch.Tensor(self.array.copy(), self.dtype)
+
+        def view(self, dtype: str) -> FakeTorch.Tensor:
+            return FakeTorch.Tensor(self.array.view(np.int16), dtype)
+
+        def numpy(self) -> np.ndarray:
+            return self.array
+
+    def from_dlpack(self, tensor: FakeTorchTensor) -> FakeTorch.Tensor:  # torch's own import of either
+        bf16 = tensor.array.dtype == np.uint16
+        return FakeTorch.Tensor(tensor.array, "bfloat16" if bf16 else "")
+
+
+def test_pb_utils_tensor_from_dlpack_imports_gpu_and_bfloat16_tensors_through_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", FakeTorch())
+    gpu = np.array([1.5, 2.5], dtype=np.float32)
+    tensor = pb_utils.Tensor.from_dlpack("OUT", FakeTorchTensor(gpu))
+    np.testing.assert_array_equal(tensor.as_numpy(), gpu)
+    assert not np.shares_memory(tensor.as_numpy(), gpu)
+    assert tensor.triton_dtype() == 11
+    bits = np.array([0x3F80, 0x4000], dtype=np.uint16)  # bfloat16 1.0, 2.0
+    bf16 = pb_utils.Tensor.from_dlpack("OUT_BF16", FakeTorchTensor(bits))
+    assert bf16.triton_dtype() == 14
+    np.testing.assert_array_equal(bf16.as_numpy(), bits)
+    on_cpu = pb_utils.Tensor.from_dlpack("CPU_BF16", FakeTorchTensor(bits, device=(1, 0)))
+    assert on_cpu.triton_dtype() == 14
+    np.testing.assert_array_equal(on_cpu.as_numpy(), bits)
+
+
+def test_pb_utils_tensor_from_dlpack_of_a_gpu_tensor_without_torch_or_cupy_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    with pytest.raises(pb_utils.TritonError, match=r"'OUT' from device type 2 \(device 1\): .* torch or cupy"):
+        pb_utils.Tensor.from_dlpack("OUT", FakeTorchTensor(np.zeros(2, np.float32)))
+
+
+def test_pb_utils_dlpack_capsule_reports_its_device() -> None:
+    capsule = np.zeros(3, np.float32).__dlpack__()
+    assert pb_utils._DLPackCapsule(capsule).__dlpack_device__() == (1, 0)
+    assert pb_utils._DLPackCapsule(object()).__dlpack_device__() == (1, 0)
 
 
 def test_pb_utils_tensor_holds_bytes_and_rejects_unsupported_dtype() -> None:

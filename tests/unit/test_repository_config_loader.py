@@ -109,7 +109,7 @@ def test_load_model_config_names_unnamed_groups_by_index(tmp_path: Path, backend
 def test_load_model_config_auto_kind_becomes_gpu_when_gpus_exist(
     tmp_path: Path, backends: dict[str, FakeBackend]
 ) -> None:
-    config = load_model_config(make_model(tmp_path, "m", PY), gpu_count=2)
+    config = load_model_config(make_model(tmp_path, "m", PY), gpus=(0, 1))
     [group] = config_to_json(config)["instance_group"]
     assert (group["kind"], group["gpus"]) == ("KIND_GPU", [0, 1])
 
@@ -121,8 +121,20 @@ def test_load_model_config_kind_gpu_without_gpus_is_an_error(tmp_path: Path, bac
     ):
         load_model_config(location)
     location = make_model(tmp_path, "badgpu", PY + "instance_group [ { kind: KIND_GPU gpus: [ 3 ] } ]")
-    with pytest.raises(ModelConfigError, match="specifies invalid or unsupported gpu id 3"):
-        load_model_config(location, gpu_count=1)
+    with pytest.raises(ModelConfigError, match=r"unsupported gpu id 3\. .* of 7\.500000 are: 0$"):
+        load_model_config(location, gpus=(0,), min_compute_capability=7.5)
+
+
+def test_load_model_config_auto_kind_naming_an_unusable_gpu_is_cpu_and_so_an_error(
+    tmp_path: Path, backends: dict[str, FakeBackend]
+) -> None:
+    # Triton: KIND_AUTO falls back to KIND_CPU when a listed GPU is not usable; a CPU group naming GPUs fails.
+    text = PY + "instance_group [ { kind: KIND_GPU gpus: [ 0 ] }, { kind: KIND_AUTO gpus: [ 1 ] } ]"
+    with pytest.raises(ModelConfigError, match=r"^instance group m_1 of model m has kind KIND_CPU but specifies one"):
+        load_model_config(make_model(tmp_path, "m", text), gpus=(0,))
+    text = PY + "instance_group [ { kind: KIND_AUTO gpus: [ 1 ] } ]"
+    [group] = config_to_json(load_model_config(make_model(tmp_path, "m2", text), gpus=(0, 1)))["instance_group"]
+    assert (group["kind"], group["gpus"]) == ("KIND_GPU", [1])
 
 
 def test_load_model_config_onnxruntime_cpu_groups_default_to_two_instances(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
+from airtower.core.cuda import supported_gpus
 from airtower.core.model_config import config_from_json
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
@@ -94,6 +95,10 @@ class ModelManager:
         #: ``--cache-config local,size=N``: shared by the models whose config enables it.
         cache_config = CacheConfig.parse(list(options.cache_config))
         self.response_cache = ResponseCache(cache_config.size) if cache_config is not None else None
+        #: The GPUs instance groups may use (none on a machine without a CUDA driver).
+        self.gpus = supported_gpus(options.min_supported_compute_capability)
+        if self.gpus:
+            logger.info("GPUs used for model instances: %s", ", ".join(str(gpu) for gpu in self.gpus))
         #: Shared by every model's instances when ``--rate-limit=execution_count``.
         self.rate_limiter = (
             RateLimiter(options.rate_limit_resources) if options.rate_limit == "execution_count" else None
@@ -351,6 +356,8 @@ class ModelManager:
                 config_name=options.model_config_name,
                 auto_complete=options.auto_complete_config,
                 backend_config=options.backend_settings,
+                gpus=self.gpus,
+                min_compute_capability=options.min_supported_compute_capability,
             )
             entry.config = config
             versions = select_versions(config, available_versions(location.model_dir))

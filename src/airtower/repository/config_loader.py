@@ -16,13 +16,14 @@ Errors are ``ModelConfigError`` with Triton's wording; the model becomes UNAVAIL
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import BACKEND_BY_PLATFORM, PLATFORM_BY_BACKEND, get_backend
+from airtower.core.cuda import DEFAULT_MIN_COMPUTE_CAPABILITY
 from airtower.core.model_config import (
     SEQUENCE_IDLE_DEFAULT_MICROSECONDS,
     ModelConfig,
@@ -69,9 +70,6 @@ _MODEL_FILE_RULES: tuple[tuple[str, str, str, str], ...] = (
 #: Backends whose KIND_CPU instance groups default to two instances (core SetDefaultInstanceCount).
 _TWO_CPU_INSTANCE_BACKENDS = frozenset({"tensorflow", "onnxruntime"})
 
-#: Triton's default --min-supported-compute-capability, quoted in GPU id errors.
-_MIN_COMPUTE_CAPABILITY = 6.0
-
 BackendConfig = Callable[[str], dict[str, str]]
 
 
@@ -81,7 +79,8 @@ def load_model_config(
     config_name: str = "",
     auto_complete: bool = True,
     backend_config: BackendConfig = lambda backend: {},
-    gpu_count: int = 0,
+    gpus: Collection[int] = (),
+    min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY,
 ) -> ModelConfig:
     """The complete configuration of the model at ``location``, as Triton would serve it.
 
@@ -90,7 +89,9 @@ def load_model_config(
         config_name: ``--model-config-name``; ``configs/<name>.pbtxt`` wins when it exists.
         auto_complete: ``not --disable-auto-complete-config``; lets the backend fill the config.
         backend_config: ``--backend-config`` settings by backend name ("" = global ones).
-        gpu_count: GPUs visible to the server; KIND_AUTO groups become KIND_GPU when > 0.
+        gpus: ids of the GPUs the server may use (``core.cuda.supported_gpus``); KIND_AUTO groups
+            become KIND_GPU when there is one.
+        min_compute_capability: ``--min-supported-compute-capability``, quoted in GPU id errors.
 
     Raises:
         ModelConfigError: the configuration is missing, malformed or invalid.
@@ -114,8 +115,8 @@ def load_model_config(
         ctx = ModelContext(location.name, location.model_dir, location.repository, settings, version=latest)
         get_backend(config.backend).auto_complete_config(config, ctx)
         normalize_model_config(config)
-    normalize_instance_groups(config, gpu_count)
-    validate_instance_groups(config, gpu_count)
+    normalize_instance_groups(config, gpus)
+    validate_instance_groups(config, gpus, min_compute_capability)
     validate_io(config)
     return config
 
@@ -239,7 +240,7 @@ def normalize_model_config(config: ModelConfig) -> None:
             optimization.output_pinned_memory.enable = True
 
 
-def normalize_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
+def normalize_instance_groups(config: ModelConfig, gpus: Collection[int] = ()) -> None:
     """Default instance groups, names, kinds, counts and GPUs (core NormalizeInstanceGroup).
 
     Without groups the model gets one named ``<model>``; unnamed groups become ``<model>_<index>``.
@@ -247,7 +248,6 @@ def normalize_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
     """
     if config.HasField("ensemble_scheduling"):
         return
-    gpus = set(range(gpu_count))
     if not config.instance_group:
         config.instance_group.add(name=config.name)
     for index, group in enumerate(config.instance_group):
@@ -263,7 +263,9 @@ def normalize_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
             group.gpus.extend(sorted(gpus))
 
 
-def validate_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
+def validate_instance_groups(
+    config: ModelConfig, gpus: Collection[int] = (), min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY
+) -> None:
     """core ValidateInstanceGroup."""
     if config.HasField("ensemble_scheduling"):
         return
@@ -275,7 +277,7 @@ def validate_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
             if group.gpus:
                 raise ModelConfigError(f"{prefix} has kind KIND_MODEL but specifies one or more GPUs")
         elif group.kind == pb.ModelInstanceGroup.KIND_GPU:
-            _validate_gpus(prefix, group.gpus, gpu_count)
+            _validate_gpus(prefix, group.gpus, gpus, min_compute_capability)
         elif group.kind == pb.ModelInstanceGroup.KIND_CPU:
             if group.gpus:
                 raise ModelConfigError(f"{prefix} has kind KIND_CPU but specifies one or more GPUs")
@@ -288,18 +290,18 @@ def validate_instance_groups(config: ModelConfig, gpu_count: int = 0) -> None:
             )
 
 
-def _validate_gpus(prefix: str, gpus: Iterable[int], gpu_count: int) -> None:
-    listed = list(gpus)
+def _validate_gpus(prefix: str, listed: Iterable[int], gpus: Collection[int], min_compute_capability: float) -> None:
+    listed = list(listed)
     if not listed:
-        if gpu_count == 0:
+        if not gpus:
             raise ModelConfigError(f"{prefix} has kind KIND_GPU but no GPUs are available")
         raise ModelConfigError(f"{prefix} has kind KIND_GPU but specifies no GPUs")
     for gpu in listed:
-        if not 0 <= gpu < gpu_count:
-            supported = ", ".join(str(g) for g in range(gpu_count))
+        if gpu not in gpus:
+            supported = ", ".join(str(g) for g in sorted(gpus))
             raise ModelConfigError(
                 f"{prefix} specifies invalid or unsupported gpu id {gpu}. GPUs with at least the minimum required "
-                f"CUDA compute compatibility of {_MIN_COMPUTE_CAPABILITY:.6f} are: {supported}"
+                f"CUDA compute compatibility of {min_compute_capability:.6f} are: {supported}"
             )
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import enum
 import json
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -94,6 +96,7 @@ TRITON_STRING_TO_NUMPY: dict[str, Any] = {
 }
 
 #: TRITONSERVER_DataType values (tritonserver.h): INVALID=0 ... BYTES=13, BF16=14.
+_TRITON_TYPE_BF16 = 14
 _NUMPY_BY_TRITON_TYPE: dict[int, type[Any]] = {
     1: np.bool_,
     2: np.uint8,
@@ -273,6 +276,14 @@ _NO_TRACE = InferenceTrace()
 # -- tensors --------------------------------------------------------------------------------
 
 
+#: DLPack device types (dlpack.h DLDeviceType) numpy reads directly; others live on an accelerator.
+_DLPACK_HOST_DEVICES = frozenset({1, 3, 13})  # kDLCPU, kDLCUDAHost, kDLCUDAManaged
+_DLPACK_CPU = 1
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
 class _DLPackCapsule:
     """Adapts a bare DLPack capsule to the ``__dlpack__`` protocol ``np.from_dlpack`` needs."""
 
@@ -283,7 +294,35 @@ class _DLPackCapsule:
         return self._capsule
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        return (1, 0)
+        # An unused capsule holds a DLManagedTensor, which starts with its DLTensor:
+        # {void* data; DLDevice {int32 device_type; int32 device_id}; ...}.
+        try:
+            tensor = _capsule_pointer(self._capsule, b"dltensor")
+        except (ValueError, TypeError):
+            return (_DLPACK_CPU, 0)  # a used or versioned capsule: numpy explains what is wrong with it
+        device = (ctypes.c_int32 * 2).from_address(tensor + ctypes.sizeof(ctypes.c_void_p))
+        return (device[0], device[1])
+
+
+def _through_framework(name: str, source: Any, device: tuple[int, int]) -> Tensor:
+    """A DLPack tensor numpy cannot import, through the framework that must have made it (torch,
+    else cupy): one in accelerator memory (a GPU model's output), copied to host memory, where
+    responses are built; or a bfloat16 one, which numpy has no type for."""
+    tensor = source._capsule if isinstance(source, _DLPackCapsule) else source
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        host = torch.from_dlpack(tensor).cpu()
+        if host.dtype == torch.bfloat16:  # numpy has no bfloat16: BF16 tensors hold the bits as uint16
+            return Tensor._wrap(name, host.view(torch.int16).numpy().view(np.uint16), _TRITON_TYPE_BF16)
+        return Tensor(name, host.numpy())
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        return Tensor(name, cupy.from_dlpack(tensor).get())
+    raise TritonError(
+        f"unable to import DLPack tensor '{name}' from device type {device[0]} (device {device[1]}): "
+        "copying it to host memory needs torch or cupy, and neither is imported",
+        TritonError.INVALID_ARG,
+    )
 
 
 class Tensor:
@@ -322,23 +361,40 @@ class Tensor:
         return True
 
     def to_dlpack(self) -> Any:
-        """A DLPack capsule viewing the same memory (not available for BYTES tensors)."""
+        """A DLPack capsule viewing the same memory (not available for BYTES tensors); a read-only
+        tensor (a request's input) is copied first, since such a capsule cannot say read-only."""
         return self.__dlpack__()
 
-    def __dlpack__(self, stream: Any = None) -> Any:
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         if self._array.dtype == np.object_:
             raise TritonError("DLPack does not support BYTES tensors", TritonError.INVALID_ARG)
-        return self._array.__dlpack__()
+        try:
+            return self._array.__dlpack__(stream=stream, **kwargs)
+        except BufferError:
+            if self._array.flags.writeable:
+                raise
+            # Inputs view the request's immutable bytes; an unversioned capsule would hand them out writable.
+            return self._array.copy().__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
         return (1, 0)  # kDLCPU, device 0
 
     @staticmethod
     def from_dlpack(name: str, tensor: Any) -> Tensor:
-        """A tensor from a DLPack capsule or any object with ``__dlpack__`` (CPU memory only)."""
+        """A tensor from a DLPack capsule or any object with ``__dlpack__``. Host memory is shared;
+        a GPU tensor (torch or cupy) is copied to host memory, where responses are built."""
         source = tensor if hasattr(tensor, "__dlpack__") else _DLPackCapsule(tensor)
         try:
-            array = np.from_dlpack(source)
+            device = source.__dlpack_device__() if hasattr(source, "__dlpack_device__") else (_DLPACK_CPU, 0)
+            device = (int(device[0]), int(device[1]))
+            if device[0] not in _DLPACK_HOST_DEVICES:
+                return _through_framework(name, source, device)
+            try:
+                array = np.from_dlpack(source)
+            except BufferError:  # e.g. torch's bfloat16 (numpy keeps an unused capsule unused)
+                if "torch" not in sys.modules:
+                    raise
+                return _through_framework(name, source, device)
         except (TypeError, ValueError, BufferError, RuntimeError) as exc:
             raise TritonError(f"unable to import DLPack tensor '{name}': {exc}", TritonError.INVALID_ARG) from exc
         return Tensor(name, array)
