@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc  # type: ignore[import-untyped]
@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
 from airtower.errors import InternalError, TritonError
+from airtower.frontends.grpc.calls import Method
 from airtower.frontends.grpc.codec import (
     InferResponseEncoder,
     decode_infer_request,
@@ -127,32 +128,57 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         request.trace_context = trace
         return request, self.server.infer(request, "ModelInfer RPC")
 
+    def start_infer(
+        self, message: Any, context: _Context
+    ) -> tuple[asyncio.Future[InferenceResponse], Callable[[asyncio.Future[InferenceResponse]], bytes]]:
+        """ModelInfer up to the model's future, and how the finished future becomes the serialized
+        ``ModelInferResponse`` (raising the request's error). The native transport calls these
+        without a task per RPC; ``ModelInfer`` awaits between them.
+
+        Raises:
+            Exception: the request could not start (unknown model, bad input...).
+        """
+        trace = _trace_context(context) if self.server.tracing else None
+        request, future = self._start(message, trace)
+
+        def complete(done: asyncio.Future[InferenceResponse]) -> bytes:
+            if trace is None:
+                return self._encoder.encode(done.result(), request)
+            try:
+                response = done.result()
+            except asyncio.CancelledError:
+                self.server.trace_finished(trace, None)
+                raise
+            except BaseException:
+                now = time.monotonic_ns()
+                self.server.trace_finished(trace, (now, now, now))
+                raise
+            completed = time.monotonic_ns()
+            encoded = self._encoder.encode(response, request)
+            self.server.trace_finished(trace, (completed, completed, time.monotonic_ns()))
+            return encoded
+
+        return future, complete
+
     async def ModelInfer(self, message: Any, context: _Context) -> bytes:
         """Answers the serialized ``ModelInferResponse`` (see ``inference_service_handlers``)."""
-        trace = _trace_context(context) if self.server.tracing else None
         try:
-            request, future = self._start(message, trace)
+            future, complete = self.start_infer(message, context)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "ModelInfer"))
         try:
-            response = await future
-            if trace is None:
-                return self._encoder.encode(response, request)
-            complete = time.monotonic_ns()
-            encoded = self._encoder.encode(response, request)
-            sent = time.monotonic_ns()  # grpc writes it after the handler returns
-            self.server.trace_finished(trace, (complete, complete, sent))
-            return encoded
+            await future
         except asyncio.CancelledError:
             future.cancel()  # the client cancelled or went away: drop the request if still queued
-            if trace is not None:
-                self.server.trace_finished(trace, None)
+            if future.cancelled():
+                complete(future)  # raises CancelledError, after finishing the trace
             raise
+        except Exception:  # noqa: BLE001 - complete() raises it again, with the trace recorded
+            pass
+        try:
+            return complete(future)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "ModelInfer")
-        if trace is not None:
-            now = time.monotonic_ns()
-            self.server.trace_finished(trace, (now, now, now))
         return await _abort(context, error)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
@@ -387,6 +413,26 @@ def inference_service_handlers(servicer: InferenceServicer) -> dict[str, Any]:
             behaviour, request_deserializer=request_class.FromString, response_serializer=_serialize
         )
     return handlers
+
+
+def native_methods(servicer: InferenceServicer, health: HealthServicer) -> dict[str, Method]:
+    """The methods of both services for the native transport (``calls.py``), by ``:path``."""
+    methods: dict[str, Method] = {}
+    service = service_pb2.DESCRIPTOR.services_by_name[INFERENCE_SERVICE.rsplit(".", 1)[1]]
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        methods[f"/{INFERENCE_SERVICE}/{method.name}"] = Method(
+            deserialize=request_class.FromString,
+            serialize=_serialize,
+            behaviour=getattr(servicer, method.name),
+            client_streaming=method.client_streaming,
+            server_streaming=method.server_streaming,
+            start=servicer.start_infer if method.name == "ModelInfer" else None,
+        )
+    methods["/grpc.health.v1.Health/Check"] = Method(
+        deserialize=health_pb2.HealthCheckRequest.FromString, serialize=_serialize, behaviour=health.Check
+    )
+    return methods
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
