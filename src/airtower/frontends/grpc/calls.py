@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from airtower.errors import InternalError, TritonError
 from airtower.frontends.grpc.errors import status_of
@@ -47,16 +47,16 @@ _ALGORITHM_RANKING = ("gzip", "deflate")
 class StatusCode:
     """gRPC status codes (the numbers on the wire)."""
 
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    RESOURCE_EXHAUSTED = 8
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
+    OK: Final = 0
+    CANCELLED: Final = 1
+    UNKNOWN: Final = 2
+    INVALID_ARGUMENT: Final = 3
+    DEADLINE_EXCEEDED: Final = 4
+    NOT_FOUND: Final = 5
+    RESOURCE_EXHAUSTED: Final = 8
+    UNIMPLEMENTED: Final = 12
+    INTERNAL: Final = 13
+    UNAVAILABLE: Final = 14
 
 
 class AbortError(Exception):
@@ -227,12 +227,10 @@ class GrpcCall:
         if offset < size:
             buffer += view[offset:]
 
-    async def requests(self) -> AsyncIterator[Any]:
+    def requests(self) -> AsyncIterator[Any]:
         """The request messages of a client-streaming call, deserialized, until the client ends."""
-        inbox = self.inbox
-        assert inbox is not None
-        while (message := await inbox.get()) is not None:
-            yield self.method.deserialize(message)
+        assert self.inbox is not None
+        return _RequestIterator(self.inbox, self.method.deserialize)
 
     # -- the response out
 
@@ -305,6 +303,24 @@ class GrpcCall:
         self.timed_out = True
         self.finish(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self.cancel()
+
+
+class _RequestIterator:
+    """``async for`` over a streaming call's request messages (``None`` in the inbox ends it)."""
+
+    def __init__(self, inbox: asyncio.Queue[bytes | None], deserialize: Callable[[bytes], Any]) -> None:
+        self._inbox = inbox
+        self._deserialize = deserialize
+
+    def __aiter__(self) -> _RequestIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self._inbox.get()
+        if message is None:
+            self._inbox.put_nowait(None)  # and for any later read
+            raise StopAsyncIteration
+        return self._deserialize(message)
 
 
 class GrpcService:

@@ -29,7 +29,7 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import hpack
 
@@ -80,16 +80,16 @@ _GOAWAY = struct.Struct(">II")
 class ErrorCode:
     """RFC 9113 section 7 error codes used here."""
 
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    STREAM_CLOSED = 0x5
-    FRAME_SIZE_ERROR = 0x6
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    COMPRESSION_ERROR = 0x9
-    ENHANCE_YOUR_CALM = 0xB
+    NO_ERROR: Final = 0x0
+    PROTOCOL_ERROR: Final = 0x1
+    INTERNAL_ERROR: Final = 0x2
+    FLOW_CONTROL_ERROR: Final = 0x3
+    STREAM_CLOSED: Final = 0x5
+    FRAME_SIZE_ERROR: Final = 0x6
+    REFUSED_STREAM: Final = 0x7
+    CANCEL: Final = 0x8
+    COMPRESSION_ERROR: Final = 0x9
+    ENHANCE_YOUR_CALM: Final = 0xB
 
 
 class ConnectionError_(Exception):
@@ -387,7 +387,7 @@ class Http2Connection(asyncio.Protocol):
         if headers is not None:
             return headers
         try:
-            decoded = self._decoder.decode(block, raw=False)
+            decoded: Any = self._decoder.decode(block, raw=False)  # str pairs (hpack annotates bytes)
         except hpack.HPACKError as exc:
             raise ConnectionError_(ErrorCode.COMPRESSION_ERROR, f"header block: {exc}") from exc
         headers = [(str(name), str(value)) for name, value in decoded]
