@@ -542,3 +542,25 @@ async def test_client_cancel_drops_the_request_and_server_keeps_serving(small_re
             assert stats.inference_stats.success.count >= 1
     finally:
         assert process.stop() == 0, process.output()
+
+
+def test_deadlines_and_compression_over_the_native_transport(small_repository: Path) -> None:
+    """grpc-timeout ends a call with DEADLINE_EXCEEDED (the server goes on); compressed requests are
+    read, and responses compressed at the flag's level reach the client intact."""
+    process = start_server([small_repository], "--grpc-infer-response-compression-level", "high")
+    try:
+        client = grpcclient.InferenceServerClient(process.grpc_url)
+        tensor = grpcclient.InferInput("IN_INT32", [3], "INT32")
+        tensor.set_data_from_numpy(np.array([1, 2, 3], np.int32))
+        for algorithm in (None, "gzip", "deflate"):
+            result = client.infer("echo", [tensor], compression_algorithm=algorithm)
+            assert result.as_numpy("OUT_INT32").tolist() == [1, 2, 3]
+        slow = grpcclient.InferInput("IN", [1], "INT32")
+        slow.set_data_from_numpy(np.array([7], np.int32))
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer("slow", [slow], client_timeout=0.2)
+        assert raised.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+        assert client.infer("slow", [slow]).as_numpy("OUT").tolist() == [7]
+        assert client.is_server_ready()
+    finally:
+        assert process.stop() == 0, process.output()

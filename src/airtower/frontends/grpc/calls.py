@@ -88,9 +88,10 @@ def _percent_encode(message: str) -> str:
 
 def _parse_timeout(value: str) -> float | None:
     """``grpc-timeout`` (1-8 digits and a unit) in seconds; None when malformed."""
-    if len(value) < 2 or not value[:-1].isdigit() or value[-1] not in _TIMEOUT_UNITS:
+    digits = value[:-1]
+    if not 1 <= len(digits) <= 8 or not (digits.isascii() and digits.isdigit()) or value[-1] not in _TIMEOUT_UNITS:
         return None
-    return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
+    return int(digits) * _TIMEOUT_UNITS[value[-1]]
 
 
 def response_algorithm(level: str, accepted: str) -> str | None:
@@ -150,6 +151,7 @@ class GrpcCall:
         "metadata",
         "method",
         "received",
+        "release",
         "response_encoding",
         "stream",
         "task",
@@ -157,8 +159,12 @@ class GrpcCall:
         "timer",
     )
 
-    def __init__(self, connection: Http2Connection, stream: Stream, method: Method) -> None:
+    def __init__(
+        self, connection: Http2Connection, stream: Stream, method: Method, release: Callable[[GrpcCall], None]
+    ) -> None:
         self.connection = connection
+        #: Called once the call is over when nothing else will be (``GrpcService`` forgets it).
+        self.release = release
         self.stream = stream
         self.method = method
         self.metadata: tuple[tuple[str, str], ...] = ()
@@ -302,7 +308,10 @@ class GrpcCall:
             return
         self.timed_out = True
         self.finish(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        running = self.task is not None or self.future is not None
         self.cancel()
+        if not running:  # the request was still arriving: no task or future will release the call
+            self.release(self)
 
 
 class _RequestIterator:
@@ -357,7 +366,7 @@ class GrpcService:
                 metadata.append((name, value))
         if path is not None:
             method = self.methods.get(path)
-        call = GrpcCall(connection, stream, method or _UNKNOWN_METHOD)
+        call = GrpcCall(connection, stream, method or _UNKNOWN_METHOD, self._done)
         stream.call = call
         if not content_type.startswith("application/grpc"):
             call.headers_sent = True  # not gRPC: answer as grpc core does, with HTTP 415

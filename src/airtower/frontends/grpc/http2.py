@@ -69,6 +69,8 @@ RECEIVE_WINDOW = 16 * 1024 * 1024
 #: The largest frame this side accepts (peers may then send large DATA frames in one piece).
 RECEIVE_MAX_FRAME = 1 << 20
 MAX_HEADER_LIST = 16 * 1024 * 1024
+#: How many streams ended by this side before the client are remembered as such.
+_HALF_CLOSED_KEPT = 1024
 
 _FRAME_HEADER = struct.Struct(">HBBBI")  # length as 16 + 8 bits, type, flags, stream id
 _PACK_HEADER = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id — see _frame()
@@ -199,6 +201,8 @@ class Http2Connection(asyncio.Protocol):
         self.streams: dict[int, Stream] = {}
         self._last_stream_id = 0
         self._continuation: tuple[int, int, bytearray] | None = None  # stream, flags, fragment so far
+        #: Streams this side ended before the client did (oldest first), whose late frames are not errors.
+        self._half_closed: dict[int, None] = {}
         # The peer's settings and windows (what this side may send).
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
@@ -343,6 +347,8 @@ class Http2Connection(asyncio.Protocol):
             self._received_unacked = 0
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
+            if flags & END_STREAM:
+                self._half_closed.pop(stream_id, None)
             if stream_id > self._last_stream_id:
                 raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
             self._write(_frame(RST_STREAM, 0, stream_id, _U32.pack(ErrorCode.STREAM_CLOSED)))
@@ -408,7 +414,15 @@ class Http2Connection(asyncio.Protocol):
                 stream.remote_closed = True
                 self.handler.end_received(self, stream)
             return
-        if stream_id % 2 == 0 or stream_id <= self._last_stream_id:
+        if stream_id % 2 == 0:
+            raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, f"invalid stream id {stream_id}")
+        if stream_id in self._half_closed:  # this side ended it; the client may still send (RFC 9113 5.1)
+            if end:
+                del self._half_closed[stream_id]
+            else:
+                self._write(_frame(RST_STREAM, 0, stream_id, _U32.pack(ErrorCode.STREAM_CLOSED)))
+            return
+        if stream_id <= self._last_stream_id:
             raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, f"invalid stream id {stream_id}")
         self._last_stream_id = stream_id
         if self.goaway_sent or self.closing:
@@ -507,6 +521,7 @@ class Http2Connection(asyncio.Protocol):
     def _rst_stream(self, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or len(payload) != 4:
             raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, "invalid RST_STREAM frame")
+        self._half_closed.pop(stream_id, None)
         stream = self.streams.pop(stream_id, None)
         if stream is not None and not stream.closed:
             stream.closed = True
@@ -621,6 +636,10 @@ class Http2Connection(asyncio.Protocol):
     def _finish(self, stream: Stream) -> None:
         stream.closed = True
         stream.outbound.clear()
+        if not stream.remote_closed:
+            self._half_closed[stream.id] = None
+            if len(self._half_closed) > _HALF_CLOSED_KEPT:
+                del self._half_closed[next(iter(self._half_closed))]
         if self.streams.pop(stream.id, None) is not None:
             self._stream_gone()
 
