@@ -12,12 +12,14 @@ from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.errors import ErrorCode, InvalidArgumentError, TritonError
 from airtower.frontends.grpc.codec import (
+    InferRequestDecoder,
     InferResponseEncoder,
     decode_infer_request,
     encode_infer_response,
     encode_model_metadata,
     encode_model_statistics,
     encode_repository_index,
+    split_infer_request,
     stream_error_response,
 )
 from airtower.frontends.grpc.errors import GRPC_STATUS_BY_CODE, status_of
@@ -107,6 +109,52 @@ def test_grpc_decode_rejects_bad_inputs_with_triton_messages(message: object, er
     with pytest.raises(InvalidArgumentError) as raised:
         decode_infer_request(message)
     assert raised.value.message == error
+
+
+def test_split_infer_request_takes_out_the_id_and_the_tensor_bytes() -> None:
+    first = raw_request(("A", "INT32", [2], b"\1\0\0\0\2\0\0\0"), ("B", "FP32", [1], b"\0\0\x80?"))
+    second = Request.FromString(first.SerializeToString())
+    second.id = "another id"
+    second.raw_input_contents[0] = b"\x07\0\0\0\x08\0\0\0"
+    key, request_id, raw = split_infer_request(first.SerializeToString())
+    assert (request_id, raw) == (b"r1", [b"\1\0\0\0\2\0\0\0", b"\0\0\x80?"])
+    assert split_infer_request(second.SerializeToString())[0] == key
+    rest = Request.FromString(key)  # what is left is the message without those fields
+    assert (rest.id, list(rest.raw_input_contents), [t.name for t in rest.inputs]) == ("", [], ["A", "B"])
+    second.parameters["priority"].CopyFrom(P(int64_param=1))
+    assert split_infer_request(second.SerializeToString())[0] != key
+    for broken in (first.SerializeToString()[:-3], b"\x0a\xff", b"\x0f"):
+        with pytest.raises(ValueError, match=r"truncated|wire type"):
+            split_infer_request(broken)
+
+
+def test_infer_request_decoder_replays_a_cached_request_with_new_tensors() -> None:
+    decoder = InferRequestDecoder()
+    message = raw_request(("A", "INT32", [2], np.array([1, 2], np.int32).tobytes()))
+    message.outputs.add(name="OUT")
+    message.parameters["priority"].CopyFrom(P(int64_param=3))
+    first = decoder.decode(message.SerializeToString())
+    assert first.layout is None  # decoded in full, then cached
+    message.id = "r2"
+    message.raw_input_contents[0] = np.array([5, 6], np.int32).tobytes()
+    second = decoder.decode(message.SerializeToString())
+    assert second.layout is not None
+    assert (second.id, second.priority, [o.name for o in second.outputs]) == ("r2", 3, ["OUT"])
+    assert second.inputs["A"].data.tolist() == [5, 6]
+    assert first.inputs["A"].data.tolist() == [1, 2]
+    message.raw_input_contents[0] = b"\0" * 4  # a wrong size on the cached path: the full path's message
+    with pytest.raises(InvalidArgumentError, match=r"^\[request id: r2\] input byte size mismatch for input 'A'"):
+        decoder.decode(message.SerializeToString())
+
+
+def test_infer_request_decoder_full_path_for_typed_contents_and_bad_bytes() -> None:
+    decoder = InferRequestDecoder()
+    data = typed("INT32", [2], int_contents=[1, 2]).SerializeToString()
+    for _ in range(2):
+        request = decoder.decode(data)
+        assert (request.layout, request.inputs["A"].data.tolist()) == (None, [1, 2])
+    with pytest.raises(InvalidArgumentError, match="unable to parse the ModelInferRequest"):
+        decoder.decode(b"\x0a\x05ab")
 
 
 def _with_parameters(**values: service_pb2.InferParameter) -> service_pb2.ModelInferRequest:

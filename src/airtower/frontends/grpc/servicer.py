@@ -26,6 +26,7 @@ from airtower.core.request import RequestTraceContext
 from airtower.errors import InternalError, TritonError
 from airtower.frontends.grpc.calls import Method
 from airtower.frontends.grpc.codec import (
+    InferRequestDecoder,
     InferResponseEncoder,
     decode_infer_request,
     empty_final_response,
@@ -34,6 +35,7 @@ from airtower.frontends.grpc.codec import (
     encode_model_statistics,
     encode_repository_index,
     parameter_value,
+    parse_infer_request,
     stream_error_response,
 )
 from airtower.frontends.grpc.errors import status_of
@@ -67,6 +69,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     def __init__(self, server: InferenceServer) -> None:
         self.server = server
         self._encoder = InferResponseEncoder(server.shared_memory)
+        self._decoder = InferRequestDecoder(server.shared_memory)
 
     # ---------------------------------------------------------------- health and metadata
 
@@ -113,6 +116,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     # ---------------------------------------------------------------- inference
 
     def _decode(self, message: Any) -> InferenceRequest:
+        if isinstance(message, bytes):  # the native transport's ModelInfer: serialized
+            try:
+                return self._decoder.decode(message)
+            except TritonError:
+                message = parse_infer_request(message)
         try:
             return decode_infer_request(message, shared_memory=self.server.shared_memory)
         except TritonError:
@@ -415,19 +423,24 @@ def inference_service_handlers(servicer: InferenceServicer) -> dict[str, Any]:
     return handlers
 
 
+def _unparsed(data: bytes) -> bytes:
+    return data
+
+
 def native_methods(servicer: InferenceServicer, health: HealthServicer) -> dict[str, Method]:
     """The methods of both services for the native transport (``calls.py``), by ``:path``."""
     methods: dict[str, Method] = {}
     service = service_pb2.DESCRIPTOR.services_by_name[INFERENCE_SERVICE.rsplit(".", 1)[1]]
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
+        infer = method.name == "ModelInfer"  # decoded from its bytes, with InferRequestDecoder's cache
         methods[f"/{INFERENCE_SERVICE}/{method.name}"] = Method(
-            deserialize=request_class.FromString,
+            deserialize=_unparsed if infer else request_class.FromString,
             serialize=_serialize,
             behaviour=getattr(servicer, method.name),
             client_streaming=method.client_streaming,
             server_streaming=method.server_streaming,
-            start=servicer.start_infer if method.name == "ModelInfer" else None,
+            start=servicer.start_infer if infer else None,
         )
     methods["/grpc.health.v1.Health/Check"] = Method(
         deserialize=health_pb2.HealthCheckRequest.FromString, serialize=_serialize, behaviour=health.Check
