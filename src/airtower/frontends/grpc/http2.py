@@ -431,8 +431,8 @@ class Http2Connection(asyncio.Protocol):
         stream = Stream(stream_id, self._peer_initial_window)
         stream.headers = headers
         self.streams[stream_id] = stream
-        if len(self.streams) == 1:
-            self._schedule_keepalive()
+        if self._keepalive is None and self._ping_deadline is None:
+            self._schedule_keepalive()  # (a pending timer stays: it reschedules itself while idle)
         self.handler.headers_received(self, stream)
         if end and not stream.closed:
             stream.remote_closed = True
