@@ -175,6 +175,23 @@ async def test_unary_call_answers_headers_one_message_and_ok_trailers() -> None:
     assert service.calls == set()
 
 
+async def test_finished_calls_leave_no_reference_cycle_for_the_collector() -> None:
+    # A Stream <-> GrpcCall cycle per request made the collector run (and pause) every few hundred calls.
+    seen: list[GrpcCall] = []
+
+    async def recording_echo(request: bytes, call: GrpcCall) -> bytes:
+        seen.append(call)
+        return await echo(request, call)
+
+    _, peer = connect({ECHO: method(recording_echo)})
+    send_call(peer, 1, ECHO, [b"hi"])
+    await settle()
+    assert_ok(replies(peer)[1], b"echo:hi")
+    (call,) = seen
+    assert call.stream.closed
+    assert call.stream.call is None
+
+
 async def test_message_split_across_many_data_frames_is_reassembled() -> None:
     _, peer = connect({SIZE: method(size)})
     payload = bytes(i % 256 for i in range(100_000))

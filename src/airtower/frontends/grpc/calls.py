@@ -394,8 +394,8 @@ class GrpcService:
             call.task = asyncio.get_running_loop().create_task(self._streaming(call))
 
     def data_received(self, connection: Http2Connection, stream: Stream, data: bytes) -> None:
-        call: GrpcCall = stream.call
-        if call.method is _UNKNOWN_METHOD or stream.closed:
+        call: GrpcCall | None = stream.call
+        if call is None or call.method is _UNKNOWN_METHOD or stream.closed:
             return
         try:
             call.feed(data)
@@ -403,8 +403,8 @@ class GrpcService:
             self._abandon(call, exc)
 
     def end_received(self, connection: Http2Connection, stream: Stream) -> None:
-        call: GrpcCall = stream.call
-        if call.method is _UNKNOWN_METHOD or stream.closed:
+        call: GrpcCall | None = stream.call
+        if call is None or call.method is _UNKNOWN_METHOD or stream.closed:
             return
         if call.inbox is not None:
             call.inbox.put_nowait(None)

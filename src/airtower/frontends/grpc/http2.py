@@ -168,7 +168,7 @@ class Stream:
         self.trailers: bytes | None = None
         self.remote_closed = False
         self.closed = False
-        #: The handler's object for this stream (``calls.py``'s call).
+        #: The handler's object for this stream (``calls.py``'s call) while the stream is open.
         self.call: Any = None
 
 
@@ -259,6 +259,7 @@ class Http2Connection(asyncio.Protocol):
             if not stream.closed:
                 stream.closed = True
                 self.handler.stream_reset(self, stream)
+            stream.call = None
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -526,6 +527,7 @@ class Http2Connection(asyncio.Protocol):
         if stream is not None and not stream.closed:
             stream.closed = True
             self.handler.stream_reset(self, stream)
+            stream.call = None
             self._stream_gone()
 
     # ------------------------------------------------------------------ sending
@@ -636,6 +638,7 @@ class Http2Connection(asyncio.Protocol):
     def _finish(self, stream: Stream) -> None:
         stream.closed = True
         stream.outbound.clear()
+        stream.call = None  # the handler's call keeps its stream, not the other way: no cycle for the GC
         if not stream.remote_closed:
             self._half_closed[stream.id] = None
             if len(self._half_closed) > _HALF_CLOSED_KEPT:
