@@ -100,6 +100,11 @@ def main() -> int:
                 "airtower": ({"http": f"127.0.0.1:{our_port}", "grpc": f"127.0.0.1:{our_grpc}"}, ours.pid),
                 "triton": ({"http": f"127.0.0.1:{ref_port}", "grpc": f"127.0.0.1:{ref_grpc}"}, ref.pid),
             }
+            # Warm-up: each server serves each model for a moment before anything counts, so that
+            # first-request costs (lazy imports, caches, connection set-up) are in neither's figures.
+            for model in args.models:
+                for urls, pid in servers.values():
+                    measure(model, urls, pid, args.protocol, max(args.concurrency), 1.0, workdir)
             for model in args.models:
                 for concurrency in args.concurrency:
                     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
