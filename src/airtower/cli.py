@@ -326,7 +326,7 @@ def configure_logging(options: ServerOptions) -> None:
 
 async def serve(options: ServerOptions) -> int:
     """Run the server until SIGINT/SIGTERM; return the process exit code."""
-    from airtower.frontends.grpc.server import GrpcFrontend, GrpcioFrontend, grpc_frontend
+    from airtower.frontends.grpc.server import GrpcFrontend
     from airtower.frontends.http.app import HttpFrontend
     from airtower.frontends.metrics_http import MetricsFrontend
     from airtower.observability.metrics import MetricsConfig
@@ -359,7 +359,7 @@ async def serve(options: ServerOptions) -> int:
     # Everything loaded so far (frameworks, models) lives as long as the server: keep it out of
     # the collector's full passes, so that serving does not pay for traversing it.
     gc.freeze()
-    frontends: list[HttpFrontend | GrpcFrontend | GrpcioFrontend] = []
+    frontends: list[HttpFrontend | GrpcFrontend] = []
     if options.allow_http:
         frontends.append(
             HttpFrontend(
@@ -371,7 +371,7 @@ async def serve(options: ServerOptions) -> int:
             )
         )
     if options.allow_grpc:
-        frontends.append(grpc_frontend(server, options))
+        frontends.append(GrpcFrontend(server, options))
     for frontend in frontends:
         try:
             await frontend.start()  # each logs "Started <Service> at <address>:<port>"

@@ -1,9 +1,10 @@
 """One method per RPC of ``inference.GRPCInferenceService`` (and ``grpc.health.v1.Health/Check``).
 
-Each method parses its protobuf, calls the ``InferenceServer`` and encodes the answer; a
-``TritonError`` aborts the RPC with the status from ``errors.py``. ``ModelStreamInfer`` keeps
-several requests in flight: a reader task starts each request as it arrives and responses are
-written as they complete; a failing request sends its error in ``error_message`` and the
+Each method takes its parsed request and the call's context (``calls.GrpcCall``, shaped like
+grpc.aio's servicer context), calls the ``InferenceServer`` and encodes the answer; a ``TritonError``
+aborts the RPC with the status from ``errors.py``. ModelInfer is ``start_infer``: no task per call.
+``ModelStreamInfer`` keeps several requests in flight: a reader task starts each request as it
+arrives and responses are written as they complete; a failing request sends its error in ``error_message`` and the
 stream stays open. A client that cancels an RPC cancels the server's future of its request,
 which drops the request if it has not started executing.
 """
@@ -17,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import grpc  # type: ignore[import-untyped]
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
+_Context = Any  # calls.GrpcCall (kept loose: the servicers only use abort and invocation_metadata)
 
 
 def _as_triton_error(exc: BaseException, where: str) -> TritonError:
@@ -139,9 +139,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     def start_infer(
         self, message: Any, context: _Context
     ) -> tuple[asyncio.Future[InferenceResponse], Callable[[asyncio.Future[InferenceResponse]], bytes]]:
-        """ModelInfer up to the model's future, and how the finished future becomes the serialized
-        ``ModelInferResponse`` (raising the request's error). The native transport calls these
-        without a task per RPC; ``ModelInfer`` awaits between them.
+        """ModelInfer: the request started, up to the model's future, and how the finished future
+        becomes the serialized ``ModelInferResponse`` (raising the request's error). The transport
+        writes the response from the future's callback: no task per RPC.
 
         Raises:
             Exception: the request could not start (unknown model, bad input...).
@@ -167,27 +167,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             return encoded
 
         return future, complete
-
-    async def ModelInfer(self, message: Any, context: _Context) -> bytes:
-        """Answers the serialized ``ModelInferResponse`` (see ``inference_service_handlers``)."""
-        try:
-            future, complete = self.start_infer(message, context)
-        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
-            await _abort(context, _as_triton_error(exc, "ModelInfer"))
-        try:
-            await future
-        except asyncio.CancelledError:
-            future.cancel()  # the client cancelled or went away: drop the request if still queued
-            if future.cancelled():
-                complete(future)  # raises CancelledError, after finishing the trace
-            raise
-        except Exception:  # noqa: BLE001 - complete() raises it again, with the trace recorded
-            pass
-        try:
-            return complete(future)
-        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
-            error = _as_triton_error(exc, "ModelInfer")
-        return await _abort(context, error)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -397,32 +376,6 @@ def _serialize(message: Any) -> bytes:
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 
 
-def inference_service_handlers(servicer: InferenceServicer) -> dict[str, Any]:
-    """The method handlers of ``inference.GRPCInferenceService``, by method name, built from its descriptor.
-
-    The same as ``service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server`` registers, except that
-    a method may answer bytes it serialized itself: ModelInfer does, from a cached template, instead of
-    building a ``ModelInferResponse`` per request.
-    """
-    service = service_pb2.DESCRIPTOR.services_by_name[INFERENCE_SERVICE.rsplit(".", 1)[1]]
-    handlers: dict[str, Any] = {}
-    for method in service.methods:
-        request_class = message_factory.GetMessageClass(method.input_type)
-        behaviour = getattr(servicer, method.name)
-        if method.client_streaming and method.server_streaming:
-            make = grpc.stream_stream_rpc_method_handler
-        elif method.client_streaming:  # pragma: no cover - the service has no such method
-            make = grpc.stream_unary_rpc_method_handler
-        elif method.server_streaming:  # pragma: no cover - the service has no such method
-            make = grpc.unary_stream_rpc_method_handler
-        else:
-            make = grpc.unary_unary_rpc_method_handler
-        handlers[method.name] = make(
-            behaviour, request_deserializer=request_class.FromString, response_serializer=_serialize
-        )
-    return handlers
-
-
 def _unparsed(data: bytes) -> bytes:
     return data
 
@@ -440,7 +393,7 @@ def native_methods(servicer: InferenceServicer, health: HealthServicer) -> dict[
             behaviour=getattr(servicer, method.name),
             client_streaming=method.client_streaming,
             server_streaming=method.server_streaming,
-            start=servicer.start_infer if infer else None,
+            start=servicer.start_infer if infer else None,  # ModelInfer's behaviour is never called
         )
     methods["/grpc.health.v1.Health/Check"] = Method(
         deserialize=health_pb2.HealthCheckRequest.FromString, serialize=_serialize, behaviour=health.Check
