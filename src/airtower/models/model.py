@@ -322,6 +322,11 @@ class Model:
                     continue  # the client went away, or the final response was already sent
                 arrived = time.monotonic_ns()
                 self._deliver(request, future, on_response, response, final)
+                if future.done():
+                    # The request's sink refers to the request: let go of it once the last response is
+                    # out, so that no cycle is left for the garbage collector (the model's response
+                    # sender keeps the sink it was given, for its own later errors).
+                    request.response_sink = None
                 index, previous = progress
                 outcome = (
                     "success" if isinstance(response, InferenceResponse) else "fail" if response else "empty_response"
