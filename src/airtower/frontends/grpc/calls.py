@@ -17,6 +17,7 @@ the call's task or future, which drops a request still in a model's queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import zlib
@@ -391,7 +392,9 @@ class GrpcService:
         self.calls.add(call)
         if method.client_streaming:
             call.inbox = asyncio.Queue()
-            call.task = asyncio.get_running_loop().create_task(self._streaming(call))
+            call.task = asyncio.get_running_loop().create_task(
+                self._run(call, functools.partial(self._streaming, call))
+            )
 
     def data_received(self, connection: Http2Connection, stream: Stream, data: bytes) -> None:
         call: GrpcCall | None = stream.call
@@ -419,7 +422,9 @@ class GrpcService:
         if method.start is not None:
             self._start_unary(call, method, payload)
         else:
-            call.task = asyncio.get_running_loop().create_task(self._unary(call, payload))
+            call.task = asyncio.get_running_loop().create_task(
+                self._run(call, functools.partial(self._unary, call, payload))
+            )
 
     def stream_reset(self, connection: Http2Connection, stream: Stream) -> None:
         call: GrpcCall | None = stream.call
@@ -460,12 +465,11 @@ class GrpcService:
 
         future.add_done_callback(respond)
 
-    async def _unary(self, call: GrpcCall, payload: bytes) -> None:
-        method = call.method
+    async def _run(self, call: GrpcCall, body: Callable[[], Awaitable[None]]) -> None:
+        """A call's task: ``body`` answers it; an error ends it with its status; cancellation
+        (the client reset the stream, the deadline passed) ends it quietly."""
         try:
-            response = await method.behaviour(method.deserialize(payload), call)
-            if not call.stream.closed:
-                call.send_unary(method.serialize(response))
+            await body()
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
@@ -474,26 +478,24 @@ class GrpcService:
         finally:
             self._done(call)
 
+    async def _unary(self, call: GrpcCall, payload: bytes) -> None:
+        method = call.method
+        response = await method.behaviour(method.deserialize(payload), call)
+        if not call.stream.closed:
+            call.send_unary(method.serialize(response))
+
     async def _streaming(self, call: GrpcCall) -> None:
         method = call.method
-        try:
-            responses = method.behaviour(call.requests(), call)
-            if method.server_streaming:
-                async for response in responses:
-                    if call.stream.closed:
-                        break
-                    call.send_message(method.serialize(response))
-            else:  # pragma: no cover - Triton's services have no client-streaming unary method
-                call.send_message(method.serialize(await responses))
-            if not call.stream.closed:
-                call.finish()
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
-            if not call.stream.closed:
-                call.fail(exc, "gRPC call")
-        finally:
-            self._done(call)
+        responses = method.behaviour(call.requests(), call)
+        if method.server_streaming:
+            async for response in responses:
+                if call.stream.closed:
+                    break
+                call.send_message(method.serialize(response))
+        else:  # pragma: no cover - Triton's services have no client-streaming unary method
+            call.send_message(method.serialize(await responses))
+        if not call.stream.closed:
+            call.finish()
 
     def _done(self, call: GrpcCall) -> None:
         self.calls.discard(call)
