@@ -405,6 +405,16 @@ async def test_streaming_call_reassembles_messages_and_answers_in_order() -> Non
     assert service.calls == set()
 
 
+async def test_streamed_messages_queued_together_leave_in_one_write() -> None:
+    _, peer = connect({STREAM: method(echo_stream, client_streaming=True, server_streaming=True)})
+    send_call(peer, 1, STREAM, [b"a", b"b", b"c"], end=False)
+    peer.take()
+    before = peer.transport.writes
+    await settle()
+    assert peer.transport.writes == before + 1  # headers and three messages: one write
+    assert replies(peer)[1].messages == [(0, b"echo:a"), (0, b"echo:b"), (0, b"echo:c")]
+
+
 async def test_streaming_error_after_a_message_ends_with_status_trailers() -> None:
     async def failing(requests: AsyncIterator[bytes], call: GrpcCall) -> AsyncIterator[bytes]:
         async for request in requests:

@@ -252,7 +252,9 @@ class GrpcCall:
         return _RESPONSE_HEADERS + encode_headers([("grpc-encoding", self.response_encoding)])
 
     def send_message(self, data: bytes) -> None:
-        """One response message of a streaming call."""
+        """One response message of a streaming call (written with those queued in the same loop
+        iteration, on any stream of the connection)."""
+        self.connection.cork()
         if not self.headers_sent:
             self.headers_sent = True
             self.connection.send_headers(self.stream, self._response_headers())
