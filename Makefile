@@ -50,6 +50,7 @@ test: examples reference check
 
 bench: examples reference compile
 	TRITON_REF=$(TRITON_REF) $(PY) bench/run.py
+	TRITON_REF=$(TRITON_REF) $(PY) bench/run.py --protocol grpc --models add_sub
 	TRITON_REF=$(TRITON_REF) $(PY) bench/batching.py
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/plot.py

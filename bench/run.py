@@ -9,7 +9,8 @@ concurrency the two servers are measured in turn, alternating which goes first, 
 times. Each measurement records perf_analyzer's throughput and p99 and the
 server's own CPU time per inference (process CPU time, including Triton's Python stub
 processes, divided by the inferences its statistics extension counted). The script prints the
-median of each and the ratios (airtower / reference), and writes bench/results/latest.json.
+median of each and the ratios (airtower / reference), and writes bench/results/latest.json
+(latest-grpc.json for ``--protocol grpc``).
 The reference comes from ../shared/reference/setup.sh (TRITON_REF, default /tmp/triton-ref).
 """
 
@@ -146,7 +147,8 @@ def main() -> int:
             stop(ref)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    name = "latest.json" if args.protocol == "http" else f"latest-{args.protocol}.json"
+    (out_dir / name).write_text(json.dumps(results, indent=2))
     return 0
 
 
