@@ -142,7 +142,6 @@ class GrpcCall:
 
     __slots__ = (
         "_buffer",
-        "_compressed_size",
         "connection",
         "deadline",
         "encoding",
@@ -175,7 +174,6 @@ class GrpcCall:
         self.timer: asyncio.TimerHandle | None = None
         self.timed_out = False
         self._buffer = bytearray()
-        self._compressed_size = 0
         #: Unary: the one request message; streaming: None (messages go to ``inbox``).
         self.received: list[bytes] = []
         self.inbox: asyncio.Queue[bytes | None] | None = None
@@ -399,8 +397,8 @@ class GrpcService:
             )
 
     def data_received(self, connection: Http2Connection, stream: Stream, data: bytes) -> None:
-        call: GrpcCall | None = stream.call
-        if call is None or call.method is _UNKNOWN_METHOD or stream.closed:
+        call: GrpcCall | None = stream.call  # None once answered (an unknown method's stream included)
+        if call is None or stream.closed:
             return
         try:
             call.feed(data)
@@ -408,8 +406,8 @@ class GrpcService:
             self._abandon(call, exc)
 
     def end_received(self, connection: Http2Connection, stream: Stream) -> None:
-        call: GrpcCall | None = stream.call
-        if call is None or call.method is _UNKNOWN_METHOD or stream.closed:
+        call: GrpcCall | None = stream.call  # None once answered (an unknown method's stream included)
+        if call is None or stream.closed:
             return
         if call.inbox is not None:
             call.inbox.put_nowait(None)
@@ -518,7 +516,7 @@ class GrpcService:
         self.calls.clear()
 
 
-async def _never(request: Any, call: GrpcCall) -> Awaitable[Any]:  # pragma: no cover - never dispatched
+async def _never(request: Any, call: GrpcCall) -> Any:  # pragma: no cover - never dispatched
     raise AssertionError("unknown methods are answered UNIMPLEMENTED before running")
 
 

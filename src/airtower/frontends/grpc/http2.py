@@ -298,12 +298,6 @@ class Http2Connection(asyncio.Protocol):
             self.goaway(exc.code, str(exc))
             self.close()
 
-    def pause_writing(self) -> None:  # the transport buffers; responses are bounded by flow control
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # ------------------------------------------------------------------ receiving
 
     def _frame_received(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
