@@ -112,6 +112,7 @@ class InferenceServer:
                 await self._poller
             self._poller = None
         if self._in_flight:
+            self._drained.clear()  # set by the last request to finish (``_request_done``)
             logger.info("waiting for %d in-flight inference requests", self._in_flight)
             # Queued requests run now rather than wait for batches that can no longer fill.
             for model in self.models.models():
@@ -188,7 +189,10 @@ class InferenceServer:
         model = self.models.get(request.model_name, request.model_version)
         if model.decoupled:
             raise UnsupportedError(f"{caller} doesn't support models with decoupled transaction policy")
-        return self._track(model.submit(request))
+        future = model.submit(request)
+        self._in_flight += 1
+        future.add_done_callback(self._request_done)
+        return future
 
     def infer_stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:
         """Start one request whose responses go to ``on_response(response, final)`` on the loop:
@@ -200,17 +204,15 @@ class InferenceServer:
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        return self._track(self.models.stream(request, on_response))
-
-    def _track(self, future: asyncio.Future[InferenceResponse]) -> asyncio.Future[InferenceResponse]:
+        future = self.models.stream(request, on_response)
         self._in_flight += 1
-        self._drained.clear()
         future.add_done_callback(self._request_done)
         return future
 
     def _request_done(self, _: asyncio.Future[InferenceResponse]) -> None:
+        # Counted per request on the hot path; the event matters only once ``stop`` waits on it.
         self._in_flight -= 1
-        if not self._in_flight:
+        if not self._in_flight and not self._accepting:
             self._drained.set()
 
     # -- trace extension --------------------------------------------------------------------

@@ -44,55 +44,105 @@ class RequestTraceContext:
     root: Any = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestedOutput:
     """An output the client asked for. ``class_count`` > 0 asks for top-N classification."""
 
     name: str
-    class_count: int = 0
-    parameters: dict[str, ParameterValue] = field(default_factory=dict)
+    class_count: int
+    parameters: dict[str, ParameterValue]
+
+    def __init__(self, name: str, class_count: int = 0, parameters: dict[str, ParameterValue] | None = None) -> None:
+        self.name = name
+        self.class_count = class_count
+        self.parameters = {} if parameters is None else parameters
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class InferenceRequest:
     """A decoded inference request.
 
     ``model_version`` is "" when the version policy chooses; ``outputs`` is empty when the
     client wants every output; ``inputs`` keeps the client's order.
+
+    The hot per-request classes write their ``__init__`` out: mypyc compiles it, where a
+    dataclass-generated one stays interpreted Python (docs/architecture.md, "Compiled modules").
     """
 
     model_name: str
-    model_version: str = ""
-    id: str = ""
-    inputs: dict[str, Tensor] = field(default_factory=dict)
-    outputs: list[RequestedOutput] = field(default_factory=list)
-    parameters: dict[str, ParameterValue] = field(default_factory=dict)
-    priority: int = 0
-    timeout_us: int = 0
-    correlation_id: int | str = 0
-    flags: int = 0
+    model_version: str
+    id: str
+    inputs: dict[str, Tensor]
+    outputs: list[RequestedOutput]
+    parameters: dict[str, ParameterValue]
+    priority: int
+    timeout_us: int
+    correlation_id: int | str
+    flags: int
     #: Set by the server once the request is accepted: the version that serves it.
-    resolved_version: int = 0
+    resolved_version: int
     #: Set by the server once the request is queued: whether its client cancelled it or went
     #: away (callable from any thread; Python models see it as ``request.is_cancelled()``).
-    is_cancelled: Callable[[], bool] | None = None
+    is_cancelled: Callable[[], bool] | None
     #: Set by the server for a decoupled model's request: takes each response the model sends
     #: (``None`` with ``final`` for a bare final flag; a ``TritonError`` for an error response)
     #: and whether it is the last. Callable from any thread.
-    response_sink: ResponseSink | None = None
+    response_sink: ResponseSink | None
     #: gRPC streaming's ``triton_enable_empty_final_response``: end a decoupled request whose
     #: model sent a bare final flag with an empty response marked final.
-    enable_empty_final_response: bool = False
+    enable_empty_final_response: bool
     #: The trace id of the request this one serves (an ensemble's step), so it is traced as its child.
-    trace_parent: int = 0
+    trace_parent: int
     #: Set by the server when this request is traced: its trace id, and in OpenTelemetry mode its
     #: W3C context (``{"traceparent": ...}`` as JSON), which a Python model reads through
     #: ``request.trace()`` and passes to the BLS requests it makes (they become children).
-    trace_id: int = 0
-    trace_w3c: str | None = None
+    trace_id: int
+    trace_w3c: str | None
     #: Set by a decoder that replayed a header it had decoded before: a hashable value equal for
     #: every request with the same input names, datatypes and shapes and requested output names,
     #: so a validator checks each layout once. ``None``: check this request in full.
-    layout: Hashable | None = None
+    layout: Hashable | None
     #: Set by a frontend while tracing is on: what it knows of the request, for its trace.
-    trace_context: RequestTraceContext | None = None
+    trace_context: RequestTraceContext | None
+
+    def __init__(
+        self,
+        model_name: str,
+        model_version: str = "",
+        id: str = "",
+        inputs: dict[str, Tensor] | None = None,
+        outputs: list[RequestedOutput] | None = None,
+        parameters: dict[str, ParameterValue] | None = None,
+        priority: int = 0,
+        timeout_us: int = 0,
+        correlation_id: int | str = 0,
+        flags: int = 0,
+        resolved_version: int = 0,
+        is_cancelled: Callable[[], bool] | None = None,
+        response_sink: ResponseSink | None = None,
+        enable_empty_final_response: bool = False,
+        trace_parent: int = 0,
+        trace_id: int = 0,
+        trace_w3c: str | None = None,
+        layout: Hashable | None = None,
+        trace_context: RequestTraceContext | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.model_version = model_version
+        self.id = id
+        self.inputs = {} if inputs is None else inputs
+        self.outputs = [] if outputs is None else outputs
+        self.parameters = {} if parameters is None else parameters
+        self.priority = priority
+        self.timeout_us = timeout_us
+        self.correlation_id = correlation_id
+        self.flags = flags
+        self.resolved_version = resolved_version
+        self.is_cancelled = is_cancelled
+        self.response_sink = response_sink
+        self.enable_empty_final_response = enable_empty_final_response
+        self.trace_parent = trace_parent
+        self.trace_id = trace_id
+        self.trace_w3c = trace_w3c
+        self.layout = layout
+        self.trace_context = trace_context

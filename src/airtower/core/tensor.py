@@ -21,7 +21,7 @@ from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE
 _LENGTH = struct.Struct("<I")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Tensor:
     """One input or output tensor. ``data.shape`` equals ``shape``."""
 
@@ -29,6 +29,14 @@ class Tensor:
     datatype: str
     shape: tuple[int, ...]
     data: npt.NDArray[Any]
+
+    # Written out (not dataclass-generated) so that mypyc compiles it: a generated __init__ stays
+    # interpreted Python, and tensors are made on every request.
+    def __init__(self, name: str, datatype: str, shape: tuple[int, ...], data: npt.NDArray[Any]) -> None:
+        self.name = name
+        self.datatype = datatype
+        self.shape = shape
+        self.data = data
 
     @classmethod
     def from_numpy(cls, name: str, datatype: str, data: npt.NDArray[Any]) -> Tensor:

@@ -369,7 +369,9 @@ class Model:
 
     def _trace_id(self, request: InferenceRequest) -> int:
         tracer = self._tracer
-        return tracer.trace_id(self.name, request.trace_parent, request.trace_context) if tracer is not None else 0
+        if tracer is None or (not request.trace_parent and request.trace_context is None):
+            return 0  # only a frontend-sampled request or a traced request's child is traced
+        return tracer.trace_id(self.name, request.trace_parent, request.trace_context)
 
     def _trace(self, pending: Pending, timing: ExecutionTiming, result: InferenceResponse | TritonError | None) -> None:
         assert self._tracer is not None

@@ -80,14 +80,21 @@ class ResponseStatistics:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ExecutionTiming:
     """Monotonic nanosecond timestamps of one execution, taken on the instance thread."""
 
-    start_ns: int = 0
-    input_end_ns: int = 0
-    output_start_ns: int = 0
-    end_ns: int = 0
+    start_ns: int
+    input_end_ns: int
+    output_start_ns: int
+    end_ns: int
+
+    # Written out so that mypyc compiles it (see core.request.InferenceRequest).
+    def __init__(self, start_ns: int = 0, input_end_ns: int = 0, output_start_ns: int = 0, end_ns: int = 0) -> None:
+        self.start_ns = start_ns
+        self.input_end_ns = input_end_ns
+        self.output_start_ns = output_start_ns
+        self.end_ns = end_ns
 
 
 class LatencyHistogram:

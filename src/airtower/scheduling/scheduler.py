@@ -24,7 +24,7 @@ from airtower.core.response import InferenceResponse
 from airtower.errors import TritonError
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Pending:
     """A validated request waiting for (or in) an execution.
 
@@ -39,14 +39,39 @@ class Pending:
     future: asyncio.Future[InferenceResponse]
     batch_size: int
     enqueue_ns: int
-    priority: int = 0
-    timeout_us: int = 0
-    shape_key: Hashable = None
-    order: int = -1
+    priority: int
+    timeout_us: int
+    shape_key: Hashable
+    order: int
     #: The response cache's key when the model caches responses (its response is kept).
-    cache_key: bytes | None = None
+    cache_key: bytes | None
     #: Non-zero when the request is traced (``observability.trace``).
-    trace_id: int = 0
+    trace_id: int
+
+    # Written out so that mypyc compiles it (see core.request.InferenceRequest).
+    def __init__(
+        self,
+        request: InferenceRequest,
+        future: asyncio.Future[InferenceResponse],
+        batch_size: int,
+        enqueue_ns: int,
+        priority: int = 0,
+        timeout_us: int = 0,
+        shape_key: Hashable = None,
+        order: int = -1,
+        cache_key: bytes | None = None,
+        trace_id: int = 0,
+    ) -> None:
+        self.request = request
+        self.future = future
+        self.batch_size = batch_size
+        self.enqueue_ns = enqueue_ns
+        self.priority = priority
+        self.timeout_us = timeout_us
+        self.shape_key = shape_key
+        self.order = order
+        self.cache_key = cache_key
+        self.trace_id = trace_id
 
 
 #: Fails requests a scheduler dropped after accepting them (a queue timeout, or a request whose

@@ -44,7 +44,7 @@ EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _EMPTY = memoryview(b"")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class HttpRequest:
     """One parsed HTTP request. Header names are lower-case bytes."""
 
@@ -52,26 +52,59 @@ class HttpRequest:
     path: str
     headers: dict[bytes, bytes]
     body: bytes
-    keep_alive: bool = True
+    keep_alive: bool
     #: Set when the request was rejected while being read (too large, unparsable): sent as is.
-    rejection: HttpResponse | None = None
+    rejection: HttpResponse | None
     #: When its first byte was parsed (steady clock, ns): the trace's ``HTTP_RECV_START``.
-    received_ns: int = 0
+    received_ns: int
+
+    # The per-request classes write __init__ out so that mypyc compiles it (core.request).
+    def __init__(
+        self,
+        method: bytes,
+        path: str,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        keep_alive: bool = True,
+        rejection: HttpResponse | None = None,
+        received_ns: int = 0,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.rejection = rejection
+        self.received_ns = received_ns
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class HttpResponse:
     """A response before encoding; ``buffers`` follow ``body`` on the wire (binary outputs)."""
 
     status: int
-    body: bytes = b""
-    content_type: bytes = JSON
+    body: bytes
+    content_type: bytes
     #: Extra pre-encoded header lines, each ending in CRLF.
-    headers: bytes = b""
-    buffers: list[bytes | memoryview] = field(default_factory=list)
+    headers: bytes
+    buffers: list[bytes | memoryview]
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: bytes = JSON,
+        headers: bytes = b"",
+        buffers: list[bytes | memoryview] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.buffers = [] if buffers is None else buffers
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Deferred:
     """A response that comes later: when ``future`` resolves, ``render(result)`` builds it.
 
@@ -83,7 +116,17 @@ class Deferred:
     render: Callable[[Any], HttpResponse]
     #: For a traced request: called once the response was written, with the times (steady clock,
     #: ns) it was complete and its writing started and ended, or None when it was not written.
-    finished: Callable[[tuple[int, int, int] | None], None] | None = None
+    finished: Callable[[tuple[int, int, int] | None], None] | None
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        render: Callable[[Any], HttpResponse],
+        finished: Callable[[tuple[int, int, int] | None], None] | None = None,
+    ) -> None:
+        self.future = future
+        self.render = render
+        self.finished = finished
 
 
 @dataclass(slots=True, eq=False)
