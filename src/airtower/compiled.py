@@ -38,6 +38,7 @@ MODULES: tuple[str, ...] = (
     "models.instance",
     "scheduling.scheduler",
     "scheduling.direct",
+    "scheduling.dynamic_batcher",
     "scheduling.dynamic_batch_scheduler",
     "backends.python.backend",
     "observability.stats",

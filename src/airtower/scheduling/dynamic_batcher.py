@@ -161,35 +161,53 @@ class Batchable(Protocol):
 T = TypeVar("T", bound=Batchable)
 
 
-@dataclass(slots=True)
+# The classes made per request or per batch are plain classes with a written-out ``__init__``
+# rather than dataclasses: mypyc compiles this module (``airtower.compiled``) and cannot compile
+# generic slotted dataclasses, and a dataclass-generated ``__init__`` would run interpreted.
+
+
 class BatchDecision(Generic[T]):
-    """The outcome of one ``BatchQueue.next_batch`` call."""
+    """The outcome of one ``BatchQueue.next_batch`` call.
 
-    batch: list[T]
-    """Execute these now, together, in this order; empty: nothing to run now."""
-    rejected: list[T]
-    """Timed out in the queue under ``timeout_action: REJECT``: fail each with
-    ``QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE)``. May be non-empty whatever ``batch`` is."""
-    wake_at_ns: int | None
-    """Set only when ``batch`` is empty and requests wait: ask again at this time (the queue
-    delay expires or the closest queue timeout falls due), or earlier when a request arrives."""
+    ``batch``: execute these now, together, in this order; empty: nothing to run now.
+    ``rejected``: timed out in the queue under ``timeout_action: REJECT``: fail each with
+    ``QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE)``; may be non-empty whatever ``batch`` is.
+    ``wake_at_ns``: set only when ``batch`` is empty and requests wait: ask again at this time
+    (the queue delay expires or the closest queue timeout falls due), or earlier when a request
+    arrives.
+    """
+
+    def __init__(self, batch: list[T], rejected: list[T], wake_at_ns: int | None) -> None:
+        self.batch = batch
+        self.rejected = rejected
+        self.wake_at_ns = wake_at_ns
+
+    def __repr__(self) -> str:
+        return f"BatchDecision(batch={self.batch!r}, rejected={self.rejected!r}, wake_at_ns={self.wake_at_ns!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BatchDecision):
+            return NotImplemented
+        return (self.batch, self.rejected, self.wake_at_ns) == (other.batch, other.rejected, other.wake_at_ns)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(slots=True)
 class _Entry(Generic[T]):
-    item: T
-    deadline_ns: int  # 0: no queue timeout
+    def __init__(self, item: T, deadline_ns: int) -> None:
+        self.item = item
+        self.deadline_ns = deadline_ns  # 0: no queue timeout
 
 
-@dataclass(slots=True)
 class _Level(Generic[T]):
     """One priority level: Triton's ``PolicyQueue``."""
 
-    policy: QueuePolicy
-    queue: deque[_Entry[T]] = field(default_factory=deque)
-    # Requests whose timeout expired under DELAY: served after every unexpired request of the
-    # level, and never time out again (PolicyQueue::At / TimeoutAt).
-    delayed: deque[T] = field(default_factory=deque)
+    def __init__(self, policy: QueuePolicy) -> None:
+        self.policy = policy
+        self.queue: deque[_Entry[T]] = deque()
+        # Requests whose timeout expired under DELAY: served after every unexpired request of the
+        # level, and never time out again (PolicyQueue::At / TimeoutAt).
+        self.delayed: deque[T] = deque()
 
     def __len__(self) -> int:
         return len(self.queue) + len(self.delayed)
