@@ -194,7 +194,8 @@ class Model:
         batch_size = self.validator.validate(request)
         scheduler = self.scheduler
         assert scheduler is not None
-        loop = asyncio.get_running_loop()
+        # The loop the model was loaded on (asking asyncio costs a getpid() system call each time).
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[InferenceResponse] = loop.create_future()
         request.is_cancelled = future.cancelled
         request.resolved_version = self.version

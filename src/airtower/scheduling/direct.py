@@ -26,12 +26,16 @@ class DirectScheduler:
         self._ready: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._reject = reject
         self._staged: list[Pending] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: asking asyncio costs a getpid() call
 
     def enqueue(self, pending: Pending) -> None:
         staged = self._staged
         staged.append(pending)
         if len(staged) == 1:
-            asyncio.get_running_loop().call_soon(self._release)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._release)
 
     def _release(self) -> None:
         staged, self._staged = self._staged, []

@@ -49,6 +49,7 @@ class DynamicBatchScheduler:
         self._stopping = False
         self._next_order = 0
         self._wake_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: asking asyncio costs a getpid() call
 
     def enqueue(self, pending: Pending) -> None:
         """Queue ``pending`` (on the event loop). A parked instance is woken once per loop
@@ -59,7 +60,10 @@ class DynamicBatchScheduler:
             if self._wake_scheduled or not self._parked:
                 return  # a wake-up is on its way, or every instance is busy and will look again
             self._wake_scheduled = True
-        asyncio.get_running_loop().call_soon(self._wake)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(self._wake)
 
     def _wake(self) -> None:
         with self._lock:
