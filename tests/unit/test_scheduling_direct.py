@@ -31,7 +31,6 @@ async def test_direct_scheduler_gives_one_request_per_batch_in_order() -> None:
     for pending in pendings:
         scheduler.enqueue(pending)
     assert scheduler.pending_count() == 3
-    await asyncio.sleep(0)  # the loop's iteration ends: the staged requests reach the instances
     assert [scheduler.take() for _ in range(3)] == [(p,) for p in pendings]
     assert scheduler.pending_count() == 0
 
@@ -44,7 +43,6 @@ async def test_direct_scheduler_skips_cancelled_requests() -> None:
     cancelled.future.cancel()
     for pending in (first, cancelled, last):
         scheduler.enqueue(pending)
-    await asyncio.sleep(0)
     assert scheduler.take() == (first,)
     assert scheduler.take() == (last,)
     [(dropped, error)] = rejections.calls
@@ -62,32 +60,3 @@ async def test_direct_scheduler_stop_lets_each_instance_exit_after_the_queue() -
     assert scheduler.take() == (pending,)
     assert scheduler.take() is None
     assert scheduler.take() is None
-
-
-async def test_direct_scheduler_hands_requests_over_once_per_loop_iteration() -> None:
-    # Requests queued in one iteration reach the instances together, after it: no instance thread
-    # is woken while the loop still runs (and holds the GIL).
-    loop = asyncio.get_running_loop()
-    scheduler = DirectScheduler(Rejections())
-    ready = scheduler._ready  # what the instance threads wait on
-    pendings = [make_pending(loop) for _ in range(3)]
-    for pending in pendings:
-        scheduler.enqueue(pending)
-    assert ready.qsize() == 0
-    assert scheduler.pending_count() == 3
-    await asyncio.sleep(0)
-    assert ready.qsize() == 3
-    assert [scheduler.take() for _ in range(3)] == [(p,) for p in pendings]
-    scheduler.enqueue(make_pending(loop))
-    assert ready.qsize() == 0
-    await asyncio.sleep(0)
-    assert ready.qsize() == 1
-
-
-async def test_direct_scheduler_flush_hands_over_staged_requests_at_once() -> None:
-    loop = asyncio.get_running_loop()
-    scheduler = DirectScheduler(Rejections())
-    pending = make_pending(loop)
-    scheduler.enqueue(pending)
-    scheduler.flush()
-    assert scheduler.take() == (pending,)
