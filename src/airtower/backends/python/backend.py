@@ -224,8 +224,7 @@ class PythonInstance:
     # -- conversions (the hot path) --------------------------------------------------------
 
     def _to_pb_request(self, request: InferenceRequest) -> pb_utils.InferenceRequest:
-        wrap = pb_utils.Tensor._wrap
-        inputs = [wrap(t.name, t.data, _TRITON_TYPE_BY_WIRE[t.datatype]) for t in request.inputs.values()]
+        inputs = [_wrap(t.name, t.data, _TRITON_TYPE_BY_WIRE[t.datatype]) for t in request.inputs.values()]
         wanted = {o.name for o in request.outputs} if request.outputs else set(self._model.output_names)
         return pb_utils.InferenceRequest._for_execute(
             request.id,
@@ -447,6 +446,18 @@ def _start_bls_stream(infer_stream: InternalStream, request: pb_utils.InferenceR
 
     iterator._cancel = infer_stream(core_request, on_response)
     return iterator
+
+
+def _wrap(name: str, array: npt.NDArray[Any], triton_type: int) -> pb_utils.Tensor:
+    """``pb_utils.Tensor._wrap`` without an interpreted call: an input as the model sees it (no copy)."""
+    tensor: pb_utils.Tensor = _PB_TENSOR.__new__(_PB_TENSOR)
+    tensor._name = name
+    tensor._array = array
+    tensor._triton_type = triton_type
+    return tensor
+
+
+_PB_TENSOR = pb_utils.Tensor
 
 
 def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:

@@ -334,7 +334,8 @@ class Tensor:
         array = numpy_array if isinstance(numpy_array, np.ndarray) else np.asarray(numpy_array)
         self._name = str(name)
         self._array: npt.NDArray[Any] = array
-        self._triton_type = _triton_type_of(array.dtype)
+        code = _TRITON_TYPE_BY_DTYPE.get(array.dtype)  # the common case without a call
+        self._triton_type = code if code is not None else _triton_type_of(array.dtype)
 
     @classmethod
     def _wrap(cls, name: str, array: npt.NDArray[Any], triton_type: int) -> Tensor:
@@ -722,6 +723,13 @@ class InferenceResponse:
 
 def get_input_tensor_by_name(inference_request: InferenceRequest, name: str) -> Tensor | None:
     """The input called ``name`` of ``inference_request``, or None."""
+    # Models call this for every input of every request: read our own classes' fields directly
+    # (no method call per tensor); anything else goes through the public methods.
+    if type(inference_request) is InferenceRequest:
+        for tensor in inference_request._inputs:
+            if (tensor._name if type(tensor) is Tensor else tensor.name()) == name:
+                return tensor
+        return None
     for tensor in inference_request.inputs():
         if tensor.name() == name:
             return tensor
