@@ -352,3 +352,37 @@ def test_pb_utils_metric_family_keeps_values() -> None:
     assert gauge.value() == 5
     with pytest.raises(pb_utils.TritonError, match="Buckets must be a list"):
         pb_utils.MetricFamily("h", "a histogram", pb_utils.MetricFamily.HISTOGRAM).Metric()
+
+
+def test_get_input_tensor_by_name_takes_any_object_with_the_public_methods() -> None:
+    # The fast path reads pb_utils' own fields; a model's own request or tensor types (test doubles,
+    # wrappers) still work through inputs() and name().
+    class FakeTensor:
+        def __init__(self, name: str) -> None:
+            self._label = name
+
+        def name(self) -> str:
+            return self._label
+
+    class FakeRequest:
+        def __init__(self, tensors: list[Any]) -> None:
+            self._tensors = tensors
+
+        def inputs(self) -> list[Any]:
+            return self._tensors
+
+    wanted: Any = FakeTensor("B")
+    request: Any = FakeRequest([FakeTensor("A"), wanted])
+    real = pb_utils.Tensor("IN", np.zeros(2, np.float32))
+    mixed = pb_utils.InferenceRequest(model_name="m", inputs=[real], requested_output_names=[])
+    mixed._inputs.append(wanted)  # a foreign tensor among ours
+    assert pb_utils.get_input_tensor_by_name(request, "B") is wanted
+    assert pb_utils.get_input_tensor_by_name(mixed, "B") is wanted
+    assert pb_utils.get_input_tensor_by_name(mixed, "IN") is real
+
+
+def test_tensor_of_a_big_endian_array_gets_its_triton_type() -> None:
+    assert (
+        pb_utils.Tensor("X", np.zeros(2, ">f4")).triton_dtype()
+        == pb_utils.Tensor("Y", np.zeros(2, "<f4")).triton_dtype()
+    )
