@@ -189,10 +189,7 @@ class InferenceServer:
         model = self.models.get(request.model_name, request.model_version)
         if model.decoupled:
             raise UnsupportedError(f"{caller} doesn't support models with decoupled transaction policy")
-        future = model.submit(request)
-        self._in_flight += 1
-        future.add_done_callback(self._request_done)
-        return future
+        return self._track(model.submit(request))
 
     def infer_stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:
         """Start one request whose responses go to ``on_response(response, final)`` on the loop:
@@ -204,7 +201,9 @@ class InferenceServer:
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        future = self.models.stream(request, on_response)
+        return self._track(self.models.stream(request, on_response))
+
+    def _track(self, future: asyncio.Future[InferenceResponse]) -> asyncio.Future[InferenceResponse]:
         self._in_flight += 1
         future.add_done_callback(self._request_done)
         return future

@@ -448,16 +448,17 @@ def _start_bls_stream(infer_stream: InternalStream, request: pb_utils.InferenceR
     return iterator
 
 
+_PB_TENSOR = pb_utils.Tensor
+
+
 def _wrap(name: str, array: npt.NDArray[Any], triton_type: int) -> pb_utils.Tensor:
-    """``pb_utils.Tensor._wrap`` without an interpreted call: an input as the model sees it (no copy)."""
+    """A tensor as a model sees it (no copy): ``pb_utils.Tensor._wrap``, written here so that it
+    runs compiled (pb_utils itself stays plain Python, user-facing)."""
     tensor: pb_utils.Tensor = _PB_TENSOR.__new__(_PB_TENSOR)
     tensor._name = name
     tensor._array = array
     tensor._triton_type = triton_type
     return tensor
-
-
-_PB_TENSOR = pb_utils.Tensor
 
 
 def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
@@ -487,10 +488,7 @@ def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
 
 def _to_pb_response(response: InferenceResponse) -> pb_utils.InferenceResponse:
     """A server response as BLS callers see it (tensors are not copied)."""
-    outputs = [
-        pb_utils.Tensor._wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype])
-        for tensor in response.outputs
-    ]
+    outputs = [_wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype]) for tensor in response.outputs]
     return pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None)
 
 

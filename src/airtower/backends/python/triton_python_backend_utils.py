@@ -725,13 +725,9 @@ def get_input_tensor_by_name(inference_request: InferenceRequest, name: str) -> 
     """The input called ``name`` of ``inference_request``, or None."""
     # Models call this for every input of every request: read our own classes' fields directly
     # (no method call per tensor); anything else goes through the public methods.
-    if type(inference_request) is InferenceRequest:
-        for tensor in inference_request._inputs:
-            if (tensor._name if type(tensor) is Tensor else tensor.name()) == name:
-                return tensor
-        return None
-    for tensor in inference_request.inputs():
-        if tensor.name() == name:
+    inputs = inference_request._inputs if type(inference_request) is InferenceRequest else inference_request.inputs()
+    for tensor in inputs:
+        if (tensor._name if type(tensor) is Tensor else tensor.name()) == name:
             return tensor
     return None
 
