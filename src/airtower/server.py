@@ -176,6 +176,8 @@ class InferenceServer:
         Checks that fail at once raise here; the model's own failure is the future's exception.
         Cancelling the future (client gone) drops the request if it has not started executing.
         ``caller`` names the endpoint in the error for a decoupled model, which can only stream.
+        The request's ``on_complete`` hook, when the caller sets one, is called once the future
+        is settled: in the same loop iteration when the model answers or fails it.
 
         Raises:
             ModelNotFoundError: unknown model or version.

@@ -125,6 +125,8 @@ class FakeInferenceServer:
             future.set_exception(_FAILURES[str(failure)])
         else:
             future.set_result(self._answer(request))
+        # Like InferenceServer.infer: the request's response-complete hook follows its future.
+        future.get_loop().call_soon(request.notify_complete, future)
         return future
 
     def _answer(self, request: InferenceRequest) -> InferenceResponse:

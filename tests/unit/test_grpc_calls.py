@@ -13,6 +13,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 import pytest
 
+from airtower.core.request import InferenceRequest
 from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
 from airtower.frontends.grpc.calls import GrpcCall, GrpcService, Method, _parse_timeout, response_algorithm
 from tests.unit.test_grpc_http2 import DATA, END_STREAM, HEADERS, RST_STREAM, Peer, frame, u32
@@ -21,7 +22,7 @@ ECHO, STREAM, SIZE, SLOW, FAST = "/pkg.Svc/Echo", "/pkg.Svc/Stream", "/pkg.Svc/S
 RESPONSE_HEADERS = {":status": "200", "content-type": "application/grpc"}
 OK = {"grpc-status": "0"}
 
-StartResult = tuple[asyncio.Future[Any], Callable[[asyncio.Future[Any]], bytes]]
+StartResult = tuple[asyncio.Future[Any], Callable[[asyncio.Future[Any]], bytes], InferenceRequest | None]
 
 
 def identity(data: bytes) -> bytes:
@@ -318,11 +319,13 @@ async def test_invocation_metadata_leaves_out_pseudo_and_transport_headers() -> 
 # ---------------------------------------------------------------------------------------- the start fast path
 
 
-def fast_method(future: asyncio.Future[Any], error: Exception | None = None) -> Method:
+def fast_method(
+    future: asyncio.Future[Any], error: Exception | None = None, inference: InferenceRequest | None = None
+) -> Method:
     def start(request: bytes, call: GrpcCall) -> StartResult:
         if error is not None:
             raise error
-        return future, lambda done: b"fast:" + request + done.result()
+        return future, lambda done: b"fast:" + request + done.result(), inference
 
     return method(never, start=start)
 
@@ -349,6 +352,23 @@ async def test_start_fast_path_answers_when_the_future_completes(outcome: str) -
         assert reply.blocks == trailers_only(3, "bad tensor")
     else:
         assert reply.blocks == trailers_only(1, "Cancelled")
+    assert service.calls == set()
+
+
+async def test_start_fast_path_answers_from_the_requests_complete_hook() -> None:
+    """With an inference request, the response is written when the model calls the request's
+    ``on_complete`` hook (in the iteration that settles the future), not from a done-callback."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    inference = InferenceRequest("m")
+    service, peer = connect({FAST: fast_method(future, inference=inference)})
+    send_call(peer, 1, FAST, [b"in"])
+    await settle()
+    assert inference.on_complete is not None
+    future.set_result(b":out")
+    await settle()
+    assert replies(peer) == {}  # the future alone does not answer
+    inference.notify_complete(future)  # what the model does right after settling it
+    assert_ok(replies(peer)[1], b"fast:in:out")
     assert service.calls == set()
 
 

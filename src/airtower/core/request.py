@@ -10,6 +10,8 @@ from airtower.core.tensor import Tensor
 from airtower.types import ParameterValue
 
 if TYPE_CHECKING:
+    import asyncio
+
     from airtower.core.response import InferenceResponse
     from airtower.errors import TritonError
 
@@ -21,6 +23,8 @@ RESERVED_PARAMETERS: frozenset[str] = frozenset(
 
 #: ``(response, final)`` → None; see ``InferenceRequest.response_sink``.
 ResponseSink = Callable[["InferenceResponse | TritonError | None", bool], None]
+#: ``(future)`` → None; see ``InferenceRequest.on_complete``.
+CompleteHook = Callable[["asyncio.Future[InferenceResponse]"], None]
 
 
 @dataclass(slots=True, eq=False)
@@ -104,6 +108,12 @@ class InferenceRequest:
     layout: Hashable | None
     #: Set by a frontend while tracing is on: what it knows of the request, for its trace.
     trace_context: RequestTraceContext | None
+    #: Set by a frontend that waits for the one response of a request (Triton's response-complete
+    #: callback): called once, on the event loop, as soon as the model has settled the request's
+    #: future (answered it, failed it, or let go of it after the client cancelled it), in the same
+    #: loop iteration rather than the next one, as a future's done-callbacks would be. A decoupled
+    #: model's requests end through ``response_sink`` instead.
+    on_complete: CompleteHook | None
 
     def __init__(
         self,
@@ -126,6 +136,7 @@ class InferenceRequest:
         trace_w3c: str | None = None,
         layout: Hashable | None = None,
         trace_context: RequestTraceContext | None = None,
+        on_complete: CompleteHook | None = None,
     ) -> None:
         self.model_name = model_name
         self.model_version = model_version
@@ -146,3 +157,11 @@ class InferenceRequest:
         self.trace_w3c = trace_w3c
         self.layout = layout
         self.trace_context = trace_context
+        self.on_complete = on_complete
+
+    def notify_complete(self, future: asyncio.Future[InferenceResponse]) -> None:
+        """Call ``on_complete`` with ``future``, once: the hook is cleared first."""
+        hook = self.on_complete
+        if hook is not None:
+            self.on_complete = None
+            hook(future)

@@ -220,6 +220,7 @@ class EnsembleModel:
         task.add_done_callback(self._tasks.discard)
         # A client that goes away cancels the graph and, through it, the running steps.
         future.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
+        future.add_done_callback(request.notify_complete)
         return future
 
     async def _run(self, request: InferenceRequest, batch_size: int, future: asyncio.Future[InferenceResponse]) -> None:

@@ -210,6 +210,7 @@ class Model:
                 future.set_result(
                     InferenceResponse(self.name, self.version_str, request.id, cached.outputs, dict(cached.parameters))
                 )
+                loop.call_soon(request.notify_complete, future)  # once the caller has set its hook
                 return future
             self.stats.cache_miss.add(now - started)
         if self.decoupled:
@@ -284,16 +285,16 @@ class Model:
                 cache.insert(pending.cache_key, result)
             if result is None:  # a decoupled model answers through the request's sink
                 if pending.request.response_sink is None:  # warmup: nobody listens
-                    _resolve(pending.future, InferenceResponse(self.name, self.version_str, "", []))
+                    _settle(pending.request, pending.future, InferenceResponse(self.name, self.version_str, "", []))
                 continue
             sink = pending.request.response_sink
             if sink is not None:  # a decoupled request that failed: an error response, then the end
                 sink(result, True)
                 continue
             if order is not None and pending.order >= 0:
-                order.deliver(pending.order, functools.partial(_resolve, pending.future, result))
+                order.deliver(pending.order, functools.partial(_settle, pending.request, pending.future, result))
             else:
-                _resolve(pending.future, result)
+                _settle(pending.request, pending.future, result)
         self._record(batch, results, timing)
 
     def _decoupled_sink(
@@ -407,7 +408,7 @@ class Model:
         now = time.monotonic_ns()
         reason = rejection_reason(error)
         for pending in batch:
-            _resolve(pending.future, error)
+            _settle(pending.request, pending.future, error)
             self.stats.record_failure(pending.enqueue_ns, now, reason)
 
     def _record(
@@ -443,10 +444,17 @@ class Model:
         return labels
 
 
-def _resolve(future: asyncio.Future[InferenceResponse], result: InferenceResponse | TritonError) -> None:
-    if future.done():
-        return  # the client went away
-    if isinstance(result, TritonError):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(
+    request: InferenceRequest, future: asyncio.Future[InferenceResponse], result: InferenceResponse | TritonError
+) -> None:
+    """Resolve ``future`` with ``result`` (unless its client went away), then call the request's
+    ``on_complete`` hook: the frontend writes the response in this loop iteration."""
+    if not future.done():
+        if isinstance(result, TritonError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    try:
+        request.notify_complete(future)
+    except Exception:  # a frontend's bug must not leave the rest of the batch unanswered
+        logger.exception("the response-complete callback of request '%s' failed", request.id)

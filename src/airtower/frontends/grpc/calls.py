@@ -8,9 +8,10 @@ from DATA frames, runs the servicer's method with a ``GrpcCall`` as its context 
 writes the response: headers, length-prefixed messages, then trailers with ``grpc-status`` and
 ``grpc-message``. A failure before any message is a trailers-only response, as grpc core sends.
 
-Methods with a ``start`` (ModelInfer) run without a task: ``start`` returns the model's future and
-a function that turns the finished future into the response bytes, and the response is written
-from the future's callback. A client's RST_STREAM, an expired deadline or a lost connection cancels
+Methods with a ``start`` (ModelInfer) run without a task: ``start`` returns the model's future, a
+function that turns the finished future into the response bytes, and the inference request, whose
+``on_complete`` hook writes the response in the loop iteration that settles the future (without a
+request, the future's done-callback does). A client's RST_STREAM, an expired deadline or a lost connection cancels
 the call's task or future, which drops a request still in a model's queue.
 """
 
@@ -25,11 +26,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from airtower.core.request import InferenceRequest
 from airtower.errors import InternalError, TritonError
 from airtower.frontends.grpc.errors import status_of
 from airtower.frontends.grpc.http2 import Http2Connection, Stream, encode_headers
 
 __all__ = ["AbortError", "GrpcCall", "GrpcService", "Method", "StatusCode"]
+
+
+#: What a unary method's ``start`` returns: the future, how its result becomes the response bytes,
+#: and the inference request whose ``on_complete`` hook answers (or None).
+Started = tuple[asyncio.Future[Any], Callable[[asyncio.Future[Any]], bytes], InferenceRequest | None]
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +140,9 @@ class Method:
     behaviour: Callable[..., Any]
     client_streaming: bool = False
     server_streaming: bool = False
-    #: Optional, for unary methods: ``start(request, call) -> (future, complete)`` without a task.
-    start: Callable[[Any, GrpcCall], tuple[asyncio.Future[Any], Callable[[asyncio.Future[Any]], bytes]]] | None = None
+    #: Optional, for unary methods: ``start(request, call) -> (future, complete, inference request)``,
+    #: without a task (see the module's docstring).
+    start: Callable[[Any, GrpcCall], Started] | None = None
 
 
 class GrpcCall:
@@ -442,7 +450,7 @@ class GrpcService:
     def _start_unary(self, call: GrpcCall, method: Method, payload: bytes) -> None:
         assert method.start is not None
         try:
-            future, complete = method.start(method.deserialize(payload), call)
+            future, complete, request = method.start(method.deserialize(payload), call)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             call.fail(exc, "gRPC call")
             self._done(call)
@@ -463,7 +471,10 @@ class GrpcService:
                 call.send_unary(data)
             self._done(call)
 
-        future.add_done_callback(respond)
+        if request is not None:
+            request.on_complete = respond
+        else:
+            future.add_done_callback(respond)
 
     async def _run(self, call: GrpcCall, body: Callable[[], Awaitable[None]]) -> None:
         """A call's task: ``body`` answers it; an error ends it with its status; cancellation

@@ -138,10 +138,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     def start_infer(
         self, message: Any, context: _Context
-    ) -> tuple[asyncio.Future[InferenceResponse], Callable[[asyncio.Future[InferenceResponse]], bytes]]:
-        """ModelInfer: the request started, up to the model's future, and how the finished future
-        becomes the serialized ``ModelInferResponse`` (raising the request's error). The transport
-        writes the response from the future's callback: no task per RPC.
+    ) -> tuple[
+        asyncio.Future[InferenceResponse], Callable[[asyncio.Future[InferenceResponse]], bytes], InferenceRequest
+    ]:
+        """ModelInfer: the request started, up to the model's future, how the finished future
+        becomes the serialized ``ModelInferResponse`` (raising the request's error), and the
+        request. The transport writes the response from the request's ``on_complete`` hook: no
+        task per RPC.
 
         Raises:
             Exception: the request could not start (unknown model, bad input...).
@@ -166,7 +169,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             self.server.trace_finished(trace, (completed, completed, time.monotonic_ns()))
             return encoded
 
-        return future, complete
+        return future, complete, request
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()

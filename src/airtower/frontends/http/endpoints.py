@@ -108,8 +108,10 @@ class HttpResponse:
 class Deferred:
     """A response that comes later: when ``future`` resolves, ``render(result)`` builds it.
 
-    The connection adds a done-callback to ``future`` (no task per request) and cancels the
-    future when its client disconnects.
+    The connection waits without a task per request: for an inference ``request`` it sets the
+    request's ``on_complete`` hook, which the model calls in the loop iteration that settles the
+    future (one iteration sooner than a done-callback); otherwise it adds a done-callback to
+    ``future``. It cancels the future when its client disconnects.
     """
 
     future: asyncio.Future[Any]
@@ -117,16 +119,20 @@ class Deferred:
     #: For a traced request: called once the response was written, with the times (steady clock,
     #: ns) it was complete and its writing started and ended, or None when it was not written.
     finished: Callable[[tuple[int, int, int] | None], None] | None
+    #: The inference request whose response ``future`` is (see above).
+    request: InferenceRequest | None
 
     def __init__(
         self,
         future: asyncio.Future[Any],
         render: Callable[[Any], HttpResponse],
         finished: Callable[[tuple[int, int, int] | None], None] | None = None,
+        request: InferenceRequest | None = None,
     ) -> None:
         self.future = future
         self.render = render
         self.finished = finished
+        self.request = request
 
 
 @dataclass(slots=True, eq=False)
@@ -259,7 +265,7 @@ class Endpoints:
                 _compress(response, accept)
             return response
 
-        deferred = Deferred(self.server.infer(inference_request, "HTTP end point"), render)
+        deferred = Deferred(self.server.infer(inference_request, "HTTP end point"), render, request=inference_request)
         if trace is not None:
             deferred.finished = functools.partial(self.server.trace_finished, trace)
         return deferred
