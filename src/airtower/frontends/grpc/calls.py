@@ -11,8 +11,8 @@ writes the response: headers, length-prefixed messages, then trailers with ``grp
 Methods with a ``start`` (ModelInfer) run without a task: ``start`` returns the model's future, a
 function that turns the finished future into the response bytes, and the inference request, whose
 ``on_complete`` hook writes the response in the loop iteration that settles the future (without a
-request, the future's done-callback does). A client's RST_STREAM, an expired deadline or a lost connection cancels
-the call's task or future, which drops a request still in a model's queue.
+request, the future's done-callback does). A client's RST_STREAM, an expired deadline or a lost
+connection cancels the call's task or future, which drops a request still in a model's queue.
 """
 
 from __future__ import annotations
