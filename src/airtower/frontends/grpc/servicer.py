@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from google.protobuf import message_factory
@@ -24,7 +24,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
 from airtower.errors import InternalError, TritonError
-from airtower.frontends.grpc.calls import Method
+from airtower.frontends.grpc.calls import Method, Started
 from airtower.frontends.grpc.codec import (
     InferRequestDecoder,
     InferResponseEncoder,
@@ -136,11 +136,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         request.trace_context = trace
         return request, self.server.infer(request, "ModelInfer RPC")
 
-    def start_infer(
-        self, message: Any, context: _Context
-    ) -> tuple[
-        asyncio.Future[InferenceResponse], Callable[[asyncio.Future[InferenceResponse]], bytes], InferenceRequest
-    ]:
+    def start_infer(self, message: Any, context: _Context) -> Started:
         """ModelInfer: the request started, up to the model's future, how the finished future
         becomes the serialized ``ModelInferResponse`` (raising the request's error), and the
         request. The transport writes the response from the request's ``on_complete`` hook: no

@@ -106,33 +106,32 @@ class HttpResponse:
 
 @dataclass(slots=True, init=False)
 class Deferred:
-    """A response that comes later: when ``future`` resolves, ``render(result)`` builds it.
+    """An inference's response, which comes later: when ``future`` (``request``'s) resolves,
+    ``render(result)`` builds it.
 
-    The connection waits without a task per request: for an inference ``request`` it sets the
-    request's ``on_complete`` hook, which the model calls in the loop iteration that settles the
-    future (one iteration sooner than a done-callback); otherwise it adds a done-callback to
-    ``future``. It cancels the future when its client disconnects.
+    The connection waits without a task per request: it sets the request's ``on_complete`` hook,
+    which the model calls in the loop iteration that settles the future (one iteration sooner
+    than a done-callback). It cancels the future when its client disconnects.
     """
 
     future: asyncio.Future[Any]
     render: Callable[[Any], HttpResponse]
+    request: InferenceRequest
     #: For a traced request: called once the response was written, with the times (steady clock,
     #: ns) it was complete and its writing started and ended, or None when it was not written.
     finished: Callable[[tuple[int, int, int] | None], None] | None
-    #: The inference request whose response ``future`` is (see above).
-    request: InferenceRequest | None
 
     def __init__(
         self,
         future: asyncio.Future[Any],
         render: Callable[[Any], HttpResponse],
+        request: InferenceRequest,
         finished: Callable[[tuple[int, int, int] | None], None] | None = None,
-        request: InferenceRequest | None = None,
     ) -> None:
         self.future = future
         self.render = render
-        self.finished = finished
         self.request = request
+        self.finished = finished
 
 
 @dataclass(slots=True, eq=False)
@@ -265,7 +264,7 @@ class Endpoints:
                 _compress(response, accept)
             return response
 
-        deferred = Deferred(self.server.infer(inference_request, "HTTP end point"), render, request=inference_request)
+        deferred = Deferred(self.server.infer(inference_request, "HTTP end point"), render, inference_request)
         if trace is not None:
             deferred.finished = functools.partial(self.server.trace_finished, trace)
         return deferred
