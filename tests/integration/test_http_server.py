@@ -85,6 +85,16 @@ def test_model_config_is_triton_json(client: httpclient.InferenceServerClient) -
 # -- inference ------------------------------------------------------------------------------
 
 
+def test_json_data_carries_nan_and_infinity_as_triton_does(client: httpclient.InferenceServerClient) -> None:
+    # tritonclient writes JSON with Python's json.dumps: non-finite floats become NaN / Infinity.
+    a = np.array([np.nan, np.inf, -np.inf, *range(13)], np.float32)
+    b = np.ones(16, np.float32)
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=False) for n in ("OUTPUT0", "OUTPUT1")]
+    result = client.infer("add_sub", add_sub_inputs(a, b, binary=False), outputs=outputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
 @pytest.mark.parametrize("model", ["add_sub", "add_sub_onnx"])
 @pytest.mark.parametrize("binary", [True, False])
 def test_add_sub_matches_numpy(client: httpclient.InferenceServerClient, model: str, binary: bool) -> None:
@@ -364,9 +374,18 @@ def test_model_errors_fail_only_their_request(client: httpclient.InferenceServer
          '{"inputs":[{"name":"INPUT0","shape":[9,16],"datatype":"FP32","data":[' + ",".join(["1"] * 144) + "]},"
          '{"name":"INPUT1","shape":[9,16],"datatype":"FP32","data":[' + ",".join(["1"] * 144) + "]}]}",
          400, "inference request batch-size must be <= 8 for 'add_sub_onnx'"),
+        ("/v2/models/add_sub/infer",
+         '{"inputs":[{"name":"INPUT0","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]},"
+         '{"name":"INPUT0","shape":[16],"datatype":"FP32","data":[' + ",".join(["1"] * 16) + "]}]}",
+         400, "[request id: <id_unknown>] input 'INPUT0' already exists in request"),
+        # Like Triton, an empty body is a raw binary request (as with Inference-Header-Content-Length: 0).
+        ("/v2/models/add_sub/infer", "", 400,
+         "Raw request must only have 1 input (found 1) to be deduced but got 2 inputs in 'add_sub' model"),
+        ("/v2/models/add_sub/infer", '{"inputs": [1', 500,
+         "failed to parse the request JSON buffer: Missing a comma or ']' after an array element. at 13"),
     ],
     ids=["unknown-model", "unknown-version", "malformed-json", "wrong-shape", "wrong-datatype", "missing-input",
-         "data-count", "batch-too-big"],
+         "data-count", "batch-too-big", "repeated-input", "empty-body", "rapidjson-message"],
 )  # fmt: skip
 def test_bad_requests_get_triton_errors_and_server_keeps_serving(
     server: ServerProcess, client: httpclient.InferenceServerClient, path: str, body: str, status: int,

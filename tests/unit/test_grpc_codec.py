@@ -30,7 +30,7 @@ Contents = service_pb2.InferTensorContents
 P = service_pb2.InferParameter
 
 
-def typed(datatype: str, shape: list[int], **contents: list[int]) -> service_pb2.ModelInferRequest:
+def typed(datatype: str, shape: list[int], **contents: list[int] | list[bytes]) -> service_pb2.ModelInferRequest:
     return Request(
         model_name="m", inputs=[Input(name="A", datatype=datatype, shape=shape, contents=Contents(**contents))]
     )
@@ -102,8 +102,23 @@ def test_grpc_decode_typed_contents() -> None:
          "[request id: r1] input byte size mismatch for input 'A' for model 'm'. Expected 8, got 4"),
         (raw_request(("A", "BYTES", [2], b"\x05\0\0\0ab")),
          "[request id: r1] expected 2 string elements for inference input 'A' for model 'm', got 1"),
+        # The messages below are Triton 2.51's for the same messages (checked against the reference).
+        (raw_request(("A", "BYTES", [2], b"\x01\0\0\0a\x05\0\0\0ab")),
+         "incomplete string data for inference input 'A', expecting string of length 5 but only 2 bytes available"),
+        (raw_request(("A", "BYTES", [2], b"\x01\0\0\0a\x05\0")),
+         "[request id: r1] incomplete string length indicator for inference input 'A' for model 'm', expecting 4 "
+         "bytes but only 2 bytes available. Please make sure the string length indicator is in one buffer."),
+        (raw_request(("A", "BYTES", [1], b"\x01\0\0\0a" * 3)),
+         "[request id: r1] unexpected number of string elements 2 for inference input 'A' for model 'm', "
+         "expecting 1"),
+        (typed("BYTES", [2], bytes_contents=[b"a"] * 5),
+         "[request id: <id_unknown>] unexpected number of string elements 3 for inference input 'A' for model "
+         "'m', expecting 2"),
+        (raw_request(("A", "INT32", [1], b"\0" * 4), ("A", "INT32", [1], b"\0" * 4), ("B", "INT32", [1], b"")),
+         "[request id: r1] input 'A' already exists in request"),
     ],
-    ids=["mixed", "no-data", "wrong-contents-type", "typed-count", "raw-size", "bad-bytes"],
+    ids=["mixed", "no-data", "wrong-contents-type", "typed-count", "raw-size", "bad-bytes", "cut-last-bytes",
+         "cut-length", "more-bytes", "more-contents", "repeated-input"],
 )  # fmt: skip
 def test_grpc_decode_rejects_bad_inputs_with_triton_messages(message: object, error: str) -> None:
     with pytest.raises(InvalidArgumentError) as raised:

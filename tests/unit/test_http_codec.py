@@ -88,15 +88,86 @@ def test_http_codec_decode_truncates_like_triton() -> None:
         ("INT32", [1, 4.5], "attempt to access JSON non-signed-integer as signed-integer"),
         ("UINT8", [1, -1], "attempt to access JSON non-unsigned-integer as unsigned-integer"),
         ("INT64", [1, 2**70], "attempt to access JSON non-signed-integer as signed-integer"),
-        ("BYTES", ["a", 1], "attempt to access JSON non-string as string"),
         ("FP32", [1, 2, 3], "Shape does not match true shape of 'data' field"),
         ("FP32", [1], "Shape does not match true shape of 'data' field"),
+        ("FP32", ["a"], "attempt to access JSON non-number as double"),  # element types before the count
+        ("FP32", 1, "attempt to access JSON non-array as array"),
+        ("FP32", None, "attempt to access JSON non-array as array"),
     ],
 )
-def test_http_codec_decode_rejects_bad_json_data_as_triton_does(datatype: str, data: list[Any], detail: str) -> None:
+def test_http_codec_decode_rejects_bad_json_data_as_triton_does(datatype: str, data: Any, detail: str) -> None:
     error = _error(_one_input(datatype, [2], data=data))
     assert isinstance(error, InternalError)
     assert error.message == f"Unable to parse 'data': {detail}"
+
+
+# Each message below is what Triton 2.51 answers (checked against the reference server).
+@pytest.mark.parametrize(
+    ("shape", "data", "error", "message"),
+    [
+        ([2], ["a", 1], InternalError, "Unable to parse JSON bytes array: attempt to access JSON non-string as string"),
+        ([3], [1], InternalError, "Unable to parse JSON bytes array: attempt to access JSON non-string as string"),
+        ([3], ["a"], InvalidArgumentError,
+         "[request id: r] expected 3 string elements for inference input 'x' for model 'm', got 1"),
+        ([2], ["a", "b", "c", "d", "e"], InvalidArgumentError,
+         "[request id: r] unexpected number of string elements 3 for inference input 'x' for model 'm', expecting 2"),
+    ],
+)  # fmt: skip
+def test_http_codec_decode_checks_json_bytes_as_triton_does(
+    shape: list[int], data: list[Any], error: type[Exception], message: str
+) -> None:
+    raised = _error({"id": "r", **_one_input("BYTES", shape, data=data)})
+    assert (type(raised), raised.message) == (error, message)
+
+
+def test_http_codec_decode_reads_nan_and_infinity_as_triton_does() -> None:
+    # Python's json.dumps (and so tritonclient in JSON mode) writes NaN / Infinity / -Infinity.
+    body = b'{"inputs":[{"name":"x","shape":[6],"datatype":"FP32","data":[NaN,Infinity,-Infinity,Inf,-Inf,-NaN]}]}'
+    request, _ = decode_infer_request("m", "", body, memoryview(b""))
+    data = request.inputs["x"].data
+    assert np.isnan(data[[0, 5]]).all()
+    assert data[1:5].tolist() == [np.inf, -np.inf, np.inf, -np.inf]
+
+
+def test_http_codec_decode_rejects_a_repeated_input() -> None:
+    document = {"id": "r", "inputs": [*_one_input("FP32", [1], data=[1])["inputs"]] * 2 + [{"name": "bad"}]}
+    error = _error(document)  # reported before the next input is read, as Triton does
+    assert (type(error), error.message) == (InvalidArgumentError, "[request id: r] input 'x' already exists in request")
+
+
+@pytest.mark.parametrize(
+    ("item", "error", "message"),
+    [
+        # Where the data is comes first, then name, datatype and shape, then the datatype's validity.
+        ({"shape": [1]}, InvalidArgumentError, "Input must set only one of the following fields: 'data', "
+         "'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But no field is set"),
+        (5, InvalidArgumentError, "Input must set only one of the following fields: 'data', "
+         "'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But no field is set"),
+        ({"name": "x", "datatype": "FP99", "data": [1]}, InternalError,
+         "Unable to parse 'shape': attempt to access non-existing object member 'shape'"),
+        ({"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": "x"}}, InternalError,
+         "Unable to parse 'binary_data_size': attempt to access JSON non-unsigned-integer as unsigned-integer"),
+    ],
+)  # fmt: skip
+def test_http_codec_decode_checks_an_input_in_triton_order(item: Any, error: type[Exception], message: str) -> None:
+    raised = _error({"inputs": [item]})
+    assert (type(raised), raised.message) == (error, message)
+
+
+def test_http_codec_decode_ignores_parameters_that_are_not_objects_on_tensors() -> None:
+    document = _one_input("FP32", [1], data=[1], parameters=5)
+    document["outputs"] = [{"name": "y", "parameters": 5}]
+    request, _ = _decode(document)
+    assert request.inputs["x"].data.tolist() == [1.0]
+    assert request.outputs[0].name == "y"
+
+
+def test_http_codec_decode_reports_request_parameters_that_are_not_an_object() -> None:
+    error = _error({"inputs": [], "parameters": 5})
+    assert (type(error), error.message) == (
+        InternalError,
+        "failed to get request params.: attempt to get members for non-object",
+    )
 
 
 @pytest.mark.parametrize("datatype", ["FP16", "BF16"])
@@ -114,7 +185,10 @@ def test_http_codec_decode_rejects_half_floats_in_json(datatype: str) -> None:
         ({}, "Unable to parse 'inputs': attempt to access non-existing object member 'inputs'"),
         ({"inputs": {}}, "Unable to parse 'inputs': attempt to access JSON non-array as array"),
         ({"id": 5, "inputs": []}, "Unable to parse 'id': attempt to access JSON non-string as string"),
-        ({"inputs": [{"shape": [1]}]}, "Unable to parse 'name': attempt to access non-existing object member 'name'"),
+        (
+            {"inputs": [{"shape": [1], "data": [1]}]},
+            "Unable to parse 'name': attempt to access non-existing object member 'name'",
+        ),
         (
             {"inputs": [{"name": "x", "datatype": "FP32", "data": [1]}]},
             "Unable to parse 'shape': attempt to access non-existing object member 'shape'",
@@ -294,7 +368,8 @@ def test_http_codec_decode_binary_size_mismatch(declared: int, payload: bytes, m
         ([1], struct.pack("<I", 2) + b"a",
          "incomplete string data for inference input 'x', expecting string of length 2 but only 1 bytes available"),
         ([1], b"\x01\x00",
-         "element byte size indicator exceeds the end of the buffer for inference input 'x'"),
+         "[request id: r] incomplete string length indicator for inference input 'x' for model 'm', expecting 4 "
+         "bytes but only 2 bytes available. Please make sure the string length indicator is in one buffer."),
     ],
 )  # fmt: skip
 def test_http_codec_decode_malformed_binary_bytes(shape: list[int], payload: bytes, message: str) -> None:

@@ -58,7 +58,7 @@ def test_request_decoder_reports_size_errors_like_the_full_path() -> None:
         decoder.decode("m", "", HEADER, payload(0)[:-4])
     corrupt = bytearray(payload(0))
     corrupt[16:20] = (8).to_bytes(4, "little")  # same total size, but the string claims 8 of 7 bytes
-    with pytest.raises(InvalidArgumentError, match="incomplete string data"):
+    with pytest.raises(InvalidArgumentError, match="expected 2 string elements for inference input 'S'"):
         decoder.decode("m", "", HEADER, memoryview(bytes(corrupt)))
 
 

@@ -19,7 +19,8 @@ from tritonclient.grpc import model_config_pb2, service_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
 from airtower.core.shared_memory import SystemSharedMemory, write_output
-from airtower.core.tensor import Tensor, array_to_buffer, deserialize_bytes_tensor
+from airtower.core.tensor import Tensor, array_to_buffer
+from airtower.core.validation import bytes_input_elements, duplicate_input_error, string_count_error
 from airtower.errors import InvalidArgumentError, NotFoundError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
 
@@ -216,6 +217,8 @@ def decode_infer_request(
             array = _array_from_contents(request, name, datatype, shape, tensor.contents)
         else:
             raise _no_data(name, model_name)
+        if name in inputs:
+            raise duplicate_input_error(request, name)
         inputs[name] = Tensor(name, datatype, shape, array)
     for output in message.outputs:
         requested = RequestedOutput(output.name)
@@ -409,26 +412,11 @@ def _array_from_raw(
     """A view of ``buffer`` (no copy) for fixed-size types; BYTES elements are split out."""
     count = math.prod(shape)
     if datatype == "BYTES":
-        try:
-            items = deserialize_bytes_tensor(buffer)
-        except InvalidArgumentError:
-            raise _string_count(request, name, count, _started_elements(buffer)) from None
-        if len(items) != count:
-            raise _string_count(request, name, count, len(items))
-        return items.reshape(shape)
+        return bytes_input_elements(request, name, buffer, count).reshape(shape)
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
     if len(buffer) != expected:
         raise _size_mismatch(request, name, expected, len(buffer))
     return np.frombuffer(buffer, NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
-
-
-def _started_elements(buffer: bytes) -> int:
-    """How many BYTES elements a malformed buffer starts (Triton reports that count)."""
-    offset, started = 0, 0
-    while offset < len(buffer):
-        started += 1
-        offset += 4 + int.from_bytes(buffer[offset : offset + 4], "little")
-    return started
 
 
 def _array_from_contents(
@@ -450,7 +438,7 @@ def _array_from_contents(
     values = getattr(contents, expected_field)
     if datatype == "BYTES":
         if len(values) != count:
-            raise _string_count(request, name, count, len(values))
+            raise string_count_error(request, name, count, len(values))
         array = np.empty(count, dtype=np.object_)
         array[:] = list(values)
         return array.reshape(shape)
@@ -465,13 +453,6 @@ def _size_mismatch(request: InferenceRequest, name: str, expected: int, got: int
     return InvalidArgumentError(
         f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
         f"'{request.model_name}'. Expected {expected}, got {got}"
-    )
-
-
-def _string_count(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"{_request_prefix(request.id)}expected {expected} string elements for inference input '{name}' for model "
-        f"'{request.model_name}', got {got}"
     )
 
 

@@ -329,10 +329,10 @@ class Endpoints:
     ) -> tuple[InferenceRequest, bool]:
         """The request and its ``binary_data_output`` flag, from a JSON, binary or raw binary body."""
         header_length = headers.get(b"inference-header-content-length")
-        if header_length is None:
+        if header_length is None and body:
             return self._decoder.decode(name, version, body, _EMPTY)
-        length = _parse_int(header_length)
-        if length == 0:
+        length = 0 if header_length is None else _parse_int(header_length)
+        if length == 0:  # as in Triton, an empty body is a raw binary request too
             config = self.server.model_config(name, version)
             return decode_raw_request(name, version, body, config), True
         if 0 < length <= len(body):
