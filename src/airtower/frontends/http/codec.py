@@ -80,6 +80,7 @@ _JSON_NOT_INT = "attempt to access JSON non-signed-integer as signed-integer"
 _JSON_NOT_NUMBER = "attempt to access JSON non-number as double"
 _JSON_NOT_BOOL = "attempt to access JSON non-boolean as boolean"
 JSON_NOT_STRING = "attempt to access JSON non-string as string"
+BYTES_NOT_STRING = f"Unable to parse JSON bytes array: {JSON_NOT_STRING}"
 _JSON_NOT_ARRAY = "attempt to access JSON non-array as array"
 JSON_NOT_OBJECT = "attempt to access JSON non-object as object"
 UNSIGNED = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
@@ -486,7 +487,7 @@ def _array_from_json(
     if datatype == "BYTES":
         # Triton checks the strings first and their count later, as for binary BYTES (INVALID_ARG).
         if not types <= {str}:
-            raise InternalError(f"Unable to parse JSON bytes array: {JSON_NOT_STRING}")
+            raise InternalError(BYTES_NOT_STRING)
         if len(data) != count:
             raise string_count_error(request, name, count, len(data))
         array = np.empty(len(data), dtype=np.object_)

@@ -27,6 +27,7 @@ from airtower.core.request import InferenceRequest
 from airtower.core.tensor import Tensor
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
+    BYTES_NOT_STRING,
     JSON_NOT_OBJECT,
     JSON_NOT_STRING,
     NOT_IN_JSON,
@@ -203,7 +204,7 @@ def _tensor_from_json(name: str, layout: InputLayout, value: object) -> tuple[Te
         encoded: list[bytes] = []
         for leaf in leaves:
             if type(leaf) is not str:
-                raise InternalError(f"Unable to parse JSON bytes array: {JSON_NOT_STRING}")
+                raise InternalError(BYTES_NOT_STRING)
             encoded.append(leaf.encode())
         shape = fit_shape(name, layout.shape, count)
         if len(encoded) != math.prod(shape):

@@ -108,10 +108,21 @@ class RapidJsonReader:
         return self._data[self._pos] if self._pos < self._end else 0
 
     def _consume(self, expected: int) -> bool:
-        if self._peek() == expected and self._pos < self._end:
+        """Take the next byte if it is ``expected`` (never 0, so never past the end)."""
+        if self._peek() == expected:
             self._pos += 1
             return True
         return False
+
+    def _next_item(self, close: int, error: str) -> bool:
+        """After a member or element: True when ``close`` ends the container, False after a comma."""
+        self._skip_whitespace()
+        if self._consume(ord(",")):
+            self._skip_whitespace()
+            return False
+        if self._consume(close):
+            return True
+        raise JsonParseError(error, self._pos)
 
     def _skip_whitespace(self) -> None:
         data, pos, end = self._data, self._pos, self._end
@@ -157,15 +168,9 @@ class RapidJsonReader:
             if not self._consume(ord(":")):
                 raise JsonParseError(OBJECT_MISS_COLON, self._pos)
             self._skip_whitespace()
-            value = self._value()
-            result[name] = value
-            self._skip_whitespace()
-            if self._consume(ord(",")):
-                self._skip_whitespace()
-            elif self._consume(ord("}")):
+            result[name] = self._value()
+            if self._next_item(ord("}"), OBJECT_MISS_COMMA):
                 return result
-            else:
-                raise JsonParseError(OBJECT_MISS_COMMA, self._pos)
 
     def _array(self) -> list[Any]:
         self._pos += 1  # "["
@@ -175,13 +180,8 @@ class RapidJsonReader:
             return result
         while True:
             result.append(self._value())
-            self._skip_whitespace()
-            if self._consume(ord(",")):
-                self._skip_whitespace()
-            elif self._consume(ord("]")):
+            if self._next_item(ord("]"), ARRAY_MISS_COMMA):
                 return result
-            else:
-                raise JsonParseError(ARRAY_MISS_COMMA, self._pos)
 
     def _string(self) -> str:
         data = self._data
@@ -194,10 +194,10 @@ class RapidJsonReader:
                 parts.append(plain.group().decode("utf-8", "replace"))
                 self._pos = plain.end()
             c = self._peek()
-            if c == ord('"') and self._pos < self._end:
+            if c == ord('"'):
                 self._pos += 1
                 return "".join(parts)
-            if c == ord("\\") and self._pos < self._end:
+            if c == ord("\\"):
                 parts.append(self._escape())
             elif c == 0:
                 raise JsonParseError(MISS_QUOTATION_MARK, self._pos)
@@ -208,11 +208,11 @@ class RapidJsonReader:
         escape_offset = self._pos  # RapidJSON reports an escape's errors at its backslash
         self._pos += 1
         c = self._peek()
-        simple = _ESCAPES.get(c) if self._pos < self._end else None
+        simple = _ESCAPES.get(c)
         if simple is not None:
             self._pos += 1
             return simple
-        if c != ord("u") or self._pos >= self._end:
+        if c != ord("u"):
             raise JsonParseError(ESCAPE_INVALID, escape_offset)
         self._pos += 1
         codepoint = self._hex4(escape_offset)
@@ -239,7 +239,7 @@ class RapidJsonReader:
         minus = self._consume(ord("-"))
         c = self._peek()
         special: float | None = None  # NaN or an infinity
-        if c == ord("0") and self._pos < self._end:
+        if c == ord("0"):
             self._pos += 1
         elif ord("1") <= c <= ord("9"):
             self._digits()
@@ -262,10 +262,10 @@ class RapidJsonReader:
             integral = False
             if not self._digits():
                 raise JsonParseError(MISS_FRACTION, self._pos)
-        if self._peek() in b"eE" and self._pos < self._end:
+        if self._peek() in b"eE":  # the end reads as 0, in neither
             integral = False
             self._pos += 1
-            if self._peek() in b"+-" and self._pos < self._end:
+            if self._peek() in b"+-":
                 self._pos += 1
             if not self._digits():
                 raise JsonParseError(MISS_EXPONENT, self._pos)
