@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import os
@@ -84,3 +85,20 @@ def test_per_request_classes_construct_in_compiled_code() -> None:
     classes = [InferenceRequest, RequestedOutput, InferenceResponse, Tensor, HttpRequest, HttpResponse, Deferred]
     classes += [ExecutionTiming, BatchDecision, Pending]
     assert [cls.__name__ for cls in classes if isinstance(vars(cls)["__init__"], types.FunctionType)] == []
+
+
+def test_no_compiled_coroutine_re_raises_with_a_bare_raise_after_an_await() -> None:
+    # mypyc's coroutines do not keep the exception an except block handles across an await: a
+    # bare `raise` after one re-raises whatever another coroutine handled last (two models that
+    # failed to load at once each reported the other's error).
+    package = Path(compiled.__file__).parent
+    found = []
+    for module in compiled.MODULES:
+        source = package.joinpath(*module.split(".")).with_suffix(".py")
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ExceptHandler):
+                inner = [child for statement in node.body for child in ast.walk(statement)]
+                awaits = any(isinstance(child, ast.Await) for child in inner)
+                if awaits and any(isinstance(child, ast.Raise) and child.exc is None for child in inner):
+                    found.append(f"{module}:{node.lineno}")
+    assert found == []

@@ -121,9 +121,11 @@ class Model:
                 warmup = self._warmup_batches(samples, spec.group or spec.name)
                 results = await instance.start(self._backend_model, scheduler, warmup)
                 self._check_warmup(samples, results)
-        except BaseException:
+        except BaseException as exc:
             await self.aclose()
-            raise
+            # Not a bare ``raise``: compiled by mypyc, a coroutine does not keep the exception it
+            # handles across an ``await``, so a bare raise re-raised another load's error.
+            raise exc
         self.state = ModelState.READY
 
     def _warmup_batches(self, samples: list[WarmupSample], instance: str) -> list[list[InferenceRequest]]:
