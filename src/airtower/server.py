@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from airtower.core.request import InferenceRequest, RequestTraceContext, ResponseSink
 from airtower.core.response import InferenceResponse
@@ -218,15 +219,21 @@ class InferenceServer:
 
     # -- trace extension --------------------------------------------------------------------
 
-    def trace_settings(self, model: str = "", changes: dict[str, Any] | None = None) -> dict[str, JSONValue]:
+    def trace_settings(
+        self, model: str = "", changes: Mapping[str, str | Sequence[str] | None] | None = None
+    ) -> dict[str, JSONValue]:
         """The trace settings, global (``model`` "") or of one model, after applying ``changes``.
 
+        ``changes`` are ``observability.trace.extension_changes``' (a list of level names, strings
+        for the others, None to clear).
+
         Raises:
-            ModelNotFoundError: an unknown model.
-            InvalidArgumentError: a setting that does not parse (Triton's wording).
+            InvalidArgumentError: a model that is not ready (Triton's "Request for unknown model :
+                <m>"), a setting that does not parse or settings that cannot trace.
+            UnsupportedError: a ``trace_file`` change.
         """
-        if model:
-            self.models.entry(model)
+        if model and not self.is_model_ready(model):
+            raise InvalidArgumentError(f"Request for unknown model : {model}")
         tracer = self.models.tracer
         settings = tracer.update(model, changes) if changes else tracer.settings_for(model)
         return settings.to_json()
@@ -249,7 +256,7 @@ class InferenceServer:
         """The logging extension's settings (``GET /v2/logging``)."""
         return self._log_settings.to_json()
 
-    def update_log_settings(self, changes: dict[str, Any]) -> dict[str, JSONValue]:
+    def update_log_settings(self, changes: Mapping[str, bool | int | str]) -> dict[str, JSONValue]:
         """Apply ``changes`` to the live log settings and return them all (``POST /v2/logging``).
 
         Raises:
@@ -315,6 +322,8 @@ class InferenceServer:
                     raise InvalidArgumentError(f"requested model version is not available for model '{name}'") from None
             else:
                 models = [entry.versions[v] for v in entry.ready_versions()]
+                if not models:  # failed or unloaded: Triton has nothing to report on
+                    raise InvalidArgumentError(f"requested model '{name}' is not available")
         else:
             models = self.models.models()
         return {"model_stats": [model.stats.to_json() for model in models]}
@@ -322,24 +331,37 @@ class InferenceServer:
     def repository_index(self, ready: bool = False) -> list[dict[str, JSONValue]]:
         return self.models.index(ready)
 
-    async def load_model(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+    async def load_model(self, name: str, config: str | None, files: dict[str, bytes], repository: str = "") -> None:
         """Repository extension: (re)load ``name`` (explicit model control mode only).
 
         Raises:
+            UnsupportedError: a ``repository`` named (Triton does not support it).
             UnavailableError: the control mode is not ``explicit`` (Triton's message).
-            InternalError: the model is not in a repository or failed to load.
+            InternalError: the model is not in a repository, or its configuration failed to load.
+            InvalidArgumentError: a version failed to load (Triton's "load failed for model ...").
         """
+        _no_repository_name(repository)
         self._require_explicit()
         await self.models.load(name, config, files)
 
-    async def unload_model(self, name: str, unload_dependents: bool) -> None:
+    async def unload_model(self, name: str, unload_dependents: bool, repository: str = "") -> None:
         """Repository extension: unload ``name`` (explicit model control mode only)."""
+        _no_repository_name(repository)
         self._require_explicit()
         await self.models.unload(name, unload_dependents)
 
     def _require_explicit(self) -> None:
         if self.options.model_control_mode != "explicit":
             raise UnavailableError("explicit model load / unload is not allowed if polling is enabled")
+
+
+#: Triton's answer to a repository extension request that names a repository.
+REPOSITORY_NAME_UNSUPPORTED = "'repository_name' specification is not supported"
+
+
+def _no_repository_name(repository: str) -> None:
+    if repository:
+        raise UnsupportedError(REPOSITORY_NAME_UNSUPPORTED)
 
 
 def _wire(data_type: int) -> str:

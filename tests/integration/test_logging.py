@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import ServerProcess, start_server
@@ -99,6 +100,10 @@ def test_settings_over_http_as_triton(server: ServerProcess) -> None:
         {"error": "log file location can not be updated through network protocol"},
     )
     assert post(server, {"nope": 1})[0] == 200
+    assert post(server, {"log_info": None, "log_verbose_level": 2**32 + 1}) == (  # null: unchanged; 32 bits kept
+        200,
+        {**DEFAULTS, "log_verbose_level": 1, "log_info": False},
+    )
 
 
 def test_a_change_applies_to_the_next_request(server: ServerProcess) -> None:
@@ -108,6 +113,8 @@ def test_a_change_applies_to_the_next_request(server: ServerProcess) -> None:
     talk(server, "r2")
     assert "info-r2" not in server.output()  # logged before warn-r2, which is there
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        with pytest.raises(InferenceServerException, match="expect boolean for 'log_info'"):
+            client.update_log_settings({"log_info": None})  # sent as a parameter with no value
         client.update_log_settings({"log_info": True})
         settings = client.get_log_settings(as_json=True)["settings"]
     assert settings["log_info"] == {"bool_param": True}

@@ -7,13 +7,17 @@ import json
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.server_process import ServerProcess, start_server
@@ -87,6 +91,64 @@ def test_explicit_mode_loads_what_is_asked(explicit: ServerProcess) -> None:
         client.unload_model("nope")  # unknown: no error, as Triton
         client.load_model("add_sub")
         assert client.infer("add_sub", add_sub_inputs()).as_numpy("OUTPUT0").tolist() == [2.0] * 16
+
+
+def test_triton_s_answers_to_odd_repository_requests(explicit: ServerProcess) -> None:
+    # Each answer is the reference Triton 2.51's to the same request.
+    base = f"http://{explicit.url}/v2"
+
+    def post(path: str, body: bytes = b"") -> tuple[int, bytes]:
+        request = urllib.request.Request(f"{base}{path}", body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    unsupported = (501, b'{"error":"\'repository_name\' specification is not supported"}')
+    assert post("/repository/elsewhere/models/add_sub/load") == unsupported
+    assert post("/repository/elsewhere/models/add_sub/unload") == unsupported
+    assert post("/repository/elsewhere/index")[0] == 200  # HTTP ignores the name here
+    assert post("/repository/index", b"[1]")[0] == 200  # not an object: read as {}
+    assert post("/repository/models/add_sub/load", b'{"parameters": 5}') == (
+        500,
+        b'{"error":"attempt to get members for non-object"}',
+    )
+    assert post("/repository/models/add_sub/unload", b'{"parameters": {"unload_dependents": "yes"}}') == (200, b"")
+    with grpcclient.InferenceServerClient(explicit.grpc_url) as client:
+        assert not client.is_model_ready("add_sub")  # unloaded, whatever the body said
+        with pytest.raises(InferenceServerException) as stats:
+            client.get_inference_statistics("add_sub")
+        assert stats.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert stats.value.message() == "requested model 'add_sub' is not available"
+    # Over gRPC, which tritonclient cannot send with a repository name or a bad version string.
+    with grpc.insecure_channel(explicit.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for call, request in (
+            (stub.RepositoryIndex, service_pb2.RepositoryIndexRequest(repository_name="elsewhere")),
+            (
+                stub.RepositoryModelLoad,
+                service_pb2.RepositoryModelLoadRequest(model_name="add_sub", repository_name="r"),
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                call(request, timeout=60)
+            assert (refused.value.code(), refused.value.details()) == (
+                grpc.StatusCode.UNIMPLEMENTED,
+                "'repository_name' specification is not supported",
+            )
+        with pytest.raises(grpc.RpcError) as version:
+            stub.ModelReady(service_pb2.ModelReadyRequest(name="string_python", version="x"), timeout=60)
+        assert (version.value.code(), version.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "failed to get model version from specified version string 'x' (details: stol), "
+            "version should be an integral value > 0",
+        )
+        load = service_pb2.RepositoryModelLoadRequest(model_name="add_sub")
+        load.parameters["config"].bytes_param = b"{}"
+        with pytest.raises(grpc.RpcError) as parameter:
+            stub.RepositoryModelLoad(load, timeout=60)
+        assert parameter.value.details() == "invalid value type for load parameter 'config', expected string_param."
 
 
 def test_config_override_and_a_failed_reload_keeps_the_old_version(explicit: ServerProcess) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.integration.fixture_models import write_python_model
 from tests.integration.server_process import start_server
@@ -111,6 +112,22 @@ def test_traced_requests_are_written_with_triton_s_records(tmp_path: Path) -> No
             {"error": "trace file location can not be updated through network protocol"},
         )
         assert post(f"{base}/trace/setting", {"trace_mode": "opentelemetry"})[1]["trace_mode"] == "triton"
+        # Triton's other answers: an unknown model, a setting that would trace nothing, null.
+        assert post(f"{base}/models/nope/trace/setting", {"trace_rate": "5"}) == (
+            400,
+            {"error": "Request for unknown model : nope"},
+        )
+        assert post(f"{base}/trace/setting", {"trace_rate": "0"}) == (
+            400,
+            {"error": "Attempting to set invalid trace setting :sample rate must be non-zero"},
+        )
+        assert post(f"{base}/models/twice/trace/setting", {"trace_rate": "7"})[1]["trace_rate"] == "7"
+        assert post(f"{base}/trace/setting", {"trace_count": "50"})[1]["trace_count"] == "50"
+        assert post(f"{base}/models/twice/trace/setting", {"trace_rate": None})[1] == {
+            "trace_level": ["TIMESTAMPS"], "trace_rate": "1", "trace_count": "50", "log_frequency": "0",
+            "trace_file": str(trace_file), "trace_mode": "triton",
+        }  # fmt: skip
+        assert post(f"{base}/trace/setting", {"trace_count": None})[1]["trace_count"] == "-1"
         with httpclient.InferenceServerClient(server.url) as client:
             inputs = [httpclient.InferInput(name, [16], "FP32") for name in ("INPUT0", "INPUT1")]
             for tensor in inputs:
@@ -130,6 +147,8 @@ def test_traced_requests_are_written_with_triton_s_records(tmp_path: Path) -> No
             assert grpc.get_trace_settings(as_json=True)["settings"]["trace_level"] == {"value": ["TIMESTAMPS"]}
             updated = grpc.update_trace_settings(settings={"trace_rate": "5"}, as_json=True)
             assert updated["settings"]["trace_rate"] == {"value": ["5"]}
+            with pytest.raises(InferenceServerException, match="expect only 1 value for 'trace_count'"):
+                grpc.update_trace_settings(settings={"trace_count": ["1", "2"]})
     finally:
         assert server.stop() == 0, server.output()
     records = json.loads(trace_file.read_text())

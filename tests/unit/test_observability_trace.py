@@ -10,7 +10,7 @@ import pytest
 from airtower.core.request import RequestTraceContext
 from airtower.core.tensor import Tensor
 from airtower.errors import InvalidArgumentError, UnavailableError, UnsupportedError
-from airtower.observability.trace import Tracer, TraceSettings, parse_trace_config
+from airtower.observability.trace import Tracer, TraceSettings, extension_changes, parse_trace_config
 
 
 def test_trace_config_flags() -> None:
@@ -23,10 +23,83 @@ def test_trace_config_flags() -> None:
 
 
 def test_rate_and_count_choose_the_traced_requests() -> None:
-    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), rate=3, count=2))
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), rate=3, count=2, file="/tmp/t.json"))
     sampled = [tracer.sample("m") for _ in range(9)]
     assert [bool(trace_id) for trace_id in sampled] == [True, False, False, True, False, False, False, False, False]
-    assert Tracer(TraceSettings()).sample("m") == 0  # level OFF by default
+    assert Tracer(TraceSettings(file="/tmp/t.json")).sample("m") == 0  # level OFF by default
+
+
+def test_settings_that_cannot_trace_trace_nothing() -> None:
+    # As Triton: tracing on without a file (triton mode) or at rate 0 is allowed at start-up but
+    # traces nothing, so no records pile up in memory with nowhere to go.
+    assert TraceSettings(level=("TIMESTAMPS",)).invalid_reason() == "trace file name is not given"
+    assert Tracer(TraceSettings(level=("TIMESTAMPS",))).sample("m") == 0
+    assert TraceSettings(level=("TIMESTAMPS",), rate=0, file="t").invalid_reason() == "sample rate must be non-zero"
+    assert not Tracer(TraceSettings(level=("TIMESTAMPS",), rate=0, file="t")).active
+
+
+def test_the_extension_reads_values_as_triton_does() -> None:
+    # Each expectation is the reference Triton 2.51's answer to the same POST /v2/trace/setting.
+    def change(**changes: str | list[str] | None) -> dict[str, object]:
+        return dict(extension_changes(changes))
+
+    assert change(trace_rate="12abc") == {"rate": 12}  # std::stoi: a leading number
+    assert change(trace_rate=" +7") == {"rate": 7}
+    assert change(trace_rate="-1") == {"rate": 4294967295}  # then unsigned 32-bit
+    assert change(log_frequency="-2147483648") == {"log_frequency": 2147483648}
+    assert change(trace_count="-1") == {"count": -1}
+    assert change(trace_rate=None) == {"rate": None}  # null clears
+    assert change(trace_level=["TENSORS", "FOO", "TIMESTAMPS", "TENSORS"]) == {"level": ("TIMESTAMPS", "TENSORS")}
+    assert change(trace_level=["FOO"]) == change(trace_level=[]) == {}  # no known level: no change
+    assert change(trace_mode="opentelemetry", other="1") == {}
+    errors = {
+        "trace_rate": ("abc", "Unable to parse 'trace_rate', got: abc"),
+        "log_frequency": ("", "Unable to parse 'log_frequency', got: "),
+        "trace_count": ("-2", "Unable to parse 'trace_count'. Expecting value >= -1, got:-2"),
+    }
+    for key, (value, message) in errors.items():
+        with pytest.raises(InvalidArgumentError) as info:
+            extension_changes({key: value})
+        assert info.value.message == message
+    out_of_range = {
+        ("trace_rate", "2147483648"): "[ 0, 4294967295 ], got: 2147483648",
+        ("trace_count", "-99999999999"): "[ -1, 2147483647 ], got: -99999999999",
+    }
+    for (key, value), limits in out_of_range.items():
+        with pytest.raises(InvalidArgumentError) as info:
+            extension_changes({key: value})
+        assert info.value.message == f"Unable to parse '{key}', value is out of range {limits}"
+    with pytest.raises(InvalidArgumentError, match=r"^Expect only one trace level 'OFF' is specified$"):
+        extension_changes({"trace_level": ["OFF", "TIMESTAMPS"]})
+    with pytest.raises(UnsupportedError):  # checked first, whatever else is wrong
+        extension_changes({"trace_level": ["OFF", "TIMESTAMPS"], "trace_file": None})
+
+
+def test_a_change_that_leaves_tracing_unable_to_trace_is_refused() -> None:
+    tracer = Tracer(TraceSettings())  # no file
+    with pytest.raises(
+        InvalidArgumentError, match=r"^Attempting to set invalid trace setting :trace file name is not given$"
+    ):
+        tracer.update("", {"trace_level": ["TIMESTAMPS"]})
+    with pytest.raises(
+        InvalidArgumentError, match=r"^Attempting to set invalid trace setting :trace file name is not given$"
+    ):
+        tracer.update("m", {"trace_level": ["TENSORS"]})
+    assert tracer.update("", {"trace_rate": "0"}).rate == 0  # allowed while tracing is off
+    tracer = Tracer(TraceSettings(level=("TIMESTAMPS",), file="/tmp/t.json"))
+    with pytest.raises(InvalidArgumentError, match=r":sample rate must be non-zero$"):
+        tracer.update("", {"trace_rate": "0"})
+    assert tracer.settings.rate == 1000  # nothing applied
+
+
+def test_models_follow_the_global_settings_they_did_not_set_and_null_clears() -> None:
+    tracer = Tracer(TraceSettings(rate=1000, file="/tmp/t.json"))
+    assert tracer.update("m", {"trace_rate": "5"}).rate == 5
+    tracer.update("", {"trace_count": "10", "trace_rate": "7"})
+    assert (tracer.settings_for("m").rate, tracer.settings_for("m").count) == (5, 10)
+    assert tracer.update("m", {"trace_rate": None}).rate == 7  # the model's own cleared: the global one
+    assert tracer.update("", {"trace_rate": None, "trace_count": None}).rate == 1000  # the start-up value
+    assert tracer.settings_for("m") == tracer.settings
 
 
 def test_per_model_settings_override_the_global_ones(tmp_path: Path) -> None:
@@ -74,7 +147,7 @@ def test_the_extension_cannot_change_the_file_or_the_mode() -> None:
 
 
 def test_tracing_is_active_while_any_model_may_be_traced() -> None:
-    tracer = Tracer(TraceSettings())
+    tracer = Tracer(TraceSettings(file="/tmp/t.json"))
 
     def active() -> bool:
         return tracer.active

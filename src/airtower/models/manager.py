@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.errors import (
     InternalError,
+    InvalidArgumentError,
     ModelConfigError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -424,28 +426,27 @@ class ModelManager:
         ``version`` "" picks the highest READY version.
 
         Raises:
-            ModelNotFoundError: no such model or version.
-            ModelNotReadyError: the version exists but is not READY.
+            ModelNotFoundError: no such model or version, or no READY version of it.
+            ModelNotReadyError: the version named exists but is not READY.
+            InvalidArgumentError: ``version`` is not a version number (``version_number``).
         """
+        number = version_number(version) if version else 0
         entry = self._entries.get(name)
-        if entry is None:
+        if entry is None or not (entry.versions or any(entry.failures)):
+            # Unknown, never loaded, or its configuration failed: Triton has no such model.
             raise ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
         if not version:
             latest = entry.latest
             if latest is None or latest.state is not _READY:
-                message = f"Request for unknown model: '{name}' has no available versions"
-                if not entry.failures or "unloaded" in entry.failures.values():
-                    raise ModelNotFoundError(message)  # never loaded, or unloaded: Triton's 404
-                raise ModelNotReadyError(message)
+                raise ModelNotFoundError(f"Request for unknown model: '{name}' has no available versions")
             return latest
-        number = int(version) if version.isdigit() else -1
         model = entry.versions.get(number)
         if model is None:
-            if number in entry.failures:
-                raise ModelNotReadyError(f"Request for unknown model: '{name}' version {version} is not at ready state")
-            raise ModelNotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
+            if number in entry.failures and number:
+                raise ModelNotReadyError(f"Request for unknown model: '{name}' version {number} is not at ready state")
+            raise ModelNotFoundError(f"Request for unknown model: '{name}' version {number} is not found")
         if model.state is not ModelState.READY:
-            raise ModelNotReadyError(f"Request for unknown model: '{name}' version {version} is not at ready state")
+            raise ModelNotReadyError(f"Request for unknown model: '{name}' version {number} is not at ready state")
         return model
 
     def entry(self, name: str) -> ModelEntry:
@@ -497,6 +498,30 @@ class ModelManager:
                     row["reason"] = reason
                 rows.append(row)
         return rows
+
+
+#: C's ``strtol`` digits: leading whitespace, a sign, decimal digits (what follows is ignored).
+_STOL = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+
+
+def version_number(text: str) -> int:
+    """A requested version string read as Triton reads it (``std::stol``: "1x" and " 1" are 1).
+
+    Raises:
+        InvalidArgumentError: no number, one beyond 64 bits, or a negative one (Triton's words).
+    """
+    match = _STOL.match(text)
+    number = int(match.group(1)) if match is not None else None
+    if number is None or not -(2**63) <= number < 2**63:
+        raise InvalidArgumentError(
+            f"failed to get model version from specified version string '{text}' (details: stol), "
+            "version should be an integral value > 0"
+        )
+    if number < 0:
+        raise InvalidArgumentError(
+            f"invalid model version specified '{text}' , version should be an integral value > 0"
+        )
+    return number
 
 
 def _deps(entry: ModelEntry) -> list[str]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airtower.errors import InternalError, UnavailableError, UnsupportedError
+from airtower.errors import UnavailableError, UnsupportedError
 
 #: ``default``: Triton's glog-like ``I1125 18:12:11.060 <pid> <logger>] message``.
-_FORMATS = {
+LOG_FORMATS = {
     "default": ("%(levelname).1s%(asctime)s.%(msecs)03d %(process)d %(name)s] %(message)s", "%m%d %H:%M:%S"),
     "ISO8601": ("%(asctime)s.%(msecs)03dZ %(levelname).1s %(process)d %(name)s] %(message)s", "%Y-%m-%dT%H:%M:%S"),
 }
@@ -43,35 +44,29 @@ class LogSettings:
             "log_format": self.log_format,
         }
 
-    def updated(self, changes: dict[str, Any]) -> LogSettings:
-        """These settings with ``changes`` (the request's JSON object) applied; unknown keys are ignored.
+    def updated(self, changes: Mapping[str, bool | int | str]) -> LogSettings:
+        """These settings with the extension's ``changes`` applied: ``log_info``, ``log_warning``
+        and ``log_error`` booleans, ``log_verbose_level`` an unsigned 32-bit int, ``log_format`` a
+        string (each frontend checks the types with its protocol's words); other keys are ignored.
 
         Raises:
             UnsupportedError: ``log_file`` (it can't be changed over the network).
-            InternalError: a value of the wrong JSON type (Triton's wording).
-            UnavailableError: an unknown ``log_format``.
+            UnavailableError: an unknown ``log_format`` (Triton's HTTP wording; see ``LOG_FORMATS``).
         """
         if "log_file" in changes:
             raise UnsupportedError("log file location can not be updated through network protocol")
-        fields: dict[str, Any] = {}
-        for key in ("log_info", "log_warning", "log_error"):
-            if key in changes:
-                if type(changes[key]) is not bool:
-                    raise InternalError("attempt to access JSON non-boolean as boolean")
-                fields[key] = changes[key]
-        if "log_verbose_level" in changes:
-            level = changes["log_verbose_level"]
-            if type(level) is not int or level < 0:
-                raise InternalError("attempt to access JSON non-unsigned-integer as unsigned-integer")
-            fields["log_verbose_level"] = level
-        if "log_format" in changes:
-            log_format = changes["log_format"]
-            if type(log_format) is not str:
-                raise InternalError("attempt to access JSON non-string as string")
-            if log_format not in _FORMATS:
-                raise UnavailableError(f"invalid argument for --log_format, got: {log_format}")
-            fields["log_format"] = log_format
-        return replace(self, **fields)
+        log_format = changes.get("log_format")
+        if log_format is not None and log_format not in LOG_FORMATS:
+            raise UnavailableError(f"invalid argument for --log_format, got: {log_format}")
+        updates: dict[str, Any] = {key: value for key, value in changes.items() if key in _UPDATABLE}
+        return replace(self, **updates)
+
+
+#: The settings the extension may change, and the type each takes.
+LOG_SETTING_TYPES: dict[str, type] = {
+    "log_info": bool, "log_warning": bool, "log_error": bool, "log_verbose_level": int, "log_format": str,
+}  # fmt: skip
+_UPDATABLE = frozenset(LOG_SETTING_TYPES)
 
 
 class _SeverityFilter(logging.Filter):
@@ -103,7 +98,7 @@ def apply(settings: LogSettings) -> None:
         handler = logging.FileHandler(settings.log_file) if settings.log_file else logging.StreamHandler(sys.stderr)
         handler.addFilter(_filter)
         root.addHandler(handler)
-    log_format, date_format = _FORMATS[settings.log_format]
+    log_format, date_format = LOG_FORMATS[settings.log_format]
     handler.setFormatter(logging.Formatter(log_format, date_format))
     root.setLevel(logging.DEBUG if settings.log_verbose_level > 0 else logging.INFO)
     _filter.settings = settings

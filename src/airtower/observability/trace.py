@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,17 @@ class TraceSettings:
 
     @property
     def enabled(self) -> bool:
-        return ("TIMESTAMPS" in self.level or "TENSORS" in self.level) and self.count != 0
+        """Whether requests are traced: a level on, traces left to take, and valid settings (a
+        zero rate or, in triton mode, no file traces nothing, as in Triton)."""
+        return ("TIMESTAMPS" in self.level or "TENSORS" in self.level) and self.count != 0 and not self.invalid_reason()
+
+    def invalid_reason(self) -> str:
+        """Why these settings cannot trace (Triton's words), or "" when they can."""
+        if self.rate == 0 and self.mode == "triton":
+            return "sample rate must be non-zero"
+        if self.mode == "triton" and not self.file:
+            return "trace file name is not given"
+        return ""
 
     def to_json(self) -> dict[str, Any]:
         head: dict[str, Any] = {
@@ -84,7 +95,7 @@ class TraceSettings:
         return head | {"log_frequency": str(self.log_frequency), "trace_file": self.file, "trace_mode": self.mode}
 
     def updated(self, changes: dict[str, Any]) -> TraceSettings:
-        """These settings with the extension's ``changes`` applied (None clears a model's override).
+        """These settings with ``--trace-config`` values applied (strings; ``trace_level`` a list).
 
         Raises:
             InvalidArgumentError: a value that does not parse (Triton's wording).
@@ -92,38 +103,79 @@ class TraceSettings:
         fields: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "trace_level":
-                levels = [value] if isinstance(value, str) else list(value or [])
-                for level in levels:
+                for level in value:
                     if level not in _LEVELS:
                         raise InvalidArgumentError(f"Unable to parse 'trace_level', got: {level}")
-                fields["level"] = tuple(levels) or ("OFF",)
-            elif key in ("trace_rate", "trace_count", "log_frequency"):
-                text = value[0] if isinstance(value, list) and value else value
-                try:
-                    number = int(str(text))
-                except ValueError:
-                    raise InvalidArgumentError(f"Unable to parse '{key}', got: {text}") from None
-                fields[{"trace_rate": "rate", "trace_count": "count", "log_frequency": "log_frequency"}[key]] = number
+                fields["level"] = _levels(value) or ("OFF",)
+            elif key in _FIELDS:
+                fields[_FIELDS[key]] = _integer(key, str(value))
             elif key == "trace_file":
-                fields["file"] = str(value[0] if isinstance(value, list) and value else value)
+                fields["file"] = str(value)
             elif key == "trace_mode":
-                mode = str(value[0] if isinstance(value, list) and value else value)
-                if mode not in _MODES:
-                    raise InvalidArgumentError(f"Unable to parse 'trace_mode', got: {mode}")
-                fields["mode"] = mode
+                if value not in _MODES:
+                    raise InvalidArgumentError(f"Unable to parse 'trace_mode', got: {value}")
+                fields["mode"] = value
         return replace(self, **fields)
 
-    def updated_by_extension(self, changes: dict[str, Any]) -> TraceSettings:
-        """As ``updated``, for the trace extension: as in Triton, the file cannot be changed over the
-        network, and the mode is fixed at start-up (a change is ignored).
 
-        Raises:
-            UnsupportedError: a ``trace_file`` change (Triton's 501 / UNIMPLEMENTED).
-            InvalidArgumentError: a value that does not parse.
-        """
-        if "trace_file" in changes:
-            raise UnsupportedError("trace file location can not be updated through network protocol")
-        return self.updated({key: value for key, value in changes.items() if key != "trace_mode"})
+#: The trace extension's settings a request may change. ``trace_file`` cannot be changed (an
+#: error) and ``trace_mode`` is fixed at start-up (ignored), as in Triton; other keys are ignored.
+_FIELDS = {"trace_rate": "rate", "trace_count": "count", "log_frequency": "log_frequency"}
+#: stoi's digits: leading whitespace, a sign, decimal digits (what follows is ignored).
+_STOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+
+
+def extension_changes(changes: Mapping[str, str | Sequence[str] | None]) -> list[tuple[str, Any]]:
+    """The trace extension's ``changes`` as ``TraceSettings`` fields and values, read in Triton's
+    order (file, level, rate, count, log frequency). ``trace_level`` is a list of names and the
+    others strings; None clears a setting (back to the start-up value, or for a model to the
+    global one). A level list without OFF, TIMESTAMPS or TENSORS changes nothing.
+
+    Raises:
+        UnsupportedError: a ``trace_file`` change (Triton's 501 / UNIMPLEMENTED).
+        InvalidArgumentError: a value that does not parse (Triton's wording).
+    """
+    if "trace_file" in changes:
+        raise UnsupportedError("trace file location can not be updated through network protocol")
+    fields: list[tuple[str, Any]] = []
+    if "trace_level" in changes:
+        names = changes["trace_level"]
+        levels = None if names is None else _levels(names)
+        if names is None or levels is not None:
+            fields.append(("level", levels))
+    for key, name in _FIELDS.items():
+        if key in changes:
+            value = changes[key]
+            fields.append((name, None if value is None else _integer(key, str(value))))
+    return fields
+
+
+def _levels(names: Sequence[str]) -> tuple[str, ...] | None:
+    """Triton's reading of a level list: OFF alone, or TIMESTAMPS and/or TENSORS (other names are
+    ignored; None when none is named)."""
+    if "OFF" in names:
+        if len(names) > 1:
+            raise InvalidArgumentError("Expect only one trace level 'OFF' is specified")
+        return ("OFF",)
+    levels = tuple(level for level in _LEVELS[1:] if level in names)
+    return levels or None
+
+
+def _integer(key: str, text: str) -> int:
+    """A rate, count or log frequency read as Triton reads it: C++ ``std::stoi`` (a leading number,
+    32-bit), then the rate and log frequency as unsigned 32-bit (so "-1" is 4294967295)."""
+    match = _STOI.match(text)
+    if match is None:
+        raise InvalidArgumentError(f"Unable to parse '{key}', got: {text}")
+    value = int(match.group(1))
+    limits = "[ -1, 2147483647 ]" if key == "trace_count" else "[ 0, 4294967295 ]"
+    if not -(2**31) <= value < 2**31:
+        raise InvalidArgumentError(f"Unable to parse '{key}', value is out of range {limits}, got: {text}")
+    if key != "trace_count":
+        return value % 2**32
+    if value < -1:
+        raise InvalidArgumentError(f"Unable to parse 'trace_count'. Expecting value >= -1, got:{text}")
+    return value
 
 
 def parse_trace_config(settings: list[tuple[str, str, str]]) -> TraceSettings:
@@ -168,6 +220,10 @@ class Tracer:
 
     def __init__(self, settings: TraceSettings) -> None:
         self.settings = settings
+        #: The start-up settings, which clearing a global setting goes back to.
+        self._startup = settings
+        #: The settings each model (and "" the global ones) changed through the extension.
+        self._overrides: dict[str, dict[str, Any]] = {}
         self._models: dict[str, TraceSettings] = {}
         #: True while any model may be traced: frontends build a ``RequestTraceContext`` only then.
         self.active = settings.enabled
@@ -196,13 +252,34 @@ class Tracer:
     def settings_for(self, model: str) -> TraceSettings:
         return self._models.get(model, self.settings)
 
-    def update(self, model: str, changes: dict[str, Any]) -> TraceSettings:
-        """Apply ``changes`` globally (``model`` "") or to one model; returns the result."""
+    def update(self, model: str, changes: Mapping[str, str | Sequence[str] | None]) -> TraceSettings:
+        """Apply the trace extension's ``changes`` (``extension_changes``) globally (``model`` "")
+        or to one model; returns the result. As in Triton, a model's settings follow the global
+        ones except where the model's own were set, and a change that leaves tracing on but
+        unable to trace is refused.
+
+        Raises:
+            UnsupportedError, InvalidArgumentError: see ``extension_changes``; an invalid result
+                (Triton's "Attempting to set invalid trace setting :<reason>").
+        """
+        fields = extension_changes(changes)
         with self._lock:
+            overrides = dict(self._overrides.get(model, {}))
+            for name, value in fields:
+                if value is None:
+                    overrides.pop(name, None)
+                else:
+                    overrides[name] = value
+            settings = replace(self.settings if model else self._startup, **overrides)
+            reason = settings.invalid_reason()
+            if reason and settings.level != ("OFF",):
+                raise InvalidArgumentError(f"Attempting to set invalid trace setting :{reason}")
+            self._overrides[model] = overrides
             if model:
-                settings = self._models[model] = self.settings_for(model).updated_by_extension(changes)
+                self._models[model] = settings
             else:
-                settings = self.settings = self.settings.updated_by_extension(changes)
+                self.settings = settings
+                self._models = {name: replace(settings, **own) for name, own in self._overrides.items() if name}
             self.active = self.settings.enabled or any(s.enabled for s in self._models.values())
             return settings
 

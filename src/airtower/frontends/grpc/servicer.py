@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
-from airtower.errors import InternalError, TritonError
+from airtower.errors import InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.calls import Method, Started
 from airtower.frontends.grpc.codec import (
     InferRequestDecoder,
@@ -34,11 +34,17 @@ from airtower.frontends.grpc.codec import (
     encode_model_metadata,
     encode_model_statistics,
     encode_repository_index,
-    parameter_value,
     parse_infer_request,
     stream_error_response,
 )
 from airtower.frontends.grpc.errors import status_of
+from airtower.frontends.grpc.extension_messages import (
+    load_parameters,
+    log_setting_changes,
+    trace_setting_changes,
+    unload_dependents,
+)
+from airtower.server import REPOSITORY_NAME_UNSUPPORTED
 
 if TYPE_CHECKING:
     from airtower.core.request import InferenceRequest
@@ -81,10 +87,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def ModelReady(self, request: Any, context: _Context) -> Any:
         try:
-            ready = self.server.is_model_ready(request.name, request.version)
-        except TritonError:
-            ready = False
-        return service_pb2.ModelReadyResponse(ready=ready)
+            return service_pb2.ModelReadyResponse(ready=self.server.is_model_ready(request.name, request.version))
+        except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
+            error = _as_triton_error(exc, "ModelReady")  # a version string that is not a number
+        return await _abort(context, error)
 
     async def ServerMetadata(self, request: Any, context: _Context) -> Any:
         metadata = self.server.server_metadata()
@@ -245,6 +251,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def RepositoryIndex(self, request: Any, context: _Context) -> Any:
         try:
+            if request.repository_name:
+                raise UnsupportedError(REPOSITORY_NAME_UNSUPPORTED)
             return encode_repository_index(self.server.repository_index(request.ready))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryIndex")
@@ -252,14 +260,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def RepositoryModelLoad(self, request: Any, context: _Context) -> Any:
         try:
-            config: str | None = None
-            files: dict[str, bytes] = {}
-            for key, parameter in request.parameters.items():
-                if key == "config":
-                    config = str(parameter_value(parameter) or "")
-                elif key.startswith("file:"):
-                    files[key] = parameter.bytes_param
-            await self.server.load_model(request.model_name, config, files)
+            config, files = load_parameters(request)
+            await self.server.load_model(request.model_name, config, files, request.repository_name)
             return service_pb2.RepositoryModelLoadResponse()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryModelLoad")
@@ -267,9 +269,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def RepositoryModelUnload(self, request: Any, context: _Context) -> Any:
         try:
-            dependents = request.parameters.get("unload_dependents")
-            unload_dependents = bool(dependents is not None and dependents.bool_param)
-            await self.server.unload_model(request.model_name, unload_dependents)
+            dependents = unload_dependents(request)
+            await self.server.unload_model(request.model_name, dependents, request.repository_name)
             return service_pb2.RepositoryModelUnloadResponse()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             error = _as_triton_error(exc, "RepositoryModelUnload")
@@ -331,8 +332,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     async def TraceSetting(self, request: Any, context: _Context) -> Any:
         """The trace extension: settings global or per model (``model_name``), read or updated."""
         try:
-            changes = {key: list(value.value) for key, value in request.settings.items()}
-            settings = self.server.trace_settings(request.model_name, changes)
+            settings = self.server.trace_settings(request.model_name, trace_setting_changes(request))
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "TraceSetting"))
         response = service_pb2.TraceSettingResponse()
@@ -343,11 +343,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     async def LogSettings(self, request: Any, context: _Context) -> Any:
         """The logging extension: an empty request reads the settings, others update them."""
         try:
-            changes = {
-                key: getattr(value, choice)
-                for key, value in request.settings.items()
-                if (choice := value.WhichOneof("parameter_choice"))
-            }
+            changes = log_setting_changes(request)
             settings = self.server.update_log_settings(changes) if changes else self.server.log_settings()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "LogSettings"))

@@ -78,7 +78,7 @@ _SEQUENCE_END = 2
 _JSON_NOT_UINT = "attempt to access JSON non-unsigned-integer as unsigned-integer"
 _JSON_NOT_INT = "attempt to access JSON non-signed-integer as signed-integer"
 _JSON_NOT_NUMBER = "attempt to access JSON non-number as double"
-_JSON_NOT_BOOL = "attempt to access JSON non-boolean as boolean"
+JSON_NOT_BOOL = "attempt to access JSON non-boolean as boolean"
 JSON_NOT_STRING = "attempt to access JSON non-string as string"
 BYTES_NOT_STRING = f"Unable to parse JSON bytes array: {JSON_NOT_STRING}"
 _JSON_NOT_ARRAY = "attempt to access JSON non-array as array"
@@ -302,7 +302,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: object) ->
             request.timeout_us = value
         elif key in ("sequence_start", "sequence_end", "binary_data_output"):
             if type(value) is not bool:
-                raise _unable(key, _JSON_NOT_BOOL)
+                raise _unable(key, JSON_NOT_BOOL)
             if key == "binary_data_output":
                 binary_data_output = value
             elif value:
@@ -441,7 +441,7 @@ def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | N
             output.class_count = value
         elif key == "binary_data":
             if type(value) is not bool:
-                raise _unable("binary_data", _JSON_NOT_BOOL)
+                raise _unable("binary_data", JSON_NOT_BOOL)
             output.parameters[key] = value
         elif key == "shared_memory_region":
             if type(value) is not str:
@@ -496,7 +496,7 @@ def _array_from_json(
     # Triton checks every element's JSON type, then their count.
     if datatype == "BOOL":
         if not types <= {bool}:
-            raise _unable("data", _JSON_NOT_BOOL)
+            raise _unable("data", JSON_NOT_BOOL)
         _check_count(data, count)
         return np.array(data, dtype=np.bool_).reshape(shape)
     dtype = NUMPY_DTYPE_BY_WIRE[datatype]

@@ -10,8 +10,6 @@ and the generate extension with a ``Streamed`` (a chunked body written as respon
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import time
 import zlib
@@ -30,6 +28,13 @@ from airtower.frontends.http.codec import (
     parse_json_body,
 )
 from airtower.frontends.http.errors import encode_error_body
+from airtower.frontends.http.extension_bodies import (
+    index_ready,
+    load_parameters,
+    log_setting_changes,
+    trace_setting_changes,
+    unload_dependents,
+)
 from airtower.frontends.http.generate import GenerateReply, decode_generate_request, input_layouts
 
 if TYPE_CHECKING:
@@ -395,8 +400,8 @@ class Endpoints:
 
     def trace_settings(self, request: HttpRequest, name: str) -> HttpResponse:
         """GET/POST /v2/trace/setting and /v2/models/{m}/trace/setting."""
-        changes = _optional_json_object(request.body) if request.method == b"POST" else None
-        return HttpResponse(200, encode_json(self.server.trace_settings(name, dict(changes or {}))))
+        changes = trace_setting_changes(request.body) if request.method == b"POST" else None
+        return HttpResponse(200, encode_json(self.server.trace_settings(name, changes)))
 
     # ---------------------------------------------------------------- logging extension
 
@@ -406,46 +411,24 @@ class Endpoints:
 
     def update_log_settings(self, request: HttpRequest) -> HttpResponse:
         """POST /v2/logging with some of the settings; answers all of them."""
-        changes = _optional_json_object(request.body)
-        return HttpResponse(200, encode_json(self.server.update_log_settings(dict(changes or {}))))
+        return HttpResponse(200, encode_json(self.server.update_log_settings(log_setting_changes(request.body))))
 
     # ---------------------------------------------------------------- model repository extension
 
     def repository_index(self, request: HttpRequest, repository: str) -> HttpResponse:
-        """POST /v2/repository[/{repo}]/index; the body may be empty or ``{"ready": bool}``."""
-        ready: object = False
-        document = _optional_json_object(request.body)
-        if document is not None:
-            ready = document.get("ready", False)
-        if type(ready) is not bool:
-            raise InternalError("attempt to access JSON non-boolean as boolean")
-        return HttpResponse(200, encode_json(self.server.repository_index(ready)))
+        """POST /v2/repository[/{repo}]/index; the body may be empty or ``{"ready": bool}``. As in
+        Triton, a repository name here is ignored."""
+        return HttpResponse(200, encode_json(self.server.repository_index(index_ready(request.body))))
 
     async def repository_load(self, request: HttpRequest, repository: str, name: str) -> HttpResponse:
         """POST /v2/repository[/{repo}]/models/{m}/load with optional ``config`` and ``file:`` parameters."""
-        config: str | None = None
-        files: dict[str, bytes] = {}
-        for key, value in _parameters(request.body).items():
-            if key == "config":
-                if type(value) is not str:
-                    raise InternalError("attempt to access JSON non-string as string")
-                config = value
-            elif key.startswith("file:"):
-                if type(value) is not str:
-                    raise InternalError("attempt to access JSON non-string as string")
-                try:
-                    files[key] = base64.b64decode(value, validate=True)
-                except binascii.Error as exc:
-                    raise InvalidArgumentError(f"unable to decode base64 content of '{key}'") from exc
-        await self.server.load_model(name, config, files)
+        config, files = load_parameters(request.body)
+        await self.server.load_model(name, config, files, repository)
         return _LOADED
 
     async def repository_unload(self, request: HttpRequest, repository: str, name: str) -> HttpResponse:
         """POST /v2/repository[/{repo}]/models/{m}/unload with optional ``unload_dependents``."""
-        unload_dependents = _parameters(request.body).get("unload_dependents", False)
-        if type(unload_dependents) is not bool:
-            raise InternalError("attempt to access JSON non-boolean as boolean")
-        await self.server.unload_model(name, unload_dependents)
+        await self.server.unload_model(name, unload_dependents(request.body), repository)
         return _LOADED
 
 
@@ -461,25 +444,6 @@ def _parse_int(value: bytes) -> int:
         return int(text[:end])
     except ValueError:
         return 0
-
-
-def _optional_json_object(body: bytes) -> dict[str, object] | None:
-    if not body.strip():
-        return None
-    document = parse_json_body(body)
-    if type(document) is not dict:
-        raise InternalError("attempt to access JSON non-object as object")
-    return document
-
-
-def _parameters(body: bytes) -> dict[str, object]:
-    document = _optional_json_object(body)
-    if document is None or "parameters" not in document:
-        return {}
-    parameters = document["parameters"]
-    if type(parameters) is not dict:
-        raise InternalError("attempt to access JSON non-object as object")
-    return parameters
 
 
 def _accepted_encoding(accept: bytes) -> bytes | None:
