@@ -50,6 +50,11 @@ class TritonError(Exception):
         super().__init__(message)
         self.message = message
 
+    def status_text(self) -> str:
+        """``<Code>: <message>``, as Triton writes a status (a failed model version's reason,
+        e.g. "Internal: ValueError: boom")."""
+        return f"{_CODE_TEXT[self.code]}: {self.message}"
+
     @classmethod
     def from_code(cls, code: ErrorCode, message: str) -> TritonError:
         """The most general error class for ``code``, carrying ``message``."""
@@ -135,6 +140,18 @@ class UnknownError(TritonError):
 
     code = ErrorCode.UNKNOWN
 
+
+#: How Triton's ``Status::AsString`` names each code.
+_CODE_TEXT = {
+    ErrorCode.UNKNOWN: "Unknown",
+    ErrorCode.INTERNAL: "Internal",
+    ErrorCode.NOT_FOUND: "Not found",
+    ErrorCode.INVALID_ARG: "Invalid argument",
+    ErrorCode.UNAVAILABLE: "Unavailable",
+    ErrorCode.UNSUPPORTED: "Unsupported",
+    ErrorCode.ALREADY_EXISTS: "Already exists",
+    ErrorCode.CANCELLED: "Cancelled",
+}
 
 ERROR_CLASS_BY_CODE: dict[ErrorCode, type[TritonError]] = {
     ErrorCode.UNKNOWN: UnknownError,

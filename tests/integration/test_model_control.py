@@ -294,3 +294,86 @@ def test_unload_dependents_also_unloads_the_ensembles_using_the_model(repository
             assert (states()["add_sub"], states()["twice"]) == ("UNAVAILABLE", "UNAVAILABLE")
     finally:
         assert process.stop() == 0, process.output()
+
+
+PY_CONFIG = """\
+backend: "python"
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+RAISES_IN_INITIALIZE = """\
+class TritonPythonModel:
+    def initialize(self, args):
+        raise ValueError("boom in {name}")
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def write_python(repository: Path, name: str, code: str, config: str = PY_CONFIG) -> Path:
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(config)
+    (repository / name / "1" / "model.py").write_text(code.replace("{name}", name))
+    return repository / name / "1" / "model.py"
+
+
+def test_failed_versions_as_triton_reports_them(tmp_path: Path) -> None:
+    # Each expectation is what the reference Triton 2.51 answers for the same repository.
+    first = write_python(tmp_path, "first", RAISES_IN_INITIALIZE)
+    second = write_python(tmp_path, "second", RAISES_IN_INITIALIZE)  # loads at the same time as first
+    write_python(tmp_path, "syntax", "class TritonPythonModel\n    pass\n")
+    write_python(tmp_path, "no_execute", "class TritonPythonModel:\n    pass\n")
+    write_python(
+        tmp_path, "bad_batching", "", PY_CONFIG + "max_batch_size: 2\ndynamic_batching { preferred_batch_size: [4] }\n"
+    )
+    server = start_server([tmp_path], "--model-control-mode=explicit", "--load-model=*", "--exit-on-error=false")
+    try:
+        with httpclient.InferenceServerClient(server.url) as client:
+            rows = {row["name"]: row for row in client.get_model_repository_index()}
+            for name, path in (("first", first), ("second", second)):
+                assert rows[name] == {
+                    "name": name, "version": "1", "state": "UNAVAILABLE",
+                    "reason": f"Internal: ValueError: boom in {name}\n\nAt:\n  {path}(3): initialize\n",
+                }  # fmt: skip
+            # The model's own code did not run: no frames.
+            assert rows["syntax"]["reason"] == "Internal: SyntaxError: expected ':' (model.py, line 1)"
+            assert rows["no_execute"]["state"] == "READY"  # as Triton: it loads, and each execution fails
+            tensor = httpclient.InferInput("IN", [1], "FP32")
+            tensor.set_data_from_numpy(np.ones(1, np.float32))
+            with pytest.raises(InferenceServerException) as failed:
+                client.infer("no_execute", [tensor])
+            assert failed.value.message().endswith("does not implement `execute` method.")
+            # A version that failed: 404 with no available versions, 503 for that version.
+            with pytest.raises(InferenceServerException) as unavailable:
+                client.infer("first", [tensor])
+            assert (unavailable.value.status(), unavailable.value.message()) == (
+                "404",
+                "Request for unknown model: 'first' has no available versions",
+            )
+            with pytest.raises(InferenceServerException) as version:
+                client.get_model_metadata("first", "1")
+            assert version.value.status() == "503"
+            # A configuration that failed: Triton has no such model.
+            with pytest.raises(InferenceServerException) as config:
+                client.infer("bad_batching", [tensor])
+            assert (config.value.status(), config.value.message()) == (
+                "404",
+                "Request for unknown model: 'bad_batching' is not found",
+            )
+            # Loading again: 400 naming each version's state, or 500 for the configuration.
+            with pytest.raises(InferenceServerException) as load:
+                client.load_model("first")
+            assert (load.value.status(), load.value.message()) == (
+                "400",
+                "load failed for model 'first': version 1 is at UNAVAILABLE state: "
+                f"Internal: ValueError: boom in first\n\nAt:\n  {first}(3): initialize\n;\n",
+            )
+            with pytest.raises(InferenceServerException) as poll:
+                client.load_model("bad_batching")
+            assert (poll.value.status(), poll.value.message()) == (
+                "500",
+                "failed to load 'bad_batching', failed to poll from model repository",
+            )
+    finally:
+        assert server.stop() == 0, server.output()

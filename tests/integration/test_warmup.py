@@ -104,9 +104,15 @@ def test_failed_warmups_make_the_model_unavailable_with_the_reason(client: httpc
     for name in ("warm_fail", "warm_too_big", "warm_missing_file"):
         assert rows[name]["state"] == "UNAVAILABLE"
         assert not client.is_model_ready(name)
-    failure = "Failed to process the request(s) for model 'warm_fail_0', message: RuntimeError: boom in warmup; "
-    assert rows["warm_fail"]["reason"] == "failed to run warmup sample 'zeros': " + failure * 2
+    # Triton's reasons: the status, then the errors, each Python one with the model's frames.
+    model_py = rows["warm_fail"]["reason"].split("\n  ")[1].split("(")[0]
+    assert model_py.endswith("warm_fail/1/model.py")
+    failure = (
+        "Failed to process the request(s) for model 'warm_fail_0', message: RuntimeError: boom in warmup"
+        f"\n\nAt:\n  {model_py}(4): execute\n; "
+    )
+    assert rows["warm_fail"]["reason"] == "Invalid argument: failed to run warmup sample 'zeros': " + failure * 2
     too_big = "batch size 8 for 'warm_too_big_0', max allowed is 4; "
-    assert rows["warm_too_big"]["reason"] == "failed to run warmup sample 'zeros': " + too_big * 8
-    assert rows["warm_missing_file"]["reason"].startswith("failed to open text file for read ")
+    assert rows["warm_too_big"]["reason"] == "Invalid argument: failed to run warmup sample 'zeros': " + too_big * 8
+    assert rows["warm_missing_file"]["reason"].startswith("Internal: failed to open text file for read ")
     assert rows["warm_missing_file"]["reason"].endswith("warm_missing_file/warmup/in.bin: No such file or directory")

@@ -306,9 +306,10 @@ def test_python_backend_fails_batch_when_execute_raises(repo: Repository) -> Non
     instance = repo.instance(repo.write("raiser", code, ADD_SUB_CONFIG))
     with pytest.raises(BackendExecutionError) as caught:
         instance.execute([make_request(), make_request()])
-    assert (
-        caught.value.message == "Failed to process the request(s) for model 'raiser_0', message: ValueError: boom here"
-    )
+    # As Triton: the Python error, then the model's own frames (none of airtower's), innermost first.
+    message = caught.value.message
+    assert message.startswith("Failed to process the request(s) for model 'raiser_0', message: ValueError: boom here")
+    assert message.endswith("\n\nAt:\n  " + str(repo.root / "raiser" / "1" / "model.py") + "(3): execute\n")
 
 
 def test_python_backend_keeps_code_of_triton_error_raised_by_execute(repo: Repository) -> None:
@@ -404,14 +405,23 @@ def test_python_backend_auto_complete_leaves_config_without_hook(repo: Repositor
 @pytest.mark.parametrize(
     ("code", "error", "message"),
     [
-        ("class Other:\n    pass\n", InternalError, "has no attribute 'TritonPythonModel'"),
-        ("class TritonPythonModel\n    pass\n", InternalError, "python model 'broken' version 1: SyntaxError: "),
-        ("import no_such_module_xyz\n", InternalError, "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+        (
+            "class Other:\n    pass\n",
+            InternalError,
+            "AttributeError: module '1.model' has no attribute 'TritonPythonModel'$",
+        ),
+        ("class TritonPythonModel\n    pass\n", InternalError, r"^SyntaxError: expected ':' \(model.py, line 1\)$"),
+        (
+            "import no_such_module_xyz\n",
+            InternalError,
+            "^ModuleNotFoundError: No module named 'no_such_module_xyz'\n\nAt:\n",
+        ),
     ],
 )
 def test_python_backend_load_fails_for_broken_model_file(
     repo: Repository, code: str, error: type[TritonError], message: str
 ) -> None:
+    # Triton's words: the Python error, and "At:" with the frames only when the model's code ran.
     with pytest.raises(error, match=message):
         repo.load(repo.write("broken", code, ADD_SUB_CONFIG))
 
@@ -437,14 +447,21 @@ def test_python_backend_instance_fails_when_initialize_raises(
         def execute(self, requests):
             return []
     """
-    with pytest.raises(error, match=message) as caught:
+    with pytest.raises(error, match=f"^{message}") as caught:
         repo.instance(repo.write("init", code, ADD_SUB_CONFIG))
-    assert "python model 'init' version 1 instance 'init_0'" in caught.value.message
+    if error is InternalError:  # a Python exception: with the model's frame, as Triton's reason
+        assert caught.value.message.endswith(f"\n\nAt:\n  {repo.root / 'init' / '1' / 'model.py'}(6): initialize\n")
 
 
-def test_python_backend_instance_fails_without_execute(repo: Repository) -> None:
-    with pytest.raises(InternalError, match="does not implement `execute` method"):
-        repo.instance(repo.write("noexec", "class TritonPythonModel:\n    pass\n", ADD_SUB_CONFIG))
+def test_python_backend_instance_without_execute_loads_and_fails_each_execution(repo: Repository) -> None:
+    instance = repo.instance(repo.write("noexec", "class TritonPythonModel:\n    pass\n", ADD_SUB_CONFIG))
+    with pytest.raises(BackendExecutionError) as caught:
+        instance.execute([make_request()])
+    path = repo.root / "noexec" / "1" / "model.py"
+    assert caught.value.message == (
+        f"Failed to process the request(s) for model 'noexec_0', message: Python model {path} does not implement "
+        "`execute` method."
+    )
 
 
 DECOUPLED_MODEL = """

@@ -63,7 +63,10 @@ def _load_backend(name: str) -> Backend:
         return _loaded[name]
     target = BACKENDS.get(name)
     if target is None:
-        raise InvalidArgumentError(f"unable to find backend '{name}'; airtower provides: {', '.join(sorted(BACKENDS))}")
+        raise InvalidArgumentError(
+            f"unable to find backend library for backend '{name}', try specifying runtime on the model "
+            f"configuration. (airtower provides: {', '.join(sorted(BACKENDS))})"
+        )
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -42,7 +42,7 @@ from airtower.models.response_cache import CacheConfig, ResponseCache
 from airtower.observability.trace import Tracer, parse_trace_config
 from airtower.options import ServerOptions
 from airtower.repository.cloud import CloudRepository
-from airtower.repository.config_loader import ENSEMBLE_PLATFORM, load_model_config
+from airtower.repository.config_loader import ENSEMBLE_PLATFORM, complete_model_config, repository_model_config
 from airtower.repository.layout import ModelLocation, available_versions, scan_repositories, select_versions
 from airtower.repository.poll import Fingerprint, RepositoryChanges, compare, fingerprint
 from airtower.scheduling.rate_limiter import RateLimiter
@@ -215,7 +215,10 @@ class ModelManager:
         content) are put over a copy of its directory.
 
         Raises:
-            InternalError: no such model, or it failed to load (Triton's message; details are logged).
+            InternalError: no such model, or its configuration failed to load (Triton's message;
+                details are logged).
+            InvalidArgumentError: its versions failed to load ("load failed for model '<m>':
+                version <v> is at UNAVAILABLE state: <reason>;" for each, as Triton).
         """
         for cloud in self._cloud:
             await asyncio.to_thread(cloud.sync)
@@ -247,8 +250,8 @@ class ModelManager:
                 self._entries[name] = entry  # the index shows why
             if 0 in entry.failures or not entry.failures:  # the config (details logged), as Triton words it
                 raise InternalError(f"failed to load '{name}', failed to poll from model repository")
-            version, reason = min(entry.failures.items())
-            raise InternalError(f"failed to load '{name}' version {version}: {reason}")
+            states = "".join(f"version {v} is at UNAVAILABLE state: {r};\n" for v, r in sorted(entry.failures.items()))
+            raise InvalidArgumentError(f"load failed for model '{name}': {states}")
         self._entries[name] = entry
         if self._fingerprints is not None and workdir is None:
             self._fingerprints[name] = await asyncio.to_thread(fingerprint, location.model_dir)
@@ -334,8 +337,10 @@ class ModelManager:
                 started = time.monotonic_ns()
                 await model.load()
                 model.stats.load_duration_ns = time.monotonic_ns() - started
-            except TritonError as exc:
-                self._fail_version(entry, version, exc.message)
+            except TritonError as exc:  # Triton checks the steps' models when it polls: no model at all
+                logger.error("failed to load model '%s': %s", entry.name, exc.message)
+                entry.versions.pop(version, None)
+                entry.failures[0] = exc.message
             else:
                 logger.info("successfully loaded '%s' version %d", entry.name, version)
         entry.refresh_latest()
@@ -351,26 +356,43 @@ class ModelManager:
         if install:
             self._entries[location.name] = entry
         options = self.options
-        try:
+        try:  # what Triton reads when it polls the repository: an error and there is no model
             config = await asyncio.to_thread(
-                load_model_config,
+                repository_model_config,
                 location,
                 config_name=options.model_config_name,
+                auto_complete=options.auto_complete_config,
+            )
+            entry.config = config
+            versions = select_versions(config, available_versions(location.model_dir))
+        except TritonError as exc:
+            logger.error("failed to load model '%s': %s", location.name, exc.message)
+            entry.failures[0] = exc.message
+            return entry
+        try:  # what Triton does when it creates the model: an error fails each version
+            await asyncio.to_thread(
+                complete_model_config,
+                config,
+                location,
                 auto_complete=options.auto_complete_config,
                 backend_config=options.backend_settings,
                 gpus=self.gpus,
                 min_compute_capability=options.min_supported_compute_capability,
             )
-            entry.config = config
-            versions = select_versions(config, available_versions(location.model_dir))
             if config.platform == ENSEMBLE_PLATFORM:
                 EnsemblePlan.from_config(config)  # Triton checks the graph before loading anything
-                self._ensembles.append((entry, versions))
-                return entry
-            backend = get_backend(config.backend)
+            else:
+                backend = get_backend(config.backend)
         except TritonError as exc:
-            logger.error("failed to load model '%s': %s", location.name, exc.message)
-            entry.failures[0] = exc.message
+            if config.platform == ENSEMBLE_PLATFORM:
+                logger.error("failed to load model '%s': %s", location.name, exc.message)
+                entry.failures[0] = exc.message
+                return entry
+            for version in versions:
+                self._fail_version(entry, version, exc)
+            return entry
+        if config.platform == ENSEMBLE_PLATFORM:
+            self._ensembles.append((entry, versions))
             return entry
         for version in versions:
             context = ModelContext(
@@ -390,16 +412,18 @@ class ModelManager:
                 await model.load(backend)
                 model.stats.load_duration_ns = time.monotonic_ns() - started
             except TritonError as exc:
-                self._fail_version(entry, version, exc.message)
+                self._fail_version(entry, version, exc)
             except Exception as exc:
                 logger.exception("loading model '%s' version %d failed", location.name, version)
-                self._fail_version(entry, version, f"{type(exc).__name__}: {exc}")
+                self._fail_version(entry, version, InternalError(f"{type(exc).__name__}: {exc}"))
             else:
                 logger.info("successfully loaded '%s' version %d", location.name, version)
         entry.refresh_latest()
         return entry
 
-    def _fail_version(self, entry: ModelEntry, version: int, reason: str) -> None:
+    def _fail_version(self, entry: ModelEntry, version: int, error: TritonError) -> None:
+        """Mark ``version`` UNAVAILABLE; its reason is the error as Triton writes a status."""
+        reason = error.status_text()
         logger.error("failed to load '%s' version %d: %s", entry.name, version, reason)
         entry.versions.pop(version, None)
         entry.failures[version] = reason

@@ -2,15 +2,21 @@
 
 The steps mirror core ``model_config_utils.cc`` and ``backend_model.cc``:
 
+``repository_model_config`` (Triton's repository poll; an error: the model is never created):
+
 1. read ``configs/<config_name>.pbtxt`` or ``config.pbtxt`` (none at all only with auto-complete);
 2. name defaults to the directory name and must equal it;
 3. ``AutoCompleteBackendFields``: platform ↔ backend and ``default_model_filename`` (this runs even
    with auto-complete disabled, as in Triton);
-4. ``NormalizeModelConfig`` then ``ValidateModelConfig`` (Triton's repository-poll checks);
+4. ``NormalizeModelConfig`` then ``ValidateModelConfig`` (Triton's repository-poll checks).
+
+``complete_model_config`` (Triton's model creation; an error fails each version of the model):
+
 5. the backend's ``auto_complete_config`` (when enabled), then normalisation again;
 6. ``NormalizeInstanceGroup`` / ``ValidateInstanceGroup`` and ``ValidateModelIOConfig``.
 
-Errors are ``ModelConfigError`` with Triton's wording; the model becomes UNAVAILABLE with it.
+Errors are ``ModelConfigError`` with Triton's wording; the model (or each version) becomes
+UNAVAILABLE with it.
 """
 
 from __future__ import annotations
@@ -82,7 +88,8 @@ def load_model_config(
     gpus: Collection[int] = (),
     min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY,
 ) -> ModelConfig:
-    """The complete configuration of the model at ``location``, as Triton would serve it.
+    """The complete configuration of the model at ``location``, as Triton would serve it: steps
+    1-4 (``repository_model_config``) then 5-6 (``complete_model_config``).
 
     Args:
         location: the model directory.
@@ -97,6 +104,27 @@ def load_model_config(
         ModelConfigError: the configuration is missing, malformed or invalid.
         TritonError: from the backend's ``auto_complete_config`` (or an unknown backend).
     """
+    config = repository_model_config(location, config_name=config_name, auto_complete=auto_complete)
+    complete_model_config(
+        config,
+        location,
+        auto_complete=auto_complete,
+        backend_config=backend_config,
+        gpus=gpus,
+        min_compute_capability=min_compute_capability,
+    )
+    return config
+
+
+def repository_model_config(
+    location: ModelLocation, *, config_name: str = "", auto_complete: bool = True
+) -> ModelConfig:
+    """Steps 1-4: the configuration as Triton reads it when it polls the repository. An error here
+    means Triton never creates the model ("failed to poll from model repository").
+
+    Raises:
+        ModelConfigError: the configuration is missing, malformed or invalid.
+    """
     config = read_model_config(location, config_name=config_name, auto_complete=auto_complete)
     if not config.name:
         config.name = location.name
@@ -110,15 +138,37 @@ def load_model_config(
     resolve_backend(config, location.model_dir / str(latest) if versions else None)
     normalize_model_config(config)
     validate_model_config(config)
+    return config
+
+
+def complete_model_config(
+    config: ModelConfig,
+    location: ModelLocation,
+    *,
+    auto_complete: bool = True,
+    backend_config: BackendConfig = lambda backend: {},
+    gpus: Collection[int] = (),
+    min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY,
+) -> None:
+    """Steps 5-6, in place: what Triton does when it creates the model from the repository's
+    configuration (the backend's auto-complete, instance groups, inputs and outputs). An error here
+    fails each version of the model, with the error as its reason.
+
+    Raises:
+        ModelConfigError: the completed configuration is invalid.
+        TritonError: from the backend's ``auto_complete_config`` (or an unknown backend).
+    """
     if auto_complete and config.backend:
+        versions = available_versions(location.model_dir)
         settings = backend_settings(config.backend, backend_config)
-        ctx = ModelContext(location.name, location.model_dir, location.repository, settings, version=latest)
+        ctx = ModelContext(
+            location.name, location.model_dir, location.repository, settings, version=versions[-1] if versions else 0
+        )
         get_backend(config.backend).auto_complete_config(config, ctx)
         normalize_model_config(config)
     normalize_instance_groups(config, gpus)
     validate_instance_groups(config, gpus, min_compute_capability)
     validate_io(config)
-    return config
 
 
 def read_model_config(location: ModelLocation, *, config_name: str = "", auto_complete: bool = True) -> ModelConfig:

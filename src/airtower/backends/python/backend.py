@@ -25,6 +25,7 @@ import logging
 import re
 import sys
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,7 +103,7 @@ class PythonBackend:
         """
         path = _model_file(config, ctx)
         if not path.is_file():
-            raise InternalError(f"python model '{ctx.name}' version {ctx.version}: unable to find '{path}'")
+            raise InternalError(f"Python model file not found in '{path}'")
         if ctx.control is not None:
             pb_utils._model_control = ctx.control
         if ctx.infer is not None:
@@ -171,7 +172,6 @@ class PythonInstance:
         self._version_number = model.ctx.version
         self._decoupled = is_decoupled(model.config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        where = f"python model '{self._name}' version {self._version} instance '{spec.name}'"
         try:
             self._user = model.model_class()
             initialize = getattr(self._user, "initialize", None)
@@ -179,11 +179,10 @@ class PythonInstance:
                 self._await(initialize(model.initialize_args(spec)))
         except (Exception, SystemExit) as exc:
             self._close_loop()
-            raise _load_error(exc, where) from exc
+            raise _load_error(exc) from exc
         execute = getattr(self._user, "execute", None)
-        if execute is None:
-            self._close_loop()
-            raise InternalError(f"Python model {model.path} does not implement `execute` method.")
+        if execute is None:  # as Triton: the model loads, and each execution fails
+            execute = functools.partial(self._no_execute, model.path)
         self._execute = execute
         if inspect.iscoroutinefunction(execute):
             self._loop = self._loop or asyncio.new_event_loop()
@@ -217,7 +216,10 @@ class PythonInstance:
             if finalize is not None:
                 self._await(finalize())
         except (Exception, SystemExit) as exc:
-            raise _load_error(exc, f"python model '{self._name}' instance '{self._spec.name}' finalize") from exc
+            error = _load_error(exc)
+            raise type(error)(
+                f"python model '{self._name}' instance '{self._spec.name}' finalize: {error.message}"
+            ) from exc
         finally:
             self._close_loop()
 
@@ -287,12 +289,15 @@ class PythonInstance:
             f"Failed to process the request(s) for model '{self._spec.group or self._spec.name}', message: {message}"
         )
 
+    def _no_execute(self, path: Path, requests: Sequence[pb_utils.InferenceRequest]) -> None:
+        raise self._failure(f"Python model {path} does not implement `execute` method.")
+
     def _execute_error(self, exc: BaseException) -> TritonError:
         if isinstance(exc, pb_utils.TritonError) and exc.code() != pb_utils.TritonError.INTERNAL:
             return _from_pb_error(exc)
         if isinstance(exc, TritonError):
             return exc
-        return self._failure(f"{type(exc).__name__}: {exc}")
+        return self._failure(python_error_text(exc))
 
     def _await(self, value: Any) -> Any:
         if not inspect.isawaitable(value):
@@ -337,7 +342,7 @@ def _import_model(ctx: ModelContext, path: Path) -> ModuleType:
             spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
             sys.modules.pop(module_name, None)
-            raise _load_error(exc, f"python model '{ctx.name}' version {ctx.version}") from exc
+            raise _load_error(exc) from exc
         finally:
             del sys.path[: len(search_dirs)]
             _evict_siblings(before, ctx.model_dir)
@@ -372,10 +377,7 @@ def _forget_model(module: ModuleType, ctx: ModelContext) -> None:
 def _model_class(module: ModuleType, ctx: ModelContext, path: Path) -> type[Any]:
     model_class = getattr(module, "TritonPythonModel", None)
     if not isinstance(model_class, type):
-        raise InternalError(
-            f"python model '{ctx.name}' version {ctx.version}: AttributeError: "
-            f"module '{ctx.version}.{path.stem}' has no attribute 'TritonPythonModel' ({path})"
-        )
+        raise InternalError(f"AttributeError: module '{ctx.version}.{path.stem}' has no attribute 'TritonPythonModel'")
     return model_class
 
 
@@ -386,7 +388,7 @@ def _run_auto_complete(hook: Any, config: ModelConfig, ctx: ModelContext) -> Non
     except pb_utils._AutoCompleteConfigError as exc:
         raise ModelConfigError(f"ValueError: {exc}") from exc
     except (Exception, SystemExit) as exc:
-        raise _load_error(exc, f"python model '{ctx.name}' auto_complete_config") from exc
+        raise _load_error(exc) from exc
     if not isinstance(result, pb_utils.ModelConfig):
         raise InternalError(
             f"auto_complete_config function in model '{ctx.name}' must return a valid pb.ModelConfig object."
@@ -505,14 +507,34 @@ def _from_pb_error(error: Any) -> TritonError:
     return InternalError(str(error))
 
 
-def _load_error(exc: BaseException, where: str) -> TritonError:
-    """An exception from user code while loading → the error shown as the model's load failure."""
+def _load_error(exc: BaseException) -> TritonError:
+    """An exception from user code while loading → the error shown as the version's load failure
+    (Triton's reason: the Python error as ``python_error_text`` words it)."""
     if isinstance(exc, pb_utils.TritonError):
-        error = _from_pb_error(exc)
-        return type(error)(f"{where}: {error.message}")
+        return _from_pb_error(exc)
     if isinstance(exc, TritonError):
         return exc
-    return InternalError(f"{where}: {type(exc).__name__}: {exc}")
+    return InternalError(python_error_text(exc))
+
+
+#: Where airtower's own code is: its frames are left out of a model's traceback.
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[2]) + "/"
+
+
+def _is_airtower_frame(filename: str) -> bool:
+    return filename.startswith((_PACKAGE_DIR, "airtower/"))  # the second: modules compiled with mypyc
+
+
+def python_error_text(exc: BaseException) -> str:
+    """A Python exception as Triton's Python backend words it (pybind11's): ``Type: message``,
+    and when the model's own code raised it, ``\n\nAt:\n`` and the frames, innermost first, one
+    ``  <file>(<line>): <function>`` per line. airtower's frames are left out, as Triton's stub
+    has none."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _is_airtower_frame(frame.filename)]
+    text = f"{type(exc).__name__}: {exc}"
+    if any(not frame.filename.startswith("<") for frame in frames):
+        text += "\n\nAt:\n" + "".join(f"  {f.filename}({f.lineno}): {f.name}\n" for f in reversed(frames))
+    return text
 
 
 def _to_bytes_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
