@@ -108,7 +108,7 @@ def test_failed_warmups_make_the_model_unavailable_with_the_reason(client: httpc
     model_py = rows["warm_fail"]["reason"].split("\n  ")[1].split("(")[0]
     assert model_py.endswith("warm_fail/1/model.py")
     failure = (
-        "Failed to process the request(s) for model 'warm_fail_0', message: RuntimeError: boom in warmup"
+        "Failed to process the request(s) for model 'warm_fail_0_0', message: RuntimeError: boom in warmup"
         f"\n\nAt:\n  {model_py}(4): execute\n; "
     )
     assert rows["warm_fail"]["reason"] == "Invalid argument: failed to run warmup sample 'zeros': " + failure * 2

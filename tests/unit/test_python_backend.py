@@ -246,7 +246,8 @@ def test_python_backend_converts_outputs_to_wire_datatypes(repo: Repository) -> 
     name: "{name}"
     backend: "python"
     output [{{ name: "S" data_type: TYPE_STRING dims: [2] }}, {{ name: "F" data_type: TYPE_FP32 dims: [2] }},
-            {{ name: "B" data_type: TYPE_BOOL dims: [1] }}, {{ name: "H" data_type: TYPE_BF16 dims: [1] }}]
+            {{ name: "B" data_type: TYPE_BOOL dims: [1] }}, {{ name: "H" data_type: TYPE_BF16 dims: [1] }},
+            {{ name: "U" data_type: TYPE_STRING dims: [2] }}, {{ name: "EXTRA" data_type: TYPE_FP32 dims: [1] }}]
     """
     code = """
     import numpy as np
@@ -261,6 +262,7 @@ def test_python_backend_converts_outputs_to_wire_datatypes(repo: Repository) -> 
                 pb_utils.Tensor("H", np.array([0x3F80], dtype=np.uint16)),
                 pb_utils.Tensor("U", np.array(["x", "yz"])),
                 pb_utils.Tensor("EXTRA", np.zeros(1, dtype=np.int8)),
+                pb_utils.Tensor("NOT_IN_CONFIG", np.zeros(1, dtype=np.int8)),
             ]
             return [pb_utils.InferenceResponse(outputs, parameters={"p": 1, "q": "s"}) for _ in requests]
     """
@@ -276,7 +278,8 @@ def test_python_backend_converts_outputs_to_wire_datatypes(repo: Repository) -> 
     assert by_name["B"].datatype == "BOOL"
     assert by_name["H"].datatype == "BF16"
     assert (by_name["U"].datatype, by_name["U"].data.tolist()) == ("BYTES", [b"x", b"yz"])
-    assert by_name["EXTRA"].datatype == "INT8"
+    assert by_name["EXTRA"].datatype == "INT8"  # the array's own type, not the config's
+    assert "NOT_IN_CONFIG" not in by_name  # no outputs asked for: those of the config, as Triton sends
     assert response.parameters == {"p": 1, "q": "s"}
 
 
@@ -331,12 +334,13 @@ def test_python_backend_keeps_code_of_triton_error_raised_by_execute(repo: Repos
         (
             "[]",
             "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
-            "InferenceRequest(s) size is:1, and InferenceResponse(s) size is:0",
+            "InferenceRequest(s) size is:1, and InferenceResponse(s) size is:0\n",
         ),
-        ("None", "Expected a list in the execute return, found type 'NoneType'."),
+        ("None", "Expected a list in the execute return, found type '<class 'NoneType'>'."),
         (
             "[None]",
-            "Expected an 'InferenceResponse' object in the execute function return list, found type 'NoneType'.",
+            "Expected an 'InferenceResponse' object in the execute function return list, "
+            "found type '<class 'NoneType'>'.",
         ),
     ],
 )

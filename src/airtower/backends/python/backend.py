@@ -201,11 +201,11 @@ class PythonInstance:
             # Responses travel through each request's sender (Triton ignores what execute returns).
             return [None] * len(requests)
         if not isinstance(result, list | tuple):
-            raise self._failure(f"Expected a list in the execute return, found type '{type(result).__name__}'.")
+            raise self._failure(f"Expected a list in the execute return, found type '{type(result)}'.")
         if len(result) != len(requests):
             raise self._failure(
                 "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
-                f"InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) size is:{len(result)}"
+                f"InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) size is:{len(result)}\n"
             )
         return [self._from_pb_response(request, answer) for request, answer in zip(requests, result, strict=True)]
 
@@ -257,12 +257,15 @@ class PythonInstance:
         if not isinstance(answer, pb_utils.InferenceResponse):
             raise self._failure(
                 "Expected an 'InferenceResponse' object in the execute function return list, "
-                f"found type '{type(answer).__name__}'."
+                f"found type '{type(answer)}'."
             )
         error = answer._error
         if error is not None:
             return _from_pb_error(error)
         outputs = [self._to_core_tensor(tensor) for tensor in answer._output_tensors]
+        if not request.outputs:  # all outputs requested means those of the config, as in Triton
+            names = self._model.output_names
+            outputs = [tensor for tensor in outputs if tensor.name in names]
         parameters = answer._parameters
         return InferenceResponse(self._name, self._version, request.id, outputs, dict(parameters) if parameters else {})
 
@@ -286,7 +289,7 @@ class PythonInstance:
 
     def _failure(self, message: str) -> BackendExecutionError:
         return BackendExecutionError(
-            f"Failed to process the request(s) for model '{self._spec.group or self._spec.name}', message: {message}"
+            f"Failed to process the request(s) for model '{self._spec.name}', message: {message}"
         )
 
     def _no_execute(self, path: Path, requests: Sequence[pb_utils.InferenceRequest]) -> None:
