@@ -439,7 +439,14 @@ def test_shared_memory_endpoints_answer_as_triton_does_with_no_region(server: Se
         assert raw(server, "POST", f"/v2/{kind}sharedmemory/region/r1/unregister")[0] == 200
     # System regions are registered from a POSIX shared-memory object (tests/integration/test_shared_memory.py).
     status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register", '{"byte_size": 64}')
-    assert (status, json.loads(body)) == (400, {"error": "Unable to get 'key' for shared memory register request"})
+    assert (status, json.loads(body)) == (400, {"error": "Shared memory register request has no 'key' field"})
+    status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register", '{"key": "/k"}')
+    assert (status, json.loads(body)) == (400, {"error": "Shared memory register request has no 'byte_size' field"})
+    status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register", '{"key": "/k", "offset": -8}')
+    assert (status, json.loads(body)) == (
+        500,
+        {"error": "attempt to access JSON non-unsigned-integer as unsigned-integer"},
+    )
     status, _, body = raw(server, "POST", "/v2/systemsharedmemory/region/r1/register",
                           '{"key": "/airtower_no_such_region", "offset": 0, "byte_size": 64}')  # fmt: skip
     assert (status, json.loads(body)) == (

@@ -107,6 +107,12 @@ def test_inputs_and_outputs_through_system_shared_memory(
         with pytest.raises(InferenceServerException, match="should be at least 64 bytes") as info:
             client.infer("add_sub", inputs, outputs=small)
         assert info.value.status() == ("500" if protocol == "http" else "StatusCode.INTERNAL")
+        past = [module.InferInput("INPUT0", [16], "FP32"), module.InferInput("INPUT1", [16], "FP32")]
+        past[0].set_shared_memory("input_region", SIZE, offset=2 * SIZE - 4)
+        past[1].set_shared_memory("input_region", SIZE)
+        with pytest.raises(InferenceServerException) as info:  # Triton 2.51's words
+            client.infer("add_sub", past)
+        assert info.value.message() == "Invalid offset + byte size for shared memory region: 'input_region'"
         with pytest.raises(InferenceServerException, match="already in manager"):
             client.register_system_shared_memory("input_region", f"/{tag}_in", SIZE)
         with pytest.raises(InferenceServerException, match="Unable to open shared memory region"):

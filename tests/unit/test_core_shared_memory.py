@@ -22,8 +22,17 @@ def test_reads_and_writes_within_the_registered_window(memory: SystemSharedMemor
     assert memory.read("r", 0, 4) == bytes([8, 9, 10, 11])
     memory.write("r", 12, b"\xff\xff\xff\xff")
     assert (tmp_path / "region").read_bytes()[20:24] == b"\xff" * 4
-    with pytest.raises(InvalidArgumentError, match="Invalid offset"):
-        memory.read("r", 12, 8)  # past the window, though inside the file
+    # Triton's checks and words (2.51): the offset first, then the span, and an empty span at 0.
+    spans = {
+        (12, 8): "Invalid offset + byte size for shared memory region: 'r'",  # past the window, inside the file
+        (16, 0): "Invalid offset for shared memory region: 'r'",
+        (0, 0): "Invalid offset + byte size for shared memory region: 'r'",
+    }
+    for (offset, size), message in spans.items():
+        with pytest.raises(InvalidArgumentError) as info:
+            memory.read("r", offset, size)
+        assert info.value.message == message
+    assert memory.read("r", 4, 0) == b""
     with pytest.raises(NotFoundError, match="Unable to find shared memory region: 'other'"):
         memory.read("other", 0, 1)
 

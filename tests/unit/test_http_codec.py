@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from tritonclient.grpc import model_config_pb2
 
 from airtower.core.request import InferenceRequest, RequestedOutput
 from airtower.core.response import InferenceResponse
+from airtower.core.shared_memory import SystemSharedMemory
 from airtower.core.tensor import Tensor, serialize_bytes_tensor
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
@@ -308,6 +310,23 @@ def test_http_codec_decode_requested_outputs_with_classification_and_binary_flag
         RequestedOutput("a", 3, {"binary_data": True, "other": "x"}),
         RequestedOutput("b"),
     ]
+
+
+def test_http_codec_decode_shared_memory_parameters_as_triton(tmp_path: Path) -> None:
+    (tmp_path / "region").write_bytes(bytes(64))
+    memory = SystemSharedMemory(root=str(tmp_path))
+    memory.register("r", "/region", 0, 64)
+
+    def decode(document: dict[str, Any]) -> None:
+        decode_infer_request("m", "", json.dumps(document).encode(), EMPTY, memory)
+
+    both = {"name": "o", "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4, "binary_data": True}}
+    with pytest.raises(InvalidArgumentError, match=r"^Output can't set both 'shared_memory_region' and 'binary_data'$"):
+        decode({"inputs": [], "outputs": [both]})
+    # No byte size: 0 bytes, which Triton refuses at offset 0 (its words).
+    unsized = {"name": "i", "shape": [1], "datatype": "FP32", "parameters": {"shared_memory_region": "r"}}
+    with pytest.raises(InvalidArgumentError, match=r"^Invalid offset \+ byte size for shared memory region: 'r'$"):
+        decode({"inputs": [unsized]})
 
 
 # ------------------------------------------------------------------------------ binary inputs

@@ -76,6 +76,17 @@ class SystemSharedMemory:
         with self._lock:
             return name in self._regions
 
+    def check(self, name: str, offset: int, byte_size: int) -> None:
+        """Whether ``byte_size`` bytes at ``offset`` lie within region ``name`` (an output's place,
+        checked when the request is read, as Triton does).
+
+        Raises:
+            NotFoundError: an unknown region (Triton's 404).
+            InvalidArgumentError: a span outside the region.
+        """
+        with self._lock:
+            self._span(name, offset, byte_size)
+
     def unregister(self, name: str = "") -> None:
         """Forget region ``name`` (every region when empty); unknown names are not an error."""
         with self._lock:
@@ -125,11 +136,11 @@ class SystemSharedMemory:
         region = self._regions.get(name)
         if region is None:
             raise NotFoundError(f"Unable to find shared memory region: '{name}'")
-        if offset < 0 or byte_size < 0 or offset + byte_size > region.byte_size:
-            raise InvalidArgumentError(
-                f"Invalid offset + byte size for shared memory region: '{name}' (offset {offset}, byte size "
-                f"{byte_size}, region size {region.byte_size})"
-            )
+        # Triton's checks and words; a span of 0 bytes at offset 0 is refused too, as in Triton.
+        if offset < 0 or offset >= region.byte_size:
+            raise InvalidArgumentError(f"Invalid offset for shared memory region: '{name}'")
+        if byte_size < 0 or offset + byte_size == 0 or offset + byte_size > region.byte_size:
+            raise InvalidArgumentError(f"Invalid offset + byte size for shared memory region: '{name}'")
         return region
 
 

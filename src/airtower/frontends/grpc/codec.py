@@ -223,7 +223,10 @@ def decode_infer_request(
     for output in message.outputs:
         requested = RequestedOutput(output.name)
         if output.parameters:
-            _shared_memory_placement(output.name, output.parameters, shared_memory)
+            placement = _shared_memory_placement(output.name, output.parameters, shared_memory)
+            if placement is not None:  # where the output goes is checked now, as Triton does
+                assert shared_memory is not None
+                shared_memory.check(*placement)
             for key, parameter in output.parameters.items():
                 value = parameter_value(parameter)
                 if key == "classification":

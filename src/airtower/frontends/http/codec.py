@@ -384,10 +384,9 @@ def _decode_input(
 
 
 def _shared_memory_span(parameters: dict[str, Any]) -> tuple[int, int]:
-    """``shared_memory_offset`` (default 0) and ``shared_memory_byte_size`` of a tensor's parameters."""
-    size = parameters.get("shared_memory_byte_size")
-    if size is None:
-        raise _missing("shared_memory_byte_size")
+    """``shared_memory_offset`` and ``shared_memory_byte_size`` (each 0 when absent, as Triton reads
+    them over HTTP) of a tensor's parameters."""
+    size = parameters.get("shared_memory_byte_size", 0)
     if not _is_uint(size):
         raise _unable("shared_memory_byte_size", _JSON_NOT_UINT)
     start = parameters.get("shared_memory_offset", 0)
@@ -449,6 +448,7 @@ def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | N
             if shared_memory is None or not shared_memory.has(value):
                 raise NotFoundError(f"Unable to find shared memory region: '{value}'")
             start, size = _shared_memory_span(parameters)
+            shared_memory.check(value, start, size)
             output.parameters.update(
                 {"shared_memory_region": value, "shared_memory_offset": start, "shared_memory_byte_size": size}
             )
@@ -456,6 +456,8 @@ def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | N
             continue  # read with the region
         elif type(value) in (str, int, bool, float):
             output.parameters[key] = value
+    if "shared_memory_region" in output.parameters and output.parameters.get("binary_data"):
+        raise InvalidArgumentError("Output can't set both 'shared_memory_region' and 'binary_data'")
     return output
 
 

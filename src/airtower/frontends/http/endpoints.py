@@ -32,6 +32,7 @@ from airtower.frontends.http.extension_bodies import (
     index_ready,
     load_parameters,
     log_setting_changes,
+    shared_memory_region,
     trace_setting_changes,
     unload_dependents,
 )
@@ -383,16 +384,7 @@ class Endpoints:
         if kind != "system":
             self.server.shared_memory_register(kind, name)
             return _LOADED
-        body = parse_json_body(request.body)
-        if not isinstance(body, dict):
-            raise InvalidArgumentError("shared memory register request must be a JSON object")
-        key, offset, byte_size = body.get("key"), body.get("offset", 0), body.get("byte_size")
-        if not isinstance(key, str):
-            raise InvalidArgumentError("Unable to get 'key' for shared memory register request")
-        if type(offset) is not int or offset < 0:
-            raise InvalidArgumentError("Unable to get 'offset' for shared memory register request")
-        if type(byte_size) is not int or byte_size < 0:
-            raise InvalidArgumentError("Unable to get 'byte_size' for shared memory register request")
+        key, offset, byte_size = shared_memory_region(request.body)
         self.server.shared_memory_register(kind, name, key, offset, byte_size)
         return _LOADED
 

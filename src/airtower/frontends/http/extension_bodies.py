@@ -1,4 +1,5 @@
-"""The JSON bodies of the trace, logging and model repository extensions, read as Triton reads them.
+"""The JSON bodies of the trace, logging, model repository and shared-memory extensions, read as
+Triton reads them.
 
 Pure functions from a request body to the typed values ``InferenceServer`` takes. Triton's HTTP
 frontend reads these bodies leniently and in a fixed way, which clients may rely on:
@@ -134,3 +135,23 @@ def unload_dependents(body: bytes) -> bool:
         return False
     value = _members(document.get("parameters")).get("unload_dependents", False)
     return value if type(value) is bool else False
+
+
+def shared_memory_region(body: bytes) -> tuple[str, int, int]:
+    """``POST /v2/systemsharedmemory/region/<r>/register``: ``key``, ``offset`` (default 0) and
+    ``byte_size``; a missing key or size is 400 with Triton's words."""
+    document = _members(parse_json_body(body))
+    if "key" not in document:
+        raise InvalidArgumentError("Shared memory register request has no 'key' field")
+    key = document["key"]
+    if type(key) is not str:
+        raise InternalError(JSON_NOT_STRING)
+    offset = document.get("offset", 0)
+    if type(offset) is not int or offset < 0:
+        raise InternalError(_JSON_NOT_UINT)
+    if "byte_size" not in document:
+        raise InvalidArgumentError("Shared memory register request has no 'byte_size' field")
+    byte_size = document["byte_size"]
+    if type(byte_size) is not int or byte_size < 0:
+        raise InternalError(_JSON_NOT_UINT)
+    return key, offset, byte_size
