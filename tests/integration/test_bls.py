@@ -49,6 +49,11 @@ class TritonPythonModel:
                 answer = call("nope", a, b).exec()
             elif mode == 3:
                 answer = call("add_sub", a[:3], b[:3]).exec()
+            elif mode == 6:
+                answer = pb_utils.InferenceRequest(
+                    model_name="repeat", requested_output_names=["OUT"],
+                    inputs=[pb_utils.Tensor("N", np.array([3], np.int32))],
+                ).exec()
             else:
                 repeat = pb_utils.InferenceRequest(
                     model_name="repeat", requested_output_names=["OUT"],
@@ -111,10 +116,19 @@ def test_bls_calls_another_model(server: ServerProcess, mode: int) -> None:
 
 
 def test_bls_errors_come_back_in_the_response(server: ServerProcess) -> None:
-    assert run(server, 2) == "NOT_FOUND: Request for unknown model: 'nope' is not found"
+    # As Triton 2.51's Python backend words them: refused requests named, every code INTERNAL.
+    assert run(server, 2) == (
+        "INTERNAL: Model nope - Error when running inference: Failed for execute the inference request. "
+        "Model 'nope' is not ready."
+    )
     message = run(server, 3)
-    assert message.startswith("INVALID_ARG: ")
+    assert message.startswith("INTERNAL: Model add_sub - Error when running inference: [request id: <id_unknown>] ")
     assert "unexpected shape for input 'INPUT0' for model 'add_sub'" in message
+    assert run(server, 6) == (
+        "INTERNAL: Model repeat - Error when running inference: Model repeat is using the decoupled. The current BLS "
+        "request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' "
+        "argument to the 'exec' or 'async_exec' calls for decoupled models.'"
+    )
 
 
 def test_bls_calls_count_in_the_called_model_statistics(server: ServerProcess) -> None:

@@ -66,6 +66,7 @@ def test_pb_utils_triton_error_defaults_to_internal() -> None:
     assert error.message() == "boom"
     coded = pb_utils.TritonError("gone", pb_utils.TritonError.NOT_FOUND)
     assert coded.code() == pb_utils.TritonError.NOT_FOUND
+    assert str(coded.code()) == "__ErrorCode.NOT_FOUND"  # as Triton's pybind11 enum prints
     with pytest.raises(pb_utils.TritonError):
         raise coded
     assert issubclass(pb_utils.TritonModelException, Exception)

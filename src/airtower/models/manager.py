@@ -35,6 +35,7 @@ from airtower.errors import (
     ModelNotReadyError,
     TritonError,
     UnavailableError,
+    UnsupportedError,
 )
 from airtower.models.ensemble import EnsembleModel, EnsemblePlan
 from airtower.models.model import Model, ModelState
@@ -108,8 +109,9 @@ class ModelManager:
 
     def infer_threadsafe(self, request: InferenceRequest) -> concurrent.futures.Future[InferenceResponse]:
         """Run ``request`` from another thread (Python models' BLS): no network hop, the model's
-        own scheduler applies. The returned future fails with the ``TritonError`` of a refused or
-        failed request; cancelling it cancels the request."""
+        own scheduler applies. The returned future fails with the ``TritonError`` of a failed
+        request, or of a refused one worded as Triton's Python backend words it ("Model <m> - Error
+        when running inference: ..."); cancelling it cancels the request."""
         loop = self._loop
         assert loop is not None, "models are served once the manager has loaded them"
         result: concurrent.futures.Future[InferenceResponse] = concurrent.futures.Future()
@@ -118,9 +120,16 @@ class ModelManager:
             if not result.set_running_or_notify_cancel():
                 return
             try:
-                future = self.get(request.model_name, request.model_version).submit(request)
+                model = self._bls_target(request)
+                if model.decoupled:
+                    raise UnsupportedError(
+                        f"Model {request.model_name} is using the decoupled. The current BLS request call doesn't "
+                        "support models using the decoupled transaction policy. Please use 'decoupled=True' "
+                        "argument to the 'exec' or 'async_exec' calls for decoupled models.'"
+                    )
+                future = model.submit(request)
             except TritonError as exc:
-                result.set_exception(exc)
+                result.set_exception(_refused(request, exc))
                 return
             future.add_done_callback(functools.partial(_copy_outcome, result))
             result.add_done_callback(lambda _: loop.call_soon_threadsafe(future.cancel))
@@ -163,15 +172,25 @@ class ModelManager:
 
         def start() -> None:
             try:
+                self._bls_target(request)
                 started.append(self.stream(request, on_response))
             except TritonError as exc:
-                on_response(exc, True)
+                on_response(_refused(request, exc), True)
 
         def cancel() -> None:
             loop.call_soon_threadsafe(lambda: [future.cancel() for future in started])
 
         loop.call_soon_threadsafe(start)
         return cancel
+
+    def _bls_target(self, request: InferenceRequest) -> Model | EnsembleModel:
+        """The model a BLS request names, with Triton's Python backend's words when it is not ready."""
+        try:
+            return self.get(request.model_name, request.model_version)
+        except (ModelNotFoundError, ModelNotReadyError):
+            raise InternalError(
+                f"Failed for execute the inference request. Model '{request.model_name}' is not ready."
+            ) from None
 
     async def load_all(self) -> None:
         """Load the models to serve at start-up: all of them (control modes ``none`` and
@@ -552,6 +571,11 @@ def _deps(entry: ModelEntry) -> list[str]:
     """The models an ensemble's steps name."""
     assert entry.config is not None
     return sorted({step.model_name for step in entry.config.ensemble_scheduling.step})
+
+
+def _refused(request: InferenceRequest, error: TritonError) -> InternalError:
+    """A BLS request refused before it ran, as Triton's Python backend reports it (always INTERNAL)."""
+    return InternalError(f"Model {request.model_name} - Error when running inference: {error.message}")
 
 
 def _copy_outcome(

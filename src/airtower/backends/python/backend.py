@@ -498,7 +498,9 @@ def _to_pb_response(response: InferenceResponse) -> pb_utils.InferenceResponse:
 
 
 def _to_pb_error(error: TritonError) -> pb_utils.TritonError:
-    return pb_utils.TritonError(error.message, getattr(pb_utils.TritonError, error.code.value))
+    """A BLS request's error as Triton's Python backend hands it to the model: the message, and
+    always the code INTERNAL (Triton keeps no other)."""
+    return pb_utils.TritonError(error.message)
 
 
 def _from_pb_error(error: Any) -> TritonError:

@@ -191,6 +191,9 @@ class _ErrorCode(enum.IntEnum):
     ALREADY_EXISTS = 6
     CANCELLED = 7
 
+    def __str__(self) -> str:  # as Triton's (pybind11) enum prints
+        return f"__ErrorCode.{self.name}"
+
 
 class TritonError(Exception):
     """An error a model returns in an ``InferenceResponse`` (fails that request alone).
