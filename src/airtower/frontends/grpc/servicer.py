@@ -198,8 +198,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                 except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
                     queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id))
             elif request.enable_empty_final_response:
-                version = request.model_version or str(request.resolved_version or "")
-                queue.put_nowait(empty_final_response(request, version))
+                # As Triton: the version the request named, none when it named none.
+                queue.put_nowait(empty_final_response(request, request.model_version))
 
         def finished(future: asyncio.Future[InferenceResponse]) -> None:
             in_flight.discard(future)
