@@ -78,6 +78,21 @@ def test_config_to_json_matches_reference_sequence_batching_int64_fixups() -> No
         "seq",
     )
     assert config_to_json(config)["sequence_batching"] == REFERENCE_SEQUENCE_BATCHING_JSON
+    # Key order too (clients see the bytes): Triton writes an initial state's oneof after its name.
+    initial_state = config_to_json(config)["sequence_batching"]["state"][0]["initial_state"][0]
+    assert list(initial_state) == ["data_type", "dims", "name", "zero_data"]
+
+
+def test_config_to_json_writes_float_fields_as_triton_does() -> None:
+    # Triton 2.51's config endpoint: "fp32_false_true":[0,1] and "minimum_slot_utilization":0.5.
+    config = parse_config_text(
+        'name: "m" backend: "python" sequence_batching { direct { minimum_slot_utilization: 0.5 } '
+        'control_input [{ name: "S" control [{ kind: CONTROL_SEQUENCE_START fp32_false_true: [0, 1] }] }] }',
+        "m",
+    )
+    text = json.dumps(config_to_json(config), separators=(",", ":"))
+    assert '"fp32_false_true":[0,1]' in text
+    assert '"minimum_slot_utilization":0.5' in text
 
 
 def test_config_to_json_converts_listed_int64_fields_to_numbers() -> None:

@@ -70,7 +70,18 @@ def config_to_json(config: ModelConfig) -> dict[str, Any]:
         config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     _fix_int64_fields(raw)
-    return _in_declaration_order(ModelConfig.DESCRIPTOR, raw)
+    return _in_declaration_order(ModelConfig.DESCRIPTOR, _integral_floats_as_ints(raw))
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """Float fields as protobuf's C++ JSON printer (Triton's) writes them: 1.0 as ``1``, 0.5 as ``0.5``."""
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if type(value) is dict:
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
 
 
 def _ints(values: list[Any]) -> list[int]:
@@ -121,10 +132,18 @@ def _fix_int64_fields(raw: dict[str, Any]) -> None:
             _fix_int_list(warmup_input, "dims")
 
 
+#: Messages whose oneof Triton's JSON printer writes after their other fields (checked on 2.51:
+#: an initial state prints "name" before "zero_data"), where declaration order would not.
+_ONEOF_LAST = frozenset({"inference.ModelSequenceBatching.InitialState"})
+
+
 def _in_declaration_order(descriptor: Any, obj: dict[str, Any]) -> dict[str, Any]:
     """Re-key ``obj`` in .proto declaration order, as Triton's C++ JSON printer emits it."""
     ordered: dict[str, Any] = {}
-    for field in descriptor.fields:
+    fields = descriptor.fields
+    if descriptor.full_name in _ONEOF_LAST:
+        fields = sorted(fields, key=lambda field: field.containing_oneof is not None)
+    for field in fields:
         if field.name not in obj:
             continue
         value = obj[field.name]
