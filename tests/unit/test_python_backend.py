@@ -23,7 +23,6 @@ from airtower.errors import (
     BackendExecutionError,
     InternalError,
     InvalidArgumentError,
-    ModelConfigError,
     NotFoundError,
     TritonError,
     UnavailableError,
@@ -387,7 +386,10 @@ def test_python_backend_auto_complete_rejects_conflicting_input(repo: Repository
     config = parse_config_text(
         'name: "auto" backend: "python" input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [16] }]', "config.pbtxt"
     )
-    with pytest.raises(ModelConfigError, match="configuration expects datatype TYPE_INT32 for input 'INPUT0'"):
+    # Triton's reason: INTERNAL, the ValueError, and the frames down to pb_utils' own.
+    with pytest.raises(
+        InternalError, match=r"^ValueError: .* configuration expects datatype TYPE_INT32 for input 'INPUT0'.*\n\nAt:\n"
+    ):
         repo.backend.auto_complete_config(config, ctx)
 
 

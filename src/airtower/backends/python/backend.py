@@ -388,8 +388,6 @@ def _run_auto_complete(hook: Any, config: ModelConfig, ctx: ModelContext) -> Non
     wrapper = pb_utils.ModelConfig(config_to_json(config))
     try:
         result = hook(wrapper)
-    except pb_utils._AutoCompleteConfigError as exc:
-        raise ModelConfigError(f"ValueError: {exc}") from exc
     except (Exception, SystemExit) as exc:
         raise _load_error(exc) from exc
     if not isinstance(result, pb_utils.ModelConfig):
@@ -522,11 +520,15 @@ def _load_error(exc: BaseException) -> TritonError:
     return InternalError(python_error_text(exc))
 
 
-#: Where airtower's own code is: its frames are left out of a model's traceback.
+#: Where airtower's own code is: its frames are left out of a model's traceback, but for
+#: ``triton_python_backend_utils``, whose frames Triton shows too (its module is Python there).
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[2]) + "/"
+_PB_UTILS_FILE = str(Path(pb_utils.__file__).resolve())
 
 
 def _is_airtower_frame(filename: str) -> bool:
+    if filename == _PB_UTILS_FILE:
+        return False
     return filename.startswith((_PACKAGE_DIR, "airtower/"))  # the second: modules compiled with mypyc
 
 

@@ -769,10 +769,6 @@ def using_decoupled_model_transaction_policy(model_config: dict[str, Any]) -> bo
     return False
 
 
-class _AutoCompleteConfigError(ValueError):
-    """A ``ModelConfig`` call contradicts the configuration (upstream raises ValueError)."""
-
-
 class ModelConfig:
     """The model configuration handed to ``auto_complete_config``.
 
@@ -797,7 +793,7 @@ class ModelConfig:
     def set_max_batch_size(self, max_batch_size: int) -> None:
         current = int(self._model_config["max_batch_size"])
         if current > max_batch_size:
-            raise _AutoCompleteConfigError(
+            raise ValueError(
                 f"configuration specified max_batch_size {current}, but in auto-complete-config function "
                 f"for model '{self._name}' specified max_batch_size {max_batch_size}"
             )
@@ -806,7 +802,7 @@ class ModelConfig:
     def set_dynamic_batching(self) -> None:
         for scheduler in ("sequence_batching", "ensemble_scheduling"):
             if scheduler in self._model_config:
-                raise _AutoCompleteConfigError(
+                raise ValueError(
                     f"Configuration specified scheduling_choice as '{scheduler}', but auto-complete-config "
                     f"function for model '{self._name}' tries to set scheduling_choice as 'dynamic_batching'"
                 )
@@ -831,7 +827,7 @@ class ModelConfig:
     def set_model_transaction_policy(self, transaction_policy_dict: dict[str, Any]) -> None:
         for key in transaction_policy_dict:
             if key != "decoupled":
-                raise _AutoCompleteConfigError(
+                raise ValueError(
                     f"model transaction property in auto-complete-config function for model '{self._name}' "
                     "contains property other than 'decoupled'."
                 )
@@ -839,7 +835,7 @@ class ModelConfig:
         if "decoupled" in transaction_policy_dict:
             wanted = transaction_policy_dict["decoupled"]
             if "decoupled" in policy and policy["decoupled"] != wanted:
-                raise _AutoCompleteConfigError(
+                raise ValueError(
                     f"trying to change decoupled property in auto-complete-config for model '{self._name}', "
                     f"which is already set to '{policy['decoupled']}'."
                 )
@@ -849,17 +845,17 @@ class ModelConfig:
         for key in tensor:
             if key not in valid:
                 names = ", ".join(f"'{v}'" for v in valid[:-1]) + f" and '{valid[-1]}'"
-                raise _AutoCompleteConfigError(
+                raise ValueError(
                     f"{kind} '{tensor.get('name', '')}' in auto-complete-config function for model "
                     f"'{self._name}' contains property other than {names}."
                 )
         if "name" not in tensor:
-            raise _AutoCompleteConfigError(
+            raise ValueError(
                 f"{kind} in auto-complete-config function for model '{self._name}' is missing 'name' property."
             )
         for key in ("data_type", "dims"):
             if key not in tensor:
-                raise _AutoCompleteConfigError(
+                raise ValueError(
                     f"{kind} '{tensor['name']}' in auto-complete-config function for model '{self._name}' "
                     f"is missing '{key}' property."
                 )
@@ -868,19 +864,19 @@ class ModelConfig:
         name = new["name"]
         current_type = current.get("data_type", "TYPE_INVALID")
         if current_type != "TYPE_INVALID" and current_type != new["data_type"]:
-            raise _AutoCompleteConfigError(
+            raise ValueError(
                 f"unable to load model '{self._name}', configuration expects datatype {current_type} "
                 f"for {kind} '{name}', model provides {new['data_type']}"
             )
         current_dims = [int(d) for d in current.get("dims", [])]
         new_dims = [int(d) for d in new["dims"]]
         if current_dims and current_dims != new_dims:
-            raise _AutoCompleteConfigError(
+            raise ValueError(
                 f"model '{self._name}', tensor '{name}': the model expects dims {list(new['dims'])} "
                 f"but the model configuration specifies dims {current_dims}"
             )
         if kind == "input" and "optional" in current and "optional" in new and current["optional"] != new["optional"]:
-            raise _AutoCompleteConfigError(
+            raise ValueError(
                 f"model '{self._name}', tensor '{name}': the model expects optional {new['optional']} "
                 f"but the model configuration specifies optional {current['optional']}"
             )
