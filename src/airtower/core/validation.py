@@ -193,8 +193,10 @@ class RequestValidator:
         missing = [name for name in self.inputs if name not in given and not self.inputs[name].optional]
         quoted_given = ",".join(f"'{name}'" for name in given)
         quoted_missing = ",".join(f"'{name}'" for name in missing)
+        required, total = len(self._required), len(self.inputs)
+        expected = f"{required} inputs" if required == total else f"number of inputs between {required} and {total}"
         raise InvalidArgumentError(
-            f"{prefix}expected {len(self._required)} inputs but got {len(given)} inputs for model "
+            f"{prefix}expected {expected} but got {len(given)} inputs for model "
             f"'{self.model_name}'. Got input(s) [{quoted_given}], but missing required input(s) [{quoted_missing}]. "
             "Please provide all required input(s)."
         )
