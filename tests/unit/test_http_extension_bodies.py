@@ -46,7 +46,8 @@ def test_log_settings() -> None:
         "log_verbose_level": 1215752191,  # kept to 32 bits
     }
     assert log_setting_changes(b"[1]") == log_setting_changes(b'{"nope": 1}') == {}
-    assert log_setting_changes(b'{"log_file": null}') == {"log_file": ""}  # refused by the server
+    assert log_setting_changes(b'{"log_file": "/x"}') == {"log_file": ""}  # refused by the server
+    assert log_setting_changes(b'{"log_file": null}') == {}  # null: as any other setting, unchanged
     assert internal(log_setting_changes, b" ") == "failed to parse the request JSON buffer: The document is empty. at 1"
     assert internal(log_setting_changes, b'{"log_verbose_level": -1}') == (
         "attempt to access JSON non-unsigned-integer as unsigned-integer"

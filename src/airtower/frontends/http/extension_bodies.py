@@ -65,11 +65,11 @@ def trace_setting_changes(body: bytes) -> dict[str, str | list[str] | None]:
 
 def log_setting_changes(body: bytes) -> dict[str, bool | int | str]:
     """``POST /v2/logging``: the settings to change (nulls skipped; ``log_verbose_level`` an
-    unsigned 64-bit JSON number kept to its low 32 bits, as Triton stores it); ``log_file`` is
+    unsigned 64-bit JSON number kept to its low 32 bits, as Triton stores it); a ``log_file`` is
     passed on for the server to refuse."""
     document = _members(parse_json_body(body))
     changes: dict[str, bool | int | str] = {}
-    if "log_file" in document:
+    if document.get("log_file") is not None:
         changes["log_file"] = ""
     for key, kind in LOG_SETTING_TYPES.items():
         value: Any = document.get(key)

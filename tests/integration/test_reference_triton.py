@@ -1,0 +1,647 @@
+"""airtower and the reference Triton 2.51 (``make reference``) answer the same requests, and the
+answers are compared: status and body for HTTP, status and details or message for gRPC.
+
+This is the differential check behind docs/compatibility.md: every request below was first sent to
+both servers while building airtower. A request whose answers differ fails the test unless it is
+in ``KNOWN_DIFFERENCES`` with the reason (each one is in docs/compatibility.md); one listed there
+that no longer differs fails it too, so the list stays true. Timings and other values that differ
+from run to run are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import pytest
+from google.protobuf.json_format import MessageToDict
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "model_repository"
+REFERENCE = Path(os.environ.get("TRITON_REF", "/tmp/triton-ref"))
+
+F16 = [float(i) for i in range(16)]
+
+
+def inp(
+    name: str = "INPUT0", shape: tuple[int, ...] = (16,), dt: str = "FP32", data: Any = None, **kw: Any
+) -> dict[str, Any]:
+    d = {"name": name, "shape": list(shape), "datatype": dt, "data": F16 if data is None else data}
+    d.update(kw)
+    return d
+
+
+def body(*inputs: dict[str, Any], **kw: Any) -> bytes:
+    d: dict[str, Any] = {"inputs": list(inputs)}
+    d.update(kw)
+    return json.dumps(d).encode()
+
+
+def binreq(
+    inputs_meta: list[dict[str, Any]], blobs: list[bytes], outputs: Any = None, hdr_len: Any = None
+) -> tuple[bytes, dict[str, str]]:
+    h: dict[str, Any] = {"inputs": inputs_meta}
+    if outputs:
+        h["outputs"] = outputs
+    hb = json.dumps(h).encode()
+    return hb + b"".join(blobs), {"Inference-Header-Content-Length": str(len(hb) if hdr_len is None else hdr_len)}
+
+
+def J(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+OK2 = [inp(), inp("INPUT1")]
+f32 = struct.pack("<16f", *F16)
+
+#: HTTP requests: (method, path, body, headers).
+CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("GET", "/v2/health/live", b"", {}),
+    ("GET", "/v2/health/ready", b"", {}),
+    ("GET", "/v2/models/add_sub", b"", {}),
+    ("GET", "/v2/models/add_sub/ready", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/1", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/2", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/x", b"", {}),
+    ("GET", "/v2/models/nope", b"", {}),
+    ("GET", "/v2/models/nope/ready", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/2/ready", b"", {}),
+    ("GET", "/v2/models/nope/config", b"", {}),
+    ("GET", "/v2/models/nope/stats", b"", {}),
+    ("PUT", "/v2/health/live", b"", {}),
+    ("POST", "/v2/health/live", b"", {}),
+    ("GET", "/v3", b"", {}),
+    ("GET", "/v2/models/add_sub/infer", b"", {}),
+    ("GET", "/", b"", {}),
+    ("GET", "/v2/models", b"", {}),
+    ("GET", "/v2/health", b"", {}),
+    ("GET", "/v2/models/add_sub/", b"", {}),
+    ("POST", "/v2/repository/index", b"", {}),
+    ("POST", "/v2/repository/index", b'{"ready": true}', {}),
+    ("POST", "/v2/repository/index", b"{bad", {}),
+    ("POST", "/v2/repository/models/add_sub/load", b"", {}),
+    ("POST", "/v2/repository/models/nope/unload", b"", {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, id="abc"), {}),
+    ("POST", "/v2/models/add_sub/versions/1/infer", body(*OK2), {}),
+    ("POST", "/v2/models/add_sub/versions/3/infer", body(*OK2), {}),
+    ("POST", "/v2/models/nope/infer", body(*OK2), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp()), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, inp("INPUT2")), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", shape=(8,), data=F16[:8])), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", shape=(2, 8))), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", dt="INT32", data=list(range(16)))), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", data=F16[:15])), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", data=["a"] * 16)), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", data=[F16[:8], F16[8:]])), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", shape=(-1,))), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT1", dt="FP99")), {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), inp("INPUT0")), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, outputs=[{"name": "NOPE"}]), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, outputs=[{"name": "OUTPUT0"}]), {}),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        body(*OK2, outputs=[{"name": "OUTPUT0", "parameters": {"classification": 2}}]),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        body(*OK2, outputs=[{"name": "OUTPUT0", "parameters": {"binary_data": True}}]),
+        {},
+    ),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, parameters={"binary_data_output": True}), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, parameters={"priority": 3}), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, parameters={"timeout": -1}), {}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, parameters={"sequence_id": 5}), {}),
+    ("POST", "/v2/models/add_sub/infer", b"{bad json", {}),
+    ("POST", "/v2/models/add_sub/infer", b"", {}),
+    ("POST", "/v2/models/add_sub/infer", b"[]", {}),
+    ("POST", "/v2/models/add_sub/infer", b'{"inputs": 5}', {}),
+    ("POST", "/v2/models/add_sub/infer", b'{"inputs": [{"name": "INPUT0"}]}', {}),
+    ("POST", "/v2/models/add_sub/infer", b"{}", {}),
+    ("POST", "/v2/models/add_sub/infer", body(inp(), {"name": "INPUT1", "shape": [16], "datatype": "FP32"}), {}),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                inp(data=None) | {"parameters": {"binary_data_size": 64}},
+                inp("INPUT1") | {"parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32],
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32],
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32[:60]],
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32 + b"xxxx"],
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 60}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 68}},
+            ],
+            [f32, f32],
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32],
+            hdr_len=99999,
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32],
+            hdr_len=-5,
+        ),
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        *binreq(
+            [
+                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+            ],
+            [f32, f32],
+            hdr_len="abc",
+        ),
+    ),
+    ("POST", "/v2/models/add_sub/infer", gzip.compress(body(*OK2)), {"Content-Encoding": "gzip"}),
+    ("POST", "/v2/models/add_sub/infer", zlib.compress(body(*OK2)), {"Content-Encoding": "deflate"}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Content-Encoding": "br"}),
+    ("POST", "/v2/models/add_sub/infer", b"garbage", {"Content-Encoding": "gzip"}),
+    ("POST", "/v2/models/add_sub_batched/infer", body(inp(shape=(1, 16)), inp("INPUT1", shape=(1, 16))), {}),
+    (
+        "POST",
+        "/v2/models/add_sub_batched/infer",
+        body(inp(shape=(9, 16), data=F16 * 9), inp("INPUT1", shape=(9, 16), data=F16 * 9)),
+        {},
+    ),
+    ("POST", "/v2/models/add_sub_batched/infer", body(inp(shape=(16,)), inp("INPUT1", shape=(16,))), {}),
+    (
+        "POST",
+        "/v2/models/add_sub_batched/infer",
+        body(inp(shape=(0, 16), data=[]), inp("INPUT1", shape=(0, 16), data=[])),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub_batched/infer",
+        body(inp(shape=(1, 16)), inp("INPUT1", shape=(2, 16), data=F16 * 2)),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub_dynamic/infer",
+        body(inp(shape=(1, 16)), inp("INPUT1", shape=(1, 16)), parameters={"priority": 99}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub_dynamic/infer",
+        body(inp(shape=(1, 16)), inp("INPUT1", shape=(1, 16)), parameters={"timeout": 1}),
+        {},
+    ),
+    ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(2,), data=["hello", "wörld"])), {}),
+    ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(2,), data=[1, 2])), {}),
+    ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(0,), data=[])), {}),
+    ("POST", "/v2/models/accumulator/infer", body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3])), {}),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3]), parameters={"sequence_id": 7}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3]), parameters={"sequence_id": 8, "sequence_start": True}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[4]), parameters={"sequence_id": 8}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 8, "sequence_end": True}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(
+            inp("INPUT", dt="INT32", shape=(1, 1), data=[5]),
+            parameters={"sequence_id": "abc", "sequence_start": True, "sequence_end": True},
+        ),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 0, "sequence_start": True}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": -3, "sequence_start": True}),
+        {},
+    ),
+    (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 9, "sequence_start": "yes"}),
+        {},
+    ),
+    ("POST", "/v2/models/token_streamer/infer", body(inp("text_input", dt="BYTES", shape=(1,), data=["a b c"])), {}),
+    ("POST", "/v2/models/token_streamer/generate", b'{"text_input": "a b c"}', {}),
+    ("POST", "/v2/models/token_streamer/generate", b'{"text_input": 5}', {}),
+    ("POST", "/v2/models/token_streamer/generate", b'{"nope": "x"}', {}),
+    ("POST", "/v2/models/add_sub/generate", b'{"INPUT0": [1,2], "INPUT1": [3]}', {}),
+    ("POST", "/v2/models/add_sub/generate", json.dumps({"INPUT0": F16, "INPUT1": F16}).encode(), {}),
+    ("POST", "/v2/models/nope/generate", b"{}", {}),
+    ("POST", "/v2/models/token_streamer/generate_stream", b'{"text_input": "a b"}', {}),
+    ("GET", "/v2/models/add_sub/config", b"", {}),
+    ("GET", "/v2/models/add_sub_dynamic/config", b"", {}),
+    ("GET", "/v2/models/accumulator/config", b"", {}),
+    ("GET", "/v2/models/token_streamer", b"", {}),
+    ("GET", "/v2/models/string_python", b"", {}),
+    ("GET", "/v2/systemsharedmemory/status", b"", {}),
+    ("GET", "/v2/cudasharedmemory/status", b"", {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", b'{"key": "/nope", "offset": 0, "byte_size": 64}', {}),
+    ("POST", "/v2/systemsharedmemory/region/x/unregister", b"", {}),
+    ("GET", "/v2/trace/setting", b"", {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("POST", "/v2/logging", b'{"log_verbose_level": "x"}', {}),
+    ("POST", "/v2/trace/setting", b'{"trace_rate": "abc"}', {}),
+]
+#: More requests: the trace, logging, repository and shared-memory extensions, versions.
+CASES += [
+    ("POST", "/v2/repository/foo/index", b"", {}),
+    ("POST", "/v2/repository/foo/models/add_sub/load", b"", {}),
+    ("POST", "/v2/repository/foo/models/add_sub/unload", b"", {}),
+    ("GET", "/v2/models/nope/trace/setting", b"", {}),
+    ("GET", "/v2/models/add_sub/trace/setting", b"", {}),
+    ("POST", "/v2/models/nope/trace/setting", J({"trace_rate": "5"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_level": ["FOO"]}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_level": "TIMESTAMPS"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_level": ["TIMESTAMPS"]}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_level": ["OFF", "TIMESTAMPS"]}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_level": [5]}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_count": "-5"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_count": 5}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_count": "2147483648"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_rate": "-1"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_rate": "12abc"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_rate": "99999999999"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_rate": None}), {}),
+    ("POST", "/v2/models/add_sub/trace/setting", J({"trace_rate": "5"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_count": "10"}), {}),
+    ("GET", "/v2/models/add_sub/trace/setting", b"", {}),
+    ("POST", "/v2/models/add_sub/trace/setting", J({"trace_rate": None}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_count": None}), {}),
+    ("POST", "/v2/trace/setting", J({"log_frequency": "x"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_mode": "opentelemetry"}), {}),
+    ("POST", "/v2/trace/setting", J({"trace_file": "/tmp/x.json"}), {}),
+    ("POST", "/v2/trace/setting", J([1]), {}),
+    ("POST", "/v2/trace/setting", b"", {}),
+    ("GET", "/v2/trace/setting", b"", {}),
+    ("POST", "/v2/logging", J({"log_verbose_level": -1}), {}),
+    ("POST", "/v2/logging", J({"log_verbose_level": 99999999999}), {}),
+    ("POST", "/v2/logging", J({"log_info": None}), {}),
+    ("POST", "/v2/logging", J({"log_info": 3}), {}),
+    ("POST", "/v2/logging", J({"log_format": "xml"}), {}),
+    ("POST", "/v2/logging", J({"log_file": None}), {}),
+    ("POST", "/v2/logging", J({"nope": 1}), {}),
+    ("POST", "/v2/logging", J([1]), {}),
+    ("POST", "/v2/logging", b" ", {}),
+    ("POST", "/v2/logging", J({"log_verbose_level": 0}), {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/0", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/0/ready", b"", {}),
+    ("GET", "/v2/models/stats", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/0/stats", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/1/config", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/9/config", b"", {}),
+    ("GET", "/v2/systemsharedmemory/region/x/status", b"", {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", J({"key": "/nope", "offset": 0}), {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", J({"offset": 0, "byte_size": 4}), {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", J({"key": 5, "offset": 0, "byte_size": 4}), {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", J({"key": "/k", "offset": -1, "byte_size": 4}), {}),
+    ("POST", "/v2/systemsharedmemory/region/x/register", J([1]), {}),
+    ("POST", "/v2/systemsharedmemory/unregister", b"", {}),
+    ("GET", "/v2/cudasharedmemory/region/x/status", b"", {}),
+    ("POST", "/v2/cudasharedmemory/unregister", b"", {}),
+    ("GET", "/v2", b"", {}),
+    ("POST", "/v2/repository/models/add_sub/load", b"{x", {}),
+    ("POST", "/v2/repository/models/add_sub/load", J({"parameters": 5}), {}),
+    ("POST", "/v2/repository/models/add_sub/unload", J({"parameters": {"unload_dependents": "yes"}}), {}),
+    ("POST", "/v2/repository/index", J([1]), {}),
+    ("POST", "/v2/repository/index", b" ", {}),
+    ("POST", "/v2/repository/index", J({"ready": None}), {}),
+]
+
+
+def _grpc_trace(model: str = "", **settings: list[str]) -> Any:
+    request = service_pb2.TraceSettingRequest(model_name=model)
+    for key, values in settings.items():
+        request.settings[key].value.extend(values)
+    return request
+
+
+def _grpc_log(**settings: bool | int | str | None) -> Any:
+    request = service_pb2.LogSettingsRequest()
+    for key, value in settings.items():
+        if value is None:
+            request.settings[key].SetInParent()
+        elif isinstance(value, bool):
+            request.settings[key].bool_param = value
+        elif isinstance(value, int):
+            request.settings[key].uint32_param = value
+        else:
+            request.settings[key].string_param = value
+    return request
+
+
+def _grpc_load(name: str, repository: str = "", **parameters: bool | int | bytes | str) -> Any:
+    request = service_pb2.RepositoryModelLoadRequest(model_name=name, repository_name=repository)
+    for key, value in parameters.items():
+        if isinstance(value, bool):
+            request.parameters[key].bool_param = value
+        elif isinstance(value, int):
+            request.parameters[key].int64_param = value
+        elif isinstance(value, bytes):
+            request.parameters[key].bytes_param = value
+        else:
+            request.parameters[key].string_param = value
+    return request
+
+
+pb = service_pb2
+#: gRPC requests: (method, request message).
+GRPC_CASES: list[tuple[str, Any]] = [
+    ("ServerLive", pb.ServerLiveRequest()),
+    ("ServerReady", pb.ServerReadyRequest()),
+    ("ModelReady", pb.ModelReadyRequest(name="add_sub")),
+    ("ModelReady", pb.ModelReadyRequest(name="add_sub", version="2")),
+    ("ModelReady", pb.ModelReadyRequest(name="add_sub", version="x")),
+    ("ModelReady", pb.ModelReadyRequest(name="add_sub", version="-1")),
+    ("ModelReady", pb.ModelReadyRequest(name="add_sub", version="1x")),
+    ("ModelReady", pb.ModelReadyRequest(name="nope")),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="add_sub")),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="string_python")),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="add_sub", version="x")),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="add_sub", version="99999999999999999999")),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="nope")),
+    ("ModelConfig", pb.ModelConfigRequest(name="add_sub")),
+    ("ModelConfig", pb.ModelConfigRequest(name="add_sub_dynamic")),
+    ("ModelConfig", pb.ModelConfigRequest(name="accumulator")),
+    ("ModelConfig", pb.ModelConfigRequest(name="token_streamer")),
+    ("ModelConfig", pb.ModelConfigRequest(name="add_sub", version="0")),
+    ("ModelStatistics", pb.ModelStatisticsRequest(name="nope")),
+    ("ModelStatistics", pb.ModelStatisticsRequest(name="add_sub", version="2")),
+    ("RepositoryIndex", pb.RepositoryIndexRequest()),
+    ("RepositoryIndex", pb.RepositoryIndexRequest(ready=True)),
+    ("RepositoryIndex", pb.RepositoryIndexRequest(repository_name="foo")),
+    ("RepositoryModelLoad", _grpc_load("add_sub")),
+    ("RepositoryModelLoad", _grpc_load("add_sub", "foo")),
+    ("RepositoryModelLoad", _grpc_load("add_sub", config=5)),
+    ("RepositoryModelLoad", _grpc_load("add_sub", foo=5)),
+    ("RepositoryModelLoad", _grpc_load("add_sub", **{"file:1/model.py": "abc"})),
+    ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name="add_sub")),
+    ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest()),
+    ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest(name="x")),
+    ("SystemSharedMemoryRegister", pb.SystemSharedMemoryRegisterRequest(name="x", key="/nope_zz", byte_size=64)),
+    ("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest(name="x")),
+    ("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest()),
+    ("TraceSetting", _grpc_trace()),
+    ("TraceSetting", _grpc_trace("add_sub")),
+    ("TraceSetting", _grpc_trace("nope")),
+    ("TraceSetting", _grpc_trace(trace_level=["FOO"])),
+    ("TraceSetting", _grpc_trace(trace_level=["OFF", "TIMESTAMPS"])),
+    ("TraceSetting", _grpc_trace(trace_rate=["5", "6"])),
+    ("TraceSetting", _grpc_trace(trace_rate=["12x"])),
+    ("TraceSetting", _grpc_trace(trace_rate=["-1"])),
+    ("TraceSetting", _grpc_trace(trace_rate=[])),
+    ("TraceSetting", _grpc_trace(trace_count=["2147483648"])),
+    ("TraceSetting", _grpc_trace(trace_file=[])),
+    ("TraceSetting", _grpc_trace(trace_level=["TIMESTAMPS", "TENSORS", "TIMESTAMPS"])),
+    ("LogSettings", _grpc_log()),
+    ("LogSettings", _grpc_log(log_verbose_level="x")),
+    ("LogSettings", _grpc_log(log_info=3)),
+    ("LogSettings", _grpc_log(log_info=None)),
+    ("LogSettings", _grpc_log(log_format="xml")),
+    ("LogSettings", _grpc_log(log_format=3)),
+    ("LogSettings", _grpc_log(log_file="x")),
+    ("LogSettings", _grpc_log(foo=3)),
+]
+
+
+#: Requests whose answers differ on purpose or for a reason airtower does not copy, by case
+#: (``http <index>`` or ``grpc <index>``), with the reason; docs/compatibility.md lists them.
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "http 31": "Triton lists the inputs it got in its hash map's order (and misprints the empty missing list)",
+    "http 60": "with two wrong inputs, Triton names the one its hash map visits first",
+    "http 67": "Triton reads an undecodable gzip body as empty; airtower says why it cannot decode it",
+    "http 71": "a batch of 0: Triton answers with a byte-size mismatch; airtower with the batch-size rule",
+    "http 72": "with two inputs of different batch sizes, Triton names the one its hash map visits first",
+    "http 150": "2.51's Python backend reports no response_stats for decoupled models; airtower does",
+    "http 163": "airtower does not list cuda_shared_memory, which it does not implement",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Reference:
+    """The reference tritonserver on free loopback ports."""
+
+    def __init__(self, repository: Path, log: Path) -> None:
+        server = REFERENCE / "bin" / "tritonserver"
+        assert server.exists(), "run `make reference` (../shared/reference/setup.sh) first"
+        self.port, self.grpc_port = _free_port(), _free_port()
+        args = [str(server), f"--model-repository={repository}", f"--http-port={self.port}",
+                f"--grpc-port={self.grpc_port}", "--allow-metrics=false"]  # fmt: skip
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:
+            if self.process.poll() is not None:
+                self._log.close()
+                raise AssertionError(log.read_text())
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(log.read_text()) from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, int]]]:
+    """HTTP and gRPC ports of airtower and of the reference, serving the same repository."""
+    repository = tmp_path_factory.mktemp("differential")
+    for name in ("add_sub", "string_python", "accumulator", "token_streamer"):
+        shutil.copytree(EXAMPLES / name, repository / name)
+    for name, extra in (("add_sub_batched", ""), ("add_sub_dynamic", "dynamic_batching { }\n")):
+        shutil.copytree(EXAMPLES / "add_sub", repository / name)
+        config = (repository / name / "config.pbtxt").read_text()
+        config = config.replace('name: "add_sub"', f'name: "{name}"').replace("max_batch_size: 0", "max_batch_size: 8")
+        (repository / name / "config.pbtxt").write_text(config + extra)
+    reference = _Reference(repository, repository.parent / "reference.log")
+    airtower: ServerProcess | None = None
+    try:
+        airtower = start_server([repository], "--allow-metrics=false")
+        yield {"airtower": (airtower.port, airtower.grpc_port), "triton": (reference.port, reference.grpc_port)}
+    finally:
+        reference.stop()
+        if airtower is not None:
+            assert airtower.stop() == 0, airtower.output()
+
+
+def _timeless(value: Any) -> Any:
+    """``value`` without what differs from run to run (durations, times)."""
+    if isinstance(value, dict):
+        return {k: "<t>" if k in ("ns", "last_inference", "lastInference") else _timeless(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+def _http(port: int, method: str, path: str, data: bytes, headers: dict[str, str]) -> tuple[Any, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(method, path, body=data or None, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, _timeless(json.loads(raw))
+    except ValueError:
+        return response.status, raw[:300]
+
+
+def _grpc(port: int, method: str, request: Any) -> tuple[Any, Any]:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call: Callable[..., Any] = getattr(service_pb2_grpc.GRPCInferenceServiceStub(channel), method)
+        try:
+            return "OK", _timeless(MessageToDict(call(request, timeout=60)))
+        except grpc.RpcError as error:
+            return error.code().name, error.details()
+
+
+def _differences(answers: dict[str, list[Any]], names: list[str]) -> dict[str, str]:
+    return {
+        name: f"airtower {a!r:.400}\n  triton {t!r:.400}"
+        for name, a, t in zip(names, answers["airtower"], answers["triton"], strict=True)
+        if a != t
+    }
+
+
+def test_http_answers_as_the_reference(servers: dict[str, tuple[int, int]]) -> None:
+    names = [f"http {index}" for index in range(len(CASES))]
+    answers = {who: [_http(ports[0], *case) for case in CASES] for who, ports in servers.items()}
+    differing = _differences(answers, names)
+    unexpected = {name: text for name, text in differing.items() if name not in KNOWN_DIFFERENCES}
+    assert not unexpected, "\n".join(
+        f"{name} {CASES[int(name.split()[1])][:2]}:\n  {text}" for name, text in unexpected.items()
+    )
+    stale = [name for name in KNOWN_DIFFERENCES if name.startswith("http ") and name not in differing]
+    assert not stale, f"listed as different but answered alike: {stale}"
+
+
+def test_grpc_answers_as_the_reference(servers: dict[str, tuple[int, int]]) -> None:
+    names = [f"grpc {index}" for index in range(len(GRPC_CASES))]
+    answers = {who: [_grpc(ports[1], *case) for case in GRPC_CASES] for who, ports in servers.items()}
+    differing = _differences(answers, names)
+    unexpected = {name: text for name, text in differing.items() if name not in KNOWN_DIFFERENCES}
+    assert not unexpected, "\n".join(
+        f"{name} {GRPC_CASES[int(name.split()[1])][0]}:\n  {text}" for name, text in unexpected.items()
+    )
+    stale = [name for name in KNOWN_DIFFERENCES if name.startswith("grpc ") and name not in differing]
+    assert not stale, f"listed as different but answered alike: {stale}"
