@@ -507,6 +507,214 @@ GRPC_CASES: list[tuple[str, Any]] = [
 ]
 
 
+#: Python models that misbehave on request (``misbehave``: the CASE input picks how), call other
+#: models through BLS (``bls``: CASE names the call; the answer lists what came back), and take
+#: mixed inputs through the generate extension (``gen``).
+EXTRA_MODELS: dict[str, tuple[str, str]] = {
+    "misbehave": (
+        'backend: "python"\nmax_batch_size: 0\ninput [{ name: "CASE" data_type: TYPE_STRING dims: [1] }]\n'
+        'output [{ name: "OUT" data_type: TYPE_FP32 dims: [2] }]\n',
+        """\
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def ok(name="OUT", array=None):
+    return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.zeros(2, np.float32) if array is None else array)])
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        case = pb_utils.get_input_tensor_by_name(requests[0], "CASE").as_numpy()[0].decode()
+        if case == "raises":
+            raise ValueError("boom")
+        if case == "model_exception":
+            raise pb_utils.TritonModelException("model says no")
+        if case == "helper":
+            return self.helper()
+        if case == "too_few":
+            return []
+        if case == "not_list":
+            return 5
+        if case == "not_response":
+            return [5]
+        if case == "error":
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError("bad input here"))]
+        if case == "error_code":
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError("nf", pb_utils.TritonError.NOT_FOUND))]
+        if case == "not_in_config":
+            return [ok("NOPE")]
+        if case == "wrong_dtype":
+            return [ok(array=np.zeros(2, np.int32))]
+        if case == "wrong_shape":
+            return [ok(array=np.zeros(3, np.float32))]
+        return [ok()]
+
+    def helper(self):
+        raise RuntimeError("deep")
+""",
+    ),
+    "bls": (
+        'backend: "python"\nmax_batch_size: 0\ninput [{ name: "CASE" data_type: TYPE_STRING dims: [1] }]\n'
+        'output [{ name: "OUT" data_type: TYPE_STRING dims: [-1] }]\n',
+        """\
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+F = np.arange(16, dtype=np.float32)
+
+
+def call(model, *inputs, outputs=("OUTPUT0",), version=-1):
+    tensors = [pb_utils.Tensor(name, array) for name, array in inputs]
+    return pb_utils.InferenceRequest(
+        model_name=model, model_version=version, inputs=tensors, requested_output_names=list(outputs)
+    )
+
+
+CALLS = {
+    "ok": lambda: call("add_sub", ("INPUT0", F), ("INPUT1", F)),
+    "unknown_model": lambda: call("nope", ("INPUT0", F)),
+    "missing_input": lambda: call("add_sub", ("INPUT0", F)),
+    "wrong_dtype": lambda: call("add_sub", ("INPUT0", F.astype(np.int32)), ("INPUT1", F)),
+    "bad_output": lambda: call("add_sub", ("INPUT0", F), ("INPUT1", F), outputs=("NOPE",)),
+    "bad_version": lambda: call("add_sub", ("INPUT0", F), ("INPUT1", F), version=7),
+    "model_raises": lambda: call("misbehave", ("CASE", np.array([b"raises"], dtype=object)), outputs=("OUT",)),
+    "model_error": lambda: call("misbehave", ("CASE", np.array([b"error_code"], dtype=object)), outputs=("OUT",)),
+    "decoupled": lambda: call(
+        "token_streamer", ("text_input", np.array([b"a b"], dtype=object)), outputs=("text_output",)
+    ),
+}
+
+
+def seen(response):
+    if response.has_error():
+        return ["ERROR", response.error().message(), str(response.error().code())]
+    return ["OK"] + sorted(tensor.name() for tensor in response.output_tensors())
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        answers = []
+        for request in requests:
+            case = pb_utils.get_input_tensor_by_name(request, "CASE").as_numpy()[0].decode()
+            if case.startswith("stream_"):
+                result = [seen(response) for response in CALLS[case[7:]]().exec(decoupled=True)]
+            else:
+                result = seen(CALLS[case]().exec())
+            out = np.array([json.dumps(result).encode()], dtype=object)
+            answers.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]))
+        return answers
+""",
+    ),
+    "gen": (
+        'backend: "python"\nmax_batch_size: 0\ninput [{ name: "text" data_type: TYPE_STRING dims: [1] }, '
+        '{ name: "n" data_type: TYPE_INT32 dims: [1] }, { name: "v" data_type: TYPE_FP32 dims: [-1] }, '
+        '{ name: "flag" data_type: TYPE_BOOL dims: [1] optional: true }]\n'
+        'output [{ name: "out" data_type: TYPE_STRING dims: [-1] }]\n',
+        """\
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        answers = []
+        for request in requests:
+            values = {t.name(): t.as_numpy().tolist() for t in request.inputs()}
+            values = {k: [x.decode() if isinstance(x, bytes) else x for x in v] for k, v in values.items()}
+            texts = [json.dumps(values, sort_keys=True).encode(), request.parameters().encode()]
+            answers.append(pb_utils.InferenceResponse([pb_utils.Tensor("out", np.array(texts, dtype=object))]))
+        return answers
+""",
+    ),
+}
+
+
+def _case(model: str, case: str) -> tuple[str, str, bytes, dict[str, str]]:
+    document = {"inputs": [{"name": "CASE", "shape": [1], "datatype": "BYTES", "data": [case]}]}
+    return ("POST", f"/v2/models/{model}/infer", J(document), {})
+
+
+#: Misbehaving models, BLS calls and the generate extension.
+CASES += [
+    _case("misbehave", case)
+    for case in ("raises", "model_exception", "helper", "too_few", "not_list", "not_response", "error",
+                 "error_code", "not_in_config", "wrong_dtype", "wrong_shape", "fine")
+]  # fmt: skip
+CASES += [
+    _case("bls", case)
+    for case in ("ok", "unknown_model", "missing_input", "wrong_dtype", "bad_output", "bad_version", "model_raises",
+                 "model_error", "decoupled", "stream_ok", "stream_unknown_model", "stream_missing_input")
+]  # fmt: skip
+CASES += [
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1.5, 2], "flag": True}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1], "temperature": 0.5, "stop": True}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": ["hi"], "n": [3], "v": [[1, 2]]}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": "3", "v": [1]}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3.5, "v": [1]}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": 5, "n": 3, "v": [1]}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1], "flag": 1}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1], "id": 5}), {}),
+    ("POST", "/v2/models/gen/generate", J({"text": "hi", "v": [1], "n": 1, "bogus": [1]}), {}),
+    ("POST", "/v2/models/gen/generate_stream", J({"text": "hi", "n": 3, "v": [1]}), {}),
+]
+
+
+def _stream(*requests: Any) -> tuple[str, Any]:
+    return ("ModelStreamInfer", list(requests))
+
+
+def _text(text: str, model: str = "token_streamer", empty_final: bool | None = None) -> Any:
+    request = pb.ModelInferRequest(model_name=model, id="t")
+    tensor = request.inputs.add()
+    tensor.name, tensor.datatype = "text_input", "BYTES"
+    tensor.shape.extend([1])
+    tensor.contents.bytes_contents.append(text.encode())
+    if empty_final is not None:
+        request.parameters["triton_enable_empty_final_response"].bool_param = empty_final
+    return request
+
+
+def _accumulate(value: int, sequence: int | str | None = None, start: bool = False, end: bool = False) -> Any:
+    request = pb.ModelInferRequest(model_name="accumulator", id=f"a{value}")
+    tensor = request.inputs.add()
+    tensor.name, tensor.datatype = "INPUT", "INT32"
+    tensor.shape.extend([1, 1])
+    tensor.contents.int_contents.append(value)
+    if isinstance(sequence, str):
+        request.parameters["sequence_id"].string_param = sequence
+    elif sequence is not None:
+        request.parameters["sequence_id"].int64_param = sequence
+    if start:
+        request.parameters["sequence_start"].bool_param = True
+    if end:
+        request.parameters["sequence_end"].bool_param = True
+    return request
+
+
+#: Sequences and streams.
+GRPC_CASES += [
+    ("ModelInfer", _accumulate(1)),
+    ("ModelInfer", _accumulate(1, 101)),
+    ("ModelInfer", _accumulate(1, 0, start=True)),
+    ("ModelInfer", _accumulate(1, "abc", start=True)),
+    ("ModelInfer", _accumulate(2, "abc")),
+    ("ModelInfer", _accumulate(3, "abc", end=True)),
+    ("ModelInfer", _accumulate(4, "abc")),
+    ("ModelInfer", _accumulate(1, 5, start=True)),
+    ("ModelInfer", _accumulate(2, 5, start=True)),
+    ("ModelInfer", _accumulate(3, 5, end=True)),
+    _stream(_text("a b c")),
+    _stream(_text("a b", empty_final=True)),
+    _stream(_text("a", model="nope"), _text("x y")),
+    _stream(pb.ModelInferRequest(model_name="token_streamer", id="bad"), _text("z")),
+    _stream(_accumulate(1, 11, start=True, end=True)),
+]
+
 #: Requests whose answers differ on purpose or for a reason airtower does not copy, by case
 #: (``http <index>`` or ``grpc <index>``), with the reason; docs/compatibility.md lists them.
 KNOWN_DIFFERENCES: dict[str, str] = {
@@ -572,6 +780,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
         config = (repository / name / "config.pbtxt").read_text()
         config = config.replace('name: "add_sub"', f'name: "{name}"').replace("max_batch_size: 0", "max_batch_size: 8")
         (repository / name / "config.pbtxt").write_text(config + extra)
+    for name, (config, code) in EXTRA_MODELS.items():
+        (repository / name / "1").mkdir(parents=True)
+        (repository / name / "config.pbtxt").write_text(config)
+        (repository / name / "1" / "model.py").write_text(code)
     reference = _Reference(repository, repository.parent / "reference.log")
     airtower: ServerProcess | None = None
     try:
@@ -610,6 +822,8 @@ def _grpc(port: int, method: str, request: Any) -> tuple[Any, Any]:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call: Callable[..., Any] = getattr(service_pb2_grpc.GRPCInferenceServiceStub(channel), method)
         try:
+            if method == "ModelStreamInfer":
+                return "OK", [_timeless(MessageToDict(answer)) for answer in call(iter(request), timeout=60)]
             return "OK", _timeless(MessageToDict(call(request, timeout=60)))
         except grpc.RpcError as error:
             return error.code().name, error.details()
