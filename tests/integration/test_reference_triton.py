@@ -73,6 +73,18 @@ def J(document: Any) -> bytes:
 OK2 = [inp(), inp("INPUT1")]
 f32 = struct.pack("<16f", *F16)
 
+
+def binary_infer(
+    second: bytes = f32, sizes: tuple[int, int] = (64, 64), hdr_len: Any = None
+) -> tuple[str, str, bytes, dict[str, str]]:
+    """add_sub with both inputs as binary data (``second`` the second input's bytes)."""
+    meta = [
+        {"name": f"INPUT{i}", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": size}}
+        for i, size in enumerate(sizes)
+    ]
+    return ("POST", "/v2/models/add_sub/infer", *binreq(meta, [f32, second], hdr_len=hdr_len))
+
+
 #: HTTP requests: (method, path, body, headers).
 CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("GET", "/v2/health/live", b"", {}),
@@ -152,86 +164,13 @@ CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
             [f32, f32],
         ),
     ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32],
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32[:60]],
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32 + b"xxxx"],
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 60}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 68}},
-            ],
-            [f32, f32],
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32],
-            hdr_len=99999,
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32],
-            hdr_len=-5,
-        ),
-    ),
-    (
-        "POST",
-        "/v2/models/add_sub/infer",
-        *binreq(
-            [
-                {"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-                {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
-            ],
-            [f32, f32],
-            hdr_len="abc",
-        ),
-    ),
+    binary_infer(),
+    binary_infer(second=f32[:60]),
+    binary_infer(second=f32 + b"xxxx"),
+    binary_infer(sizes=(60, 68)),
+    binary_infer(hdr_len=99999),
+    binary_infer(hdr_len=-5),
+    binary_infer(hdr_len="abc"),
     ("POST", "/v2/models/add_sub/infer", gzip.compress(body(*OK2)), {"Content-Encoding": "gzip"}),
     ("POST", "/v2/models/add_sub/infer", zlib.compress(body(*OK2)), {"Content-Encoding": "deflate"}),
     ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Content-Encoding": "br"}),
