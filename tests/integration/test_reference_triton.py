@@ -572,9 +572,35 @@ class TritonPythonModel:
     ),
 }
 
+#: Ensembles: ``pipe`` runs add_sub twice (SUM2 = (A + B) * 2, DIFF = A - B); ``failing`` runs
+#: ``misbehave`` (its CASE input picks how the step fails).
+_FP32_16 = "data_type: TYPE_FP32 dims: [16]"
+ENSEMBLES: dict[str, str] = {
+    "pipe": f"""\
+platform: "ensemble"
+input [{{ name: "A" {_FP32_16} }}, {{ name: "B" {_FP32_16} }}]
+output [{{ name: "SUM2" {_FP32_16} }}, {{ name: "DIFF" {_FP32_16} }}]
+ensemble_scheduling {{ step [
+  {{ model_name: "add_sub" model_version: -1
+    input_map {{ key: "INPUT0" value: "A" }} input_map {{ key: "INPUT1" value: "B" }}
+    output_map {{ key: "OUTPUT0" value: "S" }} output_map {{ key: "OUTPUT1" value: "DIFF" }} }},
+  {{ model_name: "add_sub" model_version: -1
+    input_map {{ key: "INPUT0" value: "S" }} input_map {{ key: "INPUT1" value: "S" }}
+    output_map {{ key: "OUTPUT0" value: "SUM2" }} }}
+] }}
+""",
+    "failing": """\
+platform: "ensemble"
+input [{ name: "C" data_type: TYPE_STRING dims: [1] }]
+output [{ name: "O" data_type: TYPE_FP32 dims: [2] }]
+ensemble_scheduling { step [{ model_name: "misbehave" model_version: -1 input_map { key: "CASE" value: "C" }
+  output_map { key: "OUT" value: "O" } }] }
+""",
+}
 
-def _case(model: str, case: str) -> tuple[str, str, bytes, dict[str, str]]:
-    document = {"inputs": [{"name": "CASE", "shape": [1], "datatype": "BYTES", "data": [case]}]}
+
+def _case(model: str, case: str, name: str = "CASE") -> tuple[str, str, bytes, dict[str, str]]:
+    document = {"inputs": [{"name": name, "shape": [1], "datatype": "BYTES", "data": [case]}]}
     return ("POST", f"/v2/models/{model}/infer", J(document), {})
 
 
@@ -589,6 +615,18 @@ CASES += [
     for case in ("ok", "unknown_model", "missing_input", "wrong_dtype", "bad_output", "bad_version", "model_raises",
                  "model_error", "decoupled", "stream_ok", "stream_unknown_model", "stream_missing_input")
 ]  # fmt: skip
+CASES += [
+    ("POST", "/v2/models/pipe/infer", body(inp("A"), inp("B")), {}),
+    ("POST", "/v2/models/pipe/infer", body(inp("A"), inp("B"), id="x", outputs=[{"name": "SUM2"}]), {}),
+    ("POST", "/v2/models/pipe/infer", body(inp("A"), inp("B"), outputs=[{"name": "S"}]), {}),
+    ("POST", "/v2/models/pipe/infer", body(inp("A")), {}),
+    ("POST", "/v2/models/pipe/infer", body(inp("A", dt="INT32", data=list(range(16))), inp("B")), {}),
+    ("GET", "/v2/models/pipe", b"", {}),
+    ("GET", "/v2/models/pipe/config", b"", {}),
+    ("GET", "/v2/models/failing/config", b"", {}),
+    *(_case("failing", case, "C") for case in ("raises", "error_code", "wrong_shape", "not_in_config", "fine")),
+    _case("failing", "fine"),  # an input the ensemble does not have
+]
 CASES += [
     ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1.5, 2], "flag": True}), {}),
     ("POST", "/v2/models/gen/generate", J({"text": "hi", "n": 3, "v": [1], "temperature": 0.5, "stop": True}), {}),
@@ -664,6 +702,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "http 72": "with two inputs of different batch sizes, Triton names the one its hash map visits first",
     "http 150": "2.51's Python backend reports no response_stats for decoupled models; airtower does",
     "http 163": "airtower does not list cuda_shared_memory, which it does not implement",
+    "http 205": "an ensemble step that does not produce a mapped output: Triton answers 200 without the output",
 }
 
 
@@ -723,6 +762,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
         (repository / name / "1").mkdir(parents=True)
         (repository / name / "config.pbtxt").write_text(config)
         (repository / name / "1" / "model.py").write_text(code)
+    for name, config in ENSEMBLES.items():
+        (repository / name / "1").mkdir(parents=True)
+        (repository / name / "config.pbtxt").write_text(config)
     reference = _Reference(repository, repository.parent / "reference.log")
     airtower: ServerProcess | None = None
     try:

@@ -52,8 +52,12 @@ def test_validator_names_missing_input_like_triton() -> None:
 
 
 def test_validator_rejects_unknown_input() -> None:
+    # As Triton 2.51: as many inputs as the model may take, one unknown, is named; too many is the count.
     request = make_request((16,), (1,), (1,))
-    with pytest.raises(InvalidArgumentError, match="expected number of inputs between 2 and 3 but got 3 inputs"):
+    with pytest.raises(InvalidArgumentError, match=r"^unexpected inference input 'INPUT2' for model 'add_sub'$"):
+        make_validator().validate(request)
+    request = make_request((16,), (1,), (1,), (1,))
+    with pytest.raises(InvalidArgumentError, match="expected number of inputs between 2 and 3 but got 4 inputs"):
         make_validator().validate(request)
 
 

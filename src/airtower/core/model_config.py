@@ -70,6 +70,9 @@ def config_to_json(config: ModelConfig) -> dict[str, Any]:
         config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     _fix_int64_fields(raw)
+    scheduling = raw.get("ensemble_scheduling")
+    if scheduling is not None and str(scheduling.get("max_inflight_requests", 0)) == "0":
+        scheduling.pop("max_inflight_requests", None)  # a field of later releases: 2.51 does not print it
     return _in_declaration_order(ModelConfig.DESCRIPTOR, _integral_floats_as_ints(raw))
 
 

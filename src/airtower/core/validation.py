@@ -190,10 +190,14 @@ class RequestValidator:
         return batch_size or 1
 
     def _raise_input_count(self, prefix: str, given: list[str]) -> None:
+        required, total = len(self._required), len(self.inputs)
+        if required <= len(given) <= total:  # as many as it may have: Triton names one it does not know
+            unknown = next((name for name in given if name not in self.inputs), None)
+            if unknown is not None:
+                raise InvalidArgumentError(f"unexpected inference input '{unknown}' for model '{self.model_name}'")
         missing = [name for name in self.inputs if name not in given and not self.inputs[name].optional]
         quoted_given = ",".join(f"'{name}'" for name in given)
         quoted_missing = ",".join(f"'{name}'" for name in missing)
-        required, total = len(self._required), len(self.inputs)
         expected = f"{required} inputs" if required == total else f"number of inputs between {required} and {total}"
         raise InvalidArgumentError(
             f"{prefix}expected {expected} but got {len(given)} inputs for model "

@@ -35,6 +35,8 @@ from airtower.errors import InternalError, ModelConfigError, TritonError, Unsupp
 from airtower.models.model import Model, ModelState
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.observability.trace import Tracer
+from airtower.scheduling.sequence_batch_scheduler import SEQUENCE_END, SEQUENCE_START
+from airtower.types import ParameterValue
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -187,8 +189,9 @@ class EnsembleModel:
                     )
             if model.decoupled:
                 self.decoupled = True
-        if self.decoupled:  # as Triton shows it in the ensemble's config
-            self.config.model_transaction_policy.decoupled = True
+        # As Triton shows it in the ensemble's config: decoupled or not, the policy is there.
+        self.config.model_transaction_policy.decoupled = self.decoupled
+        self.config.model_transaction_policy.SetInParent()
         self.state = ModelState.READY
 
     async def aclose(self) -> None:
@@ -237,12 +240,16 @@ class EnsembleModel:
             for step_future in running:
                 step_future.cancel()
             if not future.done():
-                future.set_exception(exc)
+                future.set_exception(self._failed(exc))
             self.stats.record_failure(start, time.monotonic_ns(), "OTHER")  # as Triton labels ensemble failures
             return
         if not future.done():
             future.set_result(response)
         self._record_success(request, batch_size, start, trace_id)
+
+    def _failed(self, error: TritonError) -> TritonError:
+        """A step's (or the graph's) error as the ensemble's, worded as Triton words it."""
+        return type(error)(f"in ensemble '{self.name}', {error.message}")
 
     def _trace_id(self, request: InferenceRequest) -> int:
         tracer = self._tracer
@@ -281,7 +288,7 @@ class EnsembleModel:
             await self._flow(request, dict(request.inputs), list(enumerate(self.plan.steps)), trace_id, emit)
         except TritonError as exc:
             if not future.done():
-                on_response(exc, True)
+                on_response(self._failed(exc), True)
                 future.set_result(InferenceResponse(self.name, self.version_str, request.id, []))
             self.stats.record_failure(start, time.monotonic_ns(), "OTHER")
             return
@@ -370,7 +377,7 @@ class EnsembleModel:
             return
         outputs = self._outputs(request, tensors)
         if outputs:
-            emit(InferenceResponse(self.name, self.version_str, request.id, outputs))
+            emit(self._response(request, outputs))
 
     def _step_request(
         self, request: InferenceRequest, step: Step, tensors: Mapping[str, Tensor], trace_parent: int
@@ -396,9 +403,7 @@ class EnsembleModel:
         for key, target in step.outputs.items():
             tensor = produced.get(key)
             if tensor is None:
-                raise InternalError(
-                    f"in ensemble '{self.name}', model '{step.model_name}' did not produce output '{key}'"
-                )
+                raise InternalError(f"model '{step.model_name}' did not produce output '{key}'")
             tensors[target] = _renamed(tensor, target)
 
     async def _execute(
@@ -446,7 +451,16 @@ class EnsembleModel:
                     held.remove(slot)
                     slot.release()
                 self._collect(step, step_future.result(), tensors)  # a step's error is the ensemble's error
-        return InferenceResponse(self.name, self.version_str, request.id, self._outputs(request, tensors))
+        return self._response(request, self._outputs(request, tensors))
+
+    def _response(self, request: InferenceRequest, outputs: list[Tensor]) -> InferenceResponse:
+        """The ensemble's response: with the request's sequence parameters, as Triton adds them."""
+        parameters: dict[str, ParameterValue] = {
+            "sequence_id": request.correlation_id,
+            "sequence_start": bool(request.flags & SEQUENCE_START),
+            "sequence_end": bool(request.flags & SEQUENCE_END),
+        }
+        return InferenceResponse(self.name, self.version_str, request.id, outputs, parameters)
 
 
 def _renamed(tensor: Tensor, name: str) -> Tensor:
