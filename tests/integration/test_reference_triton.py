@@ -71,6 +71,19 @@ def J(document: Any) -> bytes:
 
 
 OK2 = [inp(), inp("INPUT1")]
+
+
+def accumulate(value: int, parameters: dict[str, Any] | None = None) -> tuple[str, str, bytes, dict[str, str]]:
+    """A request of the accumulator example (a sequence model) with these request parameters."""
+    extra = {"parameters": parameters} if parameters is not None else {}
+    return (
+        "POST",
+        "/v2/models/accumulator/infer",
+        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[value]), **extra),
+        {},
+    )
+
+
 f32 = struct.pack("<16f", *F16)
 
 
@@ -210,58 +223,15 @@ CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(2,), data=["hello", "wörld"])), {}),
     ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(2,), data=[1, 2])), {}),
     ("POST", "/v2/models/string_python/infer", body(inp(dt="BYTES", shape=(0,), data=[])), {}),
-    ("POST", "/v2/models/accumulator/infer", body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3])), {}),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3]), parameters={"sequence_id": 7}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[3]), parameters={"sequence_id": 8, "sequence_start": True}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[4]), parameters={"sequence_id": 8}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 8, "sequence_end": True}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(
-            inp("INPUT", dt="INT32", shape=(1, 1), data=[5]),
-            parameters={"sequence_id": "abc", "sequence_start": True, "sequence_end": True},
-        ),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 0, "sequence_start": True}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": -3, "sequence_start": True}),
-        {},
-    ),
-    (
-        "POST",
-        "/v2/models/accumulator/infer",
-        body(inp("INPUT", dt="INT32", shape=(1, 1), data=[5]), parameters={"sequence_id": 9, "sequence_start": "yes"}),
-        {},
-    ),
+    accumulate(3),
+    accumulate(3, {"sequence_id": 7}),
+    accumulate(3, {"sequence_id": 8, "sequence_start": True}),
+    accumulate(4, {"sequence_id": 8}),
+    accumulate(5, {"sequence_id": 8, "sequence_end": True}),
+    accumulate(5, {"sequence_id": "abc", "sequence_start": True, "sequence_end": True}),
+    accumulate(5, {"sequence_id": 0, "sequence_start": True}),
+    accumulate(5, {"sequence_id": -3, "sequence_start": True}),
+    accumulate(5, {"sequence_id": 9, "sequence_start": "yes"}),
     ("POST", "/v2/models/token_streamer/infer", body(inp("text_input", dt="BYTES", shape=(1,), data=["a b c"])), {}),
     ("POST", "/v2/models/token_streamer/generate", b'{"text_input": "a b c"}', {}),
     ("POST", "/v2/models/token_streamer/generate", b'{"text_input": 5}', {}),
