@@ -585,6 +585,41 @@ CASES += [
     for case in ("ok", "unknown_model", "missing_input", "wrong_dtype", "bad_output", "bad_version", "model_raises",
                  "model_error", "decoupled", "stream_ok", "stream_unknown_model", "stream_missing_input")
 ]  # fmt: skip
+#: Response compression, binary outputs and classification.
+CASES += [
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Accept-Encoding": "gzip"}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Accept-Encoding": "deflate"}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Accept-Encoding": "gzip;q=0.5, deflate;q=0.9"}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2), {"Accept-Encoding": "br"}),
+    ("POST", "/v2/models/add_sub/infer", body(*OK2, parameters={"binary_data_output": True}), {}),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        body(*OK2, parameters={"binary_data_output": True}),
+        {"Accept-Encoding": "gzip"},
+    ),
+    (
+        "POST",
+        "/v2/models/add_sub/infer",
+        body(*OK2, outputs=[{"name": "OUTPUT0", "parameters": {"binary_data": True}}, {"name": "OUTPUT1"}]),
+        {},
+    ),
+    *(
+        ("POST", "/v2/models/add_sub/infer", body(*OK2, outputs=[{"name": "OUTPUT0", "parameters": parameters}]), {})
+        for parameters in (
+            {"classification": 3},
+            {"classification": 0},
+            {"classification": 99},
+            {"classification": 2, "binary_data": True},
+        )
+    ),
+    (
+        "POST",
+        "/v2/models/string_python/infer",
+        body(inp(dt="BYTES", shape=(2,), data=["a", "bc"]), parameters={"binary_data_output": True}),
+        {},
+    ),
+]
 CASES += [
     ("POST", "/v2/models/pipe/infer", body(inp("A"), inp("B")), {}),
     ("POST", "/v2/models/pipe/infer", body(inp("A"), inp("B"), id="x", outputs=[{"name": "SUM2"}]), {}),
@@ -672,7 +707,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "http 72": "with two inputs of different batch sizes, Triton names the one its hash map visits first",
     "http 150": "2.51's Python backend reports no response_stats for decoupled models; airtower does",
     "http 163": "airtower does not list cuda_shared_memory, which it does not implement",
-    "http 205": "an ensemble step that does not produce a mapped output: Triton answers 200 without the output",
+    "http 217": "an ensemble step that does not produce a mapped output: Triton answers 200 without the output",
 }
 
 
@@ -755,7 +790,7 @@ def _timeless(value: Any) -> Any:
     return value
 
 
-def _http(port: int, method: str, path: str, data: bytes, headers: dict[str, str]) -> tuple[Any, Any]:
+def _http(port: int, method: str, path: str, data: bytes, headers: dict[str, str]) -> tuple[Any, ...]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         connection.request(method, path, body=data or None, headers=headers)
@@ -763,10 +798,16 @@ def _http(port: int, method: str, path: str, data: bytes, headers: dict[str, str
         raw = response.read()
     finally:
         connection.close()
+    encoding = response.getheader("Content-Encoding")
+    if encoding == "gzip":  # the content is compared, not how each zlib compressed it
+        raw = gzip.decompress(raw)
+    elif encoding == "deflate":
+        raw = zlib.decompress(raw)
+    binary = response.getheader("Inference-Header-Content-Length")
     try:
-        return response.status, _timeless(json.loads(raw))
+        return response.status, encoding, binary, _timeless(json.loads(raw))
     except ValueError:
-        return response.status, raw[:300]
+        return response.status, encoding, binary, raw[:300]
 
 
 def _grpc(port: int, method: str, request: Any) -> tuple[Any, Any]:
