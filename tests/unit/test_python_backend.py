@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,16 @@ def test_python_backend_executes_add_sub(repo: Repository) -> None:
     assert (out0.name, out0.datatype, out0.shape) == ("OUTPUT0", "FP32", (16,))
     np.testing.assert_array_equal(out0.data, np.arange(16, dtype=np.float32) + 1)
     np.testing.assert_array_equal(out1.data, np.arange(16, dtype=np.float32) - 1)
+
+
+def test_python_backend_marks_the_phases_of_an_execution(repo: Repository) -> None:
+    # The statistics' compute input / infer / output split, as Triton reports it for Python models:
+    # the inputs ready for the model, then the model's own code returning.
+    instance = repo.instance(repo.write("add_sub", ADD_SUB_MODEL, ADD_SUB_CONFIG))
+    before = time.monotonic_ns()
+    instance.execute([make_request("r1")])
+    after = time.monotonic_ns()
+    assert before <= instance.inputs_ready_ns <= instance.outputs_start_ns <= after
 
 
 def test_python_backend_executes_async_execute_on_private_loop(repo: Repository) -> None:

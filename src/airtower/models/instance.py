@@ -139,7 +139,14 @@ class ModelInstance:
         finally:
             if grant is not None:
                 grant.limiter.release(grant)
-        timing.output_start_ns = time.monotonic_ns()
+        now = time.monotonic_ns()
+        # A backend that marks its phases (the Python backend) splits compute input / infer / output
+        # as Triton does; marks left from an earlier execution are not this one's.
+        ready = getattr(self._backend, "inputs_ready_ns", 0)
+        if timing.start_ns <= ready <= now:
+            timing.input_end_ns = ready
+        returned = getattr(self._backend, "outputs_start_ns", 0)
+        timing.output_start_ns = returned if timing.input_end_ns <= returned <= now else now
         if len(raw) != len(batch):
             error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")
             raw = [error] * len(batch)

@@ -25,6 +25,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -165,6 +166,10 @@ class PythonInstance:
     """One ``TritonPythonModel`` object; every call happens on the instance thread."""
 
     def __init__(self, model: PythonModel, spec: InstanceSpec) -> None:
+        #: When the last ``execute`` had its inputs ready for the model, and when the model's own
+        #: code returned (steady clock, ns): the statistics' compute input / infer / output phases.
+        self.inputs_ready_ns = 0
+        self.outputs_start_ns = 0
         self._model = model
         self._spec = spec
         self._name = model.ctx.name
@@ -190,6 +195,7 @@ class PythonInstance:
     def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
         """Run the model's ``execute`` on ``requests``; see ``backends.base.BackendInstance``."""
         pb_requests = [self._to_pb_request(request) for request in requests]
+        self.inputs_ready_ns = time.monotonic_ns()
         try:
             result = self._execute(pb_requests)
             if type(result) is not list and inspect.isawaitable(result):
@@ -197,6 +203,7 @@ class PythonInstance:
         except (Exception, SystemExit) as exc:
             logger.error("python model '%s' instance '%s': execute raised", self._name, self._spec.name, exc_info=True)
             raise self._execute_error(exc) from exc
+        self.outputs_start_ns = time.monotonic_ns()
         if self._decoupled:
             # Responses travel through each request's sender (Triton ignores what execute returns).
             return [None] * len(requests)
