@@ -821,33 +821,25 @@ def _grpc(port: int, method: str, request: Any) -> tuple[Any, Any]:
             return error.code().name, error.details()
 
 
-def _differences(answers: dict[str, list[Any]], names: list[str]) -> dict[str, str]:
-    return {
-        name: f"airtower {a!r:.400}\n  triton {t!r:.400}"
-        for name, a, t in zip(names, answers["airtower"], answers["triton"], strict=True)
+def _assert_alike(protocol: str, labels: list[str], answers: dict[str, list[Any]]) -> None:
+    """The two servers' answers agree but for ``KNOWN_DIFFERENCES``, which all still differ
+    (``labels``: what each request was, for the failure message)."""
+    differing = {
+        f"{protocol} {index}": f"{label}:\n  airtower {a!r:.400}\n  triton {t!r:.400}"
+        for index, (label, a, t) in enumerate(zip(labels, answers["airtower"], answers["triton"], strict=True))
         if a != t
     }
+    unexpected = [f"{name} {text}" for name, text in differing.items() if name not in KNOWN_DIFFERENCES]
+    assert not unexpected, "\n".join(unexpected)
+    stale = [name for name in KNOWN_DIFFERENCES if name.startswith(f"{protocol} ") and name not in differing]
+    assert not stale, f"listed as different but answered alike: {stale}"
 
 
 def test_http_answers_as_the_reference(servers: dict[str, tuple[int, int]]) -> None:
-    names = [f"http {index}" for index in range(len(CASES))]
     answers = {who: [_http(ports[0], *case) for case in CASES] for who, ports in servers.items()}
-    differing = _differences(answers, names)
-    unexpected = {name: text for name, text in differing.items() if name not in KNOWN_DIFFERENCES}
-    assert not unexpected, "\n".join(
-        f"{name} {CASES[int(name.split()[1])][:2]}:\n  {text}" for name, text in unexpected.items()
-    )
-    stale = [name for name in KNOWN_DIFFERENCES if name.startswith("http ") and name not in differing]
-    assert not stale, f"listed as different but answered alike: {stale}"
+    _assert_alike("http", [f"{method} {path}" for method, path, _, _ in CASES], answers)
 
 
 def test_grpc_answers_as_the_reference(servers: dict[str, tuple[int, int]]) -> None:
-    names = [f"grpc {index}" for index in range(len(GRPC_CASES))]
     answers = {who: [_grpc(ports[1], *case) for case in GRPC_CASES] for who, ports in servers.items()}
-    differing = _differences(answers, names)
-    unexpected = {name: text for name, text in differing.items() if name not in KNOWN_DIFFERENCES}
-    assert not unexpected, "\n".join(
-        f"{name} {GRPC_CASES[int(name.split()[1])][0]}:\n  {text}" for name, text in unexpected.items()
-    )
-    stale = [name for name in KNOWN_DIFFERENCES if name.startswith("grpc ") and name not in differing]
-    assert not stale, f"listed as different but answered alike: {stale}"
+    _assert_alike("grpc", [method for method, _ in GRPC_CASES], answers)

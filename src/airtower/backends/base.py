@@ -97,7 +97,13 @@ class InstanceSpec:
 
 
 class BackendInstance(Protocol):
-    """One execution context; at most one ``execute`` runs at a time, on its own thread."""
+    """One execution context; at most one ``execute`` runs at a time, on its own thread.
+
+    An instance may also keep ``inputs_ready_ns`` and ``outputs_start_ns`` (steady clock, ns):
+    when its last ``execute`` had the inputs ready for the model and when the model returned. The
+    statistics then split compute input / infer / output there (the Python backend does; without
+    them all of ``execute`` counts as compute infer).
+    """
 
     def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
         """Run ``requests`` as one batch.

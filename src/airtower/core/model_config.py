@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from google.protobuf import json_format, text_format
+from google.protobuf.descriptor import FieldDescriptor
 from tritonclient.grpc import model_config_pb2
 
 from airtower.errors import InvalidArgumentError, ModelConfigError
@@ -73,18 +74,14 @@ def config_to_json(config: ModelConfig) -> dict[str, Any]:
     scheduling = raw.get("ensemble_scheduling")
     if scheduling is not None and str(scheduling.get("max_inflight_requests", 0)) == "0":
         scheduling.pop("max_inflight_requests", None)  # a field of later releases: 2.51 does not print it
-    return _in_declaration_order(ModelConfig.DESCRIPTOR, _integral_floats_as_ints(raw))
+    return _in_declaration_order(ModelConfig.DESCRIPTOR, raw)
 
 
-def _integral_floats_as_ints(value: Any) -> Any:
-    """Float fields as protobuf's C++ JSON printer (Triton's) writes them: 1.0 as ``1``, 0.5 as ``0.5``."""
-    if type(value) is float:
-        return int(value) if value.is_integer() else value
-    if type(value) is dict:
-        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+def _integral(value: Any) -> Any:
+    """A float field's value as protobuf's C++ JSON printer (Triton's) writes it: 1.0 as ``1``."""
     if type(value) is list:
-        return [_integral_floats_as_ints(item) for item in value]
-    return value
+        return [_integral(item) for item in value]
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 def _ints(values: list[Any]) -> list[int]:
@@ -135,6 +132,7 @@ def _fix_int64_fields(raw: dict[str, Any]) -> None:
             _fix_int_list(warmup_input, "dims")
 
 
+_FLOAT_TYPES = frozenset({FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE})
 #: Messages whose oneof Triton's JSON printer writes after their other fields (checked on 2.51:
 #: an initial state prints "name" before "zero_data"), where declaration order would not.
 _ONEOF_LAST = frozenset({"inference.ModelSequenceBatching.InitialState"})
@@ -150,6 +148,8 @@ def _in_declaration_order(descriptor: Any, obj: dict[str, Any]) -> dict[str, Any
         if field.name not in obj:
             continue
         value = obj[field.name]
+        if field.cpp_type in _FLOAT_TYPES:
+            value = _integral(value)
         message_type = field.message_type
         if message_type is not None:
             if message_type.GetOptions().map_entry:

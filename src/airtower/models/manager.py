@@ -344,9 +344,10 @@ class ModelManager:
         config = entry.config
         missing = [name for name in _deps(entry) if not self._is_available(name)]
         if missing:
-            reason = f"ensemble {entry.name} contains models that are not available or ambiguous: {', '.join(missing)}"
-            logger.error("failed to load model '%s': %s", entry.name, reason)
-            entry.failures[0] = reason
+            missing_text = ", ".join(missing)
+            self._fail_model(
+                entry, f"ensemble {entry.name} contains models that are not available or ambiguous: {missing_text}"
+            )
             return
         for version in versions:
             context = ModelContext(entry.name, entry.location.model_dir, entry.location.repository, {}, version)
@@ -357,9 +358,8 @@ class ModelManager:
                 await model.load()
                 model.stats.load_duration_ns = time.monotonic_ns() - started
             except TritonError as exc:  # Triton checks the steps' models when it polls: no model at all
-                logger.error("failed to load model '%s': %s", entry.name, exc.message)
                 entry.versions.pop(version, None)
-                entry.failures[0] = exc.message
+                self._fail_model(entry, exc.message)
             else:
                 logger.info("successfully loaded '%s' version %d", entry.name, version)
         entry.refresh_latest()
@@ -385,33 +385,32 @@ class ModelManager:
             entry.config = config
             versions = select_versions(config, available_versions(location.model_dir))
         except TritonError as exc:
-            logger.error("failed to load model '%s': %s", location.name, exc.message)
-            entry.failures[0] = exc.message
+            self._fail_model(entry, exc.message)
+            return entry
+        complete = functools.partial(
+            complete_model_config,
+            config,
+            location,
+            auto_complete=options.auto_complete_config,
+            backend_config=options.backend_settings,
+            gpus=self.gpus,
+            min_compute_capability=options.min_supported_compute_capability,
+        )
+        if config.platform == ENSEMBLE_PLATFORM:
+            try:  # Triton checks an ensemble's graph when it polls: an error and there is no model
+                await asyncio.to_thread(complete)
+                EnsemblePlan.from_config(config)
+            except TritonError as exc:
+                self._fail_model(entry, exc.message)
+                return entry
+            self._ensembles.append((entry, versions))
             return entry
         try:  # what Triton does when it creates the model: an error fails each version
-            await asyncio.to_thread(
-                complete_model_config,
-                config,
-                location,
-                auto_complete=options.auto_complete_config,
-                backend_config=options.backend_settings,
-                gpus=self.gpus,
-                min_compute_capability=options.min_supported_compute_capability,
-            )
-            if config.platform == ENSEMBLE_PLATFORM:
-                EnsemblePlan.from_config(config)  # Triton checks the graph before loading anything
-            else:
-                backend = get_backend(config.backend)
+            await asyncio.to_thread(complete)
+            backend = get_backend(config.backend)
         except TritonError as exc:
-            if config.platform == ENSEMBLE_PLATFORM:
-                logger.error("failed to load model '%s': %s", location.name, exc.message)
-                entry.failures[0] = exc.message
-                return entry
             for version in versions:
                 self._fail_version(entry, version, exc)
-            return entry
-        if config.platform == ENSEMBLE_PLATFORM:
-            self._ensembles.append((entry, versions))
             return entry
         for version in versions:
             context = ModelContext(
@@ -439,6 +438,11 @@ class ModelManager:
                 logger.info("successfully loaded '%s' version %d", location.name, version)
         entry.refresh_latest()
         return entry
+
+    def _fail_model(self, entry: ModelEntry, reason: str) -> None:
+        """Mark the whole model UNAVAILABLE (what Triton finds when it polls: it has no such model)."""
+        logger.error("failed to load model '%s': %s", entry.name, reason)
+        entry.failures[0] = reason
 
     def _fail_version(self, entry: ModelEntry, version: int, error: TritonError) -> None:
         """Mark ``version`` UNAVAILABLE; its reason is the error as Triton writes a status."""
@@ -553,6 +557,8 @@ def version_number(text: str) -> int:
     Raises:
         InvalidArgumentError: no number, one beyond 64 bits, or a negative one (Triton's words).
     """
+    if len(text) < 19 and text.isascii() and text.isdigit():  # the usual case, on a request's path
+        return int(text)
     match = _STOL.match(text)
     number = int(match.group(1)) if match is not None else None
     if number is None or not -(2**63) <= number < 2**63:
