@@ -12,6 +12,7 @@ missing onnxruntime is reported there, naming the pip extra.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import math
 import threading
@@ -747,7 +748,11 @@ class OnnxRuntimeInstance:
         return self._response(request, names, arrays)
 
     def _execute_batched(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError]:
-        names = list(dict.fromkeys(name for request in requests for name in self._requested(request)))
+        # Runs on the instance thread, which a busy model keeps saturated: per request, only
+        # what cannot be shared (its slice of each output and its response) is done here.
+        wanted = [self._requested(request) for request in requests]
+        same = all(w == wanted[0] for w in wanted)
+        names = wanted[0] if same else list(dict.fromkeys(itertools.chain(*wanted)))
         sizes = [self._batch_size(request) for request in requests]
         total = sum(sizes)
         feed = {
@@ -761,13 +766,20 @@ class OnnxRuntimeInstance:
                     f"output '{name}' of model '{self._name}' has shape {_format_dims(array.shape)}, "
                     f"which cannot be split into the batch of {total}"
                 )
-        offsets = np.cumsum([0, *sizes])
+        columns = [(name, self._wire_type(name), array) for name, array in zip(names, arrays, strict=True)]
         results: list[InferenceResponse | TritonError] = []
-        for index, request in enumerate(requests):
-            start, stop = int(offsets[index]), int(offsets[index + 1])
-            wanted = self._requested(request)
-            parts = [array[start:stop] for name, array in zip(names, arrays, strict=True) if name in wanted]
-            results.append(self._response(request, [n for n in names if n in wanted], parts))
+        start = 0
+        for request, size, request_wanted in zip(requests, sizes, wanted, strict=True):
+            stop = start + size
+            outputs = []
+            for name, wire_type, array in columns:
+                if same or name in request_wanted:
+                    part = array[start:stop]
+                    outputs.append(Tensor(name, wire_type, part.shape, part))
+            results.append(
+                InferenceResponse(model_name=self._name, model_version=self._version, id=request.id, outputs=outputs)
+            )
+            start = stop
         return results
 
     def _can_concatenate(self, requests: Sequence[InferenceRequest]) -> bool:
@@ -781,9 +793,9 @@ class OnnxRuntimeInstance:
                 return False
             for name, tensor in request.inputs.items():
                 ref = first[name]
-                if tensor.datatype != ref.datatype or tensor.data.ndim == 0:
+                if tensor.datatype != ref.datatype or not tensor.shape:
                     return False
-                if name not in self._ragged and tuple(tensor.data.shape[1:]) != tuple(ref.data.shape[1:]):
+                if tensor.shape[1:] != ref.shape[1:] and name not in self._ragged:
                     return False
         return True
 
@@ -858,8 +870,8 @@ class OnnxRuntimeInstance:
     def _batch_size(self, request: InferenceRequest) -> int:
         if self._max_batch_size == 0 or not request.inputs:
             return 1
-        first = next(iter(request.inputs.values()))
-        return int(first.data.shape[0]) if first.data.ndim > 0 else 1
+        shape = next(iter(request.inputs.values())).shape
+        return shape[0] if shape else 1
 
     def _feed_array(self, name: str, array: npt.NDArray[Any], batch: int) -> npt.NDArray[Any]:
         if array.dtype == np.object_:
@@ -906,14 +918,14 @@ class OnnxRuntimeInstance:
             array = array.reshape((batch, *spec.dims) if self._max_batch_size > 0 else spec.dims)
         return array
 
+    def _wire_type(self, name: str) -> str:
+        spec = self._outputs.get(name)
+        return spec.wire_type if spec is not None else config_to_wire(self._model_outputs[name].data_type)
+
     def _response(
         self, request: InferenceRequest, names: list[str], arrays: list[npt.NDArray[Any]]
     ) -> InferenceResponse:
-        outputs = []
-        for name, array in zip(names, arrays, strict=True):
-            spec = self._outputs.get(name)
-            if spec is None:
-                info = self._model_outputs[name]
-                spec = _OutputSpec(config_to_wire(info.data_type), None)
-            outputs.append(Tensor.from_numpy(name, spec.wire_type, array))
+        outputs = [
+            Tensor(name, self._wire_type(name), array.shape, array) for name, array in zip(names, arrays, strict=True)
+        ]
         return InferenceResponse(model_name=self._name, model_version=self._version, id=request.id, outputs=outputs)
