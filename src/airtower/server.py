@@ -25,6 +25,7 @@ from airtower.errors import (
     ModelNotFoundError,
     NotFoundError,
     ServerNotReadyError,
+    TritonError,
     UnavailableError,
     UnsupportedError,
 )
@@ -256,15 +257,23 @@ class InferenceServer:
         """The logging extension's settings (``GET /v2/logging``)."""
         return self._log_settings.to_json()
 
-    def update_log_settings(self, changes: Mapping[str, bool | int | str]) -> dict[str, JSONValue]:
+    def update_log_settings(
+        self, changes: Mapping[str, bool | int | str], refused: TritonError | None = None
+    ) -> dict[str, JSONValue]:
         """Apply ``changes`` to the live log settings and return them all (``POST /v2/logging``).
+        ``refused`` is the error a frontend found at the setting after ``changes`` (in Triton's
+        order): as in Triton, the settings before a bad one are applied, then its error answers.
 
         Raises:
-            TritonError: Triton's errors for a bad value or a ``log_file`` change.
+            TritonError: ``refused``, or Triton's errors for a bad value or a ``log_file`` change.
         """
-        self._log_settings = self._log_settings.updated(changes)
-        log_settings.apply(self._log_settings)
-        return self._log_settings.to_json()
+        settings, error = self._log_settings.updated(changes)
+        self._log_settings = settings
+        log_settings.apply(settings)
+        problem = error if error is not None else refused
+        if problem is not None:
+            raise problem
+        return settings.to_json()
 
     # -- shared-memory extensions -------------------------------------------------------------
 

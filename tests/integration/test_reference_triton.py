@@ -646,6 +646,29 @@ CASES += [
 ]
 
 
+#: Logging requests with a bad setting after good ones: Triton reads the settings in a fixed order
+#: (file, info, warning, error, verbose, format) and has applied those before the bad one. Each is
+#: followed by a read of the settings; the last request restores the defaults.
+LOG_DEFAULTS: dict[str, bool | int | str] = {
+    "log_info": True,
+    "log_warning": True,
+    "log_error": True,
+    "log_verbose_level": 0,
+    "log_format": "default",
+}
+CASES += [
+    ("POST", "/v2/logging", J({"log_error": False, "log_warning": 3, "log_info": False}), {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("POST", "/v2/logging", J({"log_format": "bad", "log_info": False, "log_verbose_level": 2}), {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("POST", "/v2/logging", J({"log_verbose_level": 3, "log_file": "x", "log_warning": False}), {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("POST", "/v2/logging", J({"log_format": 7, "log_error": False}), {}),
+    ("GET", "/v2/logging", b"", {}),
+    ("POST", "/v2/logging", J(LOG_DEFAULTS), {}),
+]
+
+
 def _stream(*requests: Any) -> tuple[str, Any]:
     return ("ModelStreamInfer", list(requests))
 
@@ -695,6 +718,17 @@ GRPC_CASES += [
     _stream(_text("a", model="nope"), _text("x y")),
     _stream(pb.ModelInferRequest(model_name="token_streamer", id="bad"), _text("z")),
     _stream(_accumulate(1, 11, start=True, end=True)),
+]
+
+#: The gRPC logging requests with a bad setting after good ones (as the HTTP ones above).
+GRPC_CASES += [
+    ("LogSettings", _grpc_log(log_format="xml", log_info=False, log_warning=False)),
+    ("LogSettings", _grpc_log()),
+    ("LogSettings", _grpc_log(log_error=3, log_verbose_level=2, log_info=True)),
+    ("LogSettings", _grpc_log()),
+    ("LogSettings", _grpc_log(log_file="f", log_error=False)),
+    ("LogSettings", _grpc_log()),
+    ("LogSettings", _grpc_log(**LOG_DEFAULTS)),
 ]
 
 #: Requests whose answers differ on purpose or for a reason airtower does not copy, by case

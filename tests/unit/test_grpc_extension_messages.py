@@ -56,17 +56,32 @@ def test_trace_settings() -> None:
     )
 
 
+def refused(request: object) -> tuple[dict[str, bool | int | str], str]:
+    """The changes read before the first bad setting, and its INVALID_ARG message."""
+    changes, error = log_setting_changes(request)
+    assert isinstance(error, InvalidArgumentError)
+    return changes, error.message
+
+
 def test_log_settings() -> None:
-    assert log_setting_changes(log_request(log_info=False, log_verbose_level=2, log_format="ISO8601", nope=1)) == {
-        "log_info": False,
-        "log_verbose_level": 2,
-        "log_format": "ISO8601",
-    }
-    assert invalid(log_setting_changes, log_request(log_verbose_level="x")) == "expect int32 for 'log_verbose_level'"
-    assert invalid(log_setting_changes, log_request(log_info=3)) == "expect boolean for 'log_info'"
-    assert invalid(log_setting_changes, log_request(log_warning=None)) == "expect boolean for 'log_warning'"
-    assert invalid(log_setting_changes, log_request(log_format=True)) == "expect string for 'log_format'"
-    assert invalid(log_setting_changes, log_request(log_format="xml")) == "invalid argument for log_format, got: xml"
+    assert log_setting_changes(log_request(log_info=False, log_verbose_level=2, log_format="ISO8601", nope=1)) == (
+        {"log_info": False, "log_verbose_level": 2, "log_format": "ISO8601"},
+        None,
+    )
+    assert refused(log_request(log_verbose_level="x")) == ({}, "expect int32 for 'log_verbose_level'")
+    assert refused(log_request(log_info=3)) == ({}, "expect boolean for 'log_info'")
+    assert refused(log_request(log_warning=None)) == ({}, "expect boolean for 'log_warning'")
+    assert refused(log_request(log_format=True)) == ({}, "expect string for 'log_format'")
+    assert refused(log_request(log_format="xml")) == ({}, "invalid argument for log_format, got: xml")
+    # Read in Triton's order up to the bad setting: Triton applies the ones before it.
+    assert refused(log_request(log_format="xml", log_error=False, log_info=True)) == (
+        {"log_info": True, "log_error": False},
+        "invalid argument for log_format, got: xml",
+    )
+    assert refused(log_request(log_verbose_level=1, log_warning=2, log_file="f")) == (
+        {"log_file": ""},
+        "expect boolean for 'log_warning'",
+    )
 
 
 def test_repository_messages() -> None:

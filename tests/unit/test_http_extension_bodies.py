@@ -40,23 +40,37 @@ def test_trace_settings() -> None:
     assert internal(trace_setting_changes, b'{"trace_rate": 5}') == "attempt to access JSON non-string as string"
 
 
+def refused(body: bytes) -> tuple[dict[str, bool | int | str], str]:
+    """The changes read before the first bad setting, and its InternalError's message."""
+    changes, error = log_setting_changes(body)
+    assert isinstance(error, InternalError)
+    return changes, error.message
+
+
 def test_log_settings() -> None:
-    assert log_setting_changes(b'{"log_info": false, "log_verbose_level": 99999999999, "log_format": null}') == {
-        "log_info": False,
-        "log_verbose_level": 1215752191,  # kept to 32 bits
-    }
-    assert log_setting_changes(b"[1]") == log_setting_changes(b'{"nope": 1}') == {}
-    assert log_setting_changes(b'{"log_file": "/x"}') == {"log_file": ""}  # refused by the server
-    assert log_setting_changes(b'{"log_file": null}') == {}  # null: as any other setting, unchanged
+    assert log_setting_changes(b'{"log_info": false, "log_verbose_level": 99999999999, "log_format": null}') == (
+        {"log_info": False, "log_verbose_level": 1215752191},  # kept to 32 bits
+        None,
+    )
+    assert log_setting_changes(b"[1]") == log_setting_changes(b'{"nope": 1}') == ({}, None)
+    assert log_setting_changes(b'{"log_file": "/x"}') == ({"log_file": ""}, None)  # refused by the server
+    assert log_setting_changes(b'{"log_file": null}') == ({}, None)  # null: as any other setting, unchanged
     assert internal(log_setting_changes, b" ") == "failed to parse the request JSON buffer: The document is empty. at 1"
-    assert internal(log_setting_changes, b'{"log_verbose_level": -1}') == (
-        "attempt to access JSON non-unsigned-integer as unsigned-integer"
+    uint = "attempt to access JSON non-unsigned-integer as unsigned-integer"
+    assert refused(b'{"log_verbose_level": -1}') == ({}, uint)
+    assert refused(b'{"log_verbose_level": true}') == ({}, uint)
+    assert refused(b'{"log_info": 1}') == ({}, "attempt to access JSON non-boolean as boolean")
+    assert refused(b'{"log_format": 5}') == ({}, "attempt to access JSON non-string as string")
+    # Read in Triton's order (file, info, warning, error, verbose, format), whatever the body's order:
+    # the settings before the bad one are kept, the ones after it are not read.
+    assert refused(b'{"log_error": false, "log_warning": 3, "log_info": false}') == (
+        {"log_info": False},
+        "attempt to access JSON non-boolean as boolean",
     )
-    assert internal(log_setting_changes, b'{"log_verbose_level": true}') == (
-        "attempt to access JSON non-unsigned-integer as unsigned-integer"
+    assert refused(b'{"log_format": "ISO8601", "log_verbose_level": 2, "log_file": "f", "log_info": 1}') == (
+        {"log_file": ""},
+        "attempt to access JSON non-boolean as boolean",
     )
-    assert internal(log_setting_changes, b'{"log_info": 1}') == "attempt to access JSON non-boolean as boolean"
-    assert internal(log_setting_changes, b'{"log_format": 5}') == "attempt to access JSON non-string as string"
 
 
 def test_repository_bodies() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airtower.errors import UnavailableError, UnsupportedError
+from airtower.errors import TritonError, UnavailableError, UnsupportedError
 
 #: ``default``: Triton's glog-like ``I1125 18:12:11.060 <pid> <logger>] message``.
 LOG_FORMATS = {
@@ -44,29 +44,36 @@ class LogSettings:
             "log_format": self.log_format,
         }
 
-    def updated(self, changes: Mapping[str, bool | int | str]) -> LogSettings:
-        """These settings with the extension's ``changes`` applied: ``log_info``, ``log_warning``
-        and ``log_error`` booleans, ``log_verbose_level`` an unsigned 32-bit int, ``log_format`` a
-        string (each frontend checks the types with its protocol's words); other keys are ignored.
+    def updated(self, changes: Mapping[str, bool | int | str]) -> tuple[LogSettings, TritonError | None]:
+        """These settings with the extension's ``changes`` applied in Triton's order (``log_file``,
+        then as in ``LOG_SETTING_TYPES``) up to the first one refused, and that refusal (None when
+        all were applied): Triton applies the settings before a bad one and answers its error.
+        ``log_info``, ``log_warning`` and ``log_error`` are booleans, ``log_verbose_level`` an
+        unsigned 32-bit int, ``log_format`` a string (each frontend checks the types with its
+        protocol's words); other keys are ignored.
 
-        Raises:
-            UnsupportedError: ``log_file`` (it can't be changed over the network).
-            UnavailableError: an unknown ``log_format`` (Triton's HTTP wording; see ``LOG_FORMATS``).
+        The refusals: UnsupportedError for ``log_file`` (it can't be changed over the network;
+        nothing is applied), UnavailableError for an unknown ``log_format`` (Triton's HTTP wording;
+        see ``LOG_FORMATS``).
         """
         if "log_file" in changes:
-            raise UnsupportedError("log file location can not be updated through network protocol")
-        log_format = changes.get("log_format")
-        if log_format is not None and log_format not in LOG_FORMATS:
-            raise UnavailableError(f"invalid argument for --log_format, got: {log_format}")
-        updates: dict[str, Any] = {key: value for key, value in changes.items() if key in _UPDATABLE}
-        return replace(self, **updates)
+            return self, UnsupportedError("log file location can not be updated through network protocol")
+        updates: dict[str, Any] = {}
+        for key in LOG_SETTING_TYPES:
+            if key not in changes:
+                continue
+            value = changes[key]
+            if key == "log_format" and value not in LOG_FORMATS:
+                return replace(self, **updates), UnavailableError(f"invalid argument for --log_format, got: {value}")
+            updates[key] = value
+        return replace(self, **updates), None
 
 
-#: The settings the extension may change, and the type each takes.
+#: The settings the extension may change, in the order Triton reads them (after ``log_file``), and
+#: the type each takes.
 LOG_SETTING_TYPES: dict[str, type] = {
     "log_info": bool, "log_warning": bool, "log_error": bool, "log_verbose_level": int, "log_format": str,
 }  # fmt: skip
-_UPDATABLE = frozenset(LOG_SETTING_TYPES)
 
 
 class _SeverityFilter(logging.Filter):

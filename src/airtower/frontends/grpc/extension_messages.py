@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airtower.errors import InvalidArgumentError
+from airtower.errors import InvalidArgumentError, TritonError
 from airtower.observability.log_settings import LOG_FORMATS, LOG_SETTING_TYPES
 
 #: The trace settings the extension reads (``trace_mode`` is fixed at start-up; others ignored).
@@ -43,24 +43,26 @@ def trace_setting_changes(request: Any) -> dict[str, str | list[str] | None]:
     return changes
 
 
-def log_setting_changes(request: Any) -> dict[str, bool | int | str]:
-    """A ``LogSettingsRequest``'s changes; ``log_file`` is passed on for the server to refuse."""
+def log_setting_changes(request: Any) -> tuple[dict[str, bool | int | str], TritonError | None]:
+    """A ``LogSettingsRequest``'s changes, read in Triton's order up to the first bad setting, and
+    that setting's error (None when all were read): Triton applies the ones before it. A
+    ``log_file`` is passed on for the server to refuse."""
+    settings = request.settings
     changes: dict[str, bool | int | str] = {}
-    for key, parameter in request.settings.items():
-        if key == "log_file":
-            changes[key] = ""
+    if "log_file" in settings:
+        changes["log_file"] = ""
+    for key, kind in LOG_SETTING_TYPES.items():
+        if key not in settings:
             continue
-        kind = LOG_SETTING_TYPES.get(key)
-        if kind is None:
-            continue
+        parameter = settings[key]
         field, word = _LOG_PARAMETERS[kind]
         if parameter.WhichOneof("parameter_choice") != field:
-            raise InvalidArgumentError(f"expect {word} for '{key}'")
+            return changes, InvalidArgumentError(f"expect {word} for '{key}'")
         value = getattr(parameter, field)
         if key == "log_format" and value not in LOG_FORMATS:
-            raise InvalidArgumentError(f"invalid argument for log_format, got: {value}")
+            return changes, InvalidArgumentError(f"invalid argument for log_format, got: {value}")
         changes[key] = value
-    return changes
+    return changes, None
 
 
 def load_parameters(request: Any) -> tuple[str | None, dict[str, bytes]]:

@@ -343,8 +343,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     async def LogSettings(self, request: Any, context: _Context) -> Any:
         """The logging extension: an empty request reads the settings, others update them."""
         try:
-            changes = log_setting_changes(request)
-            settings = self.server.update_log_settings(changes) if changes else self.server.log_settings()
+            changes, refused = log_setting_changes(request)
+            if changes or refused is not None:
+                settings = self.server.update_log_settings(changes, refused)
+            else:
+                settings = self.server.log_settings()
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             await _abort(context, _as_triton_error(exc, "LogSettings"))
         response = service_pb2.LogSettingsResponse()

@@ -403,7 +403,8 @@ class Endpoints:
 
     def update_log_settings(self, request: HttpRequest) -> HttpResponse:
         """POST /v2/logging with some of the settings; answers all of them."""
-        return HttpResponse(200, encode_json(self.server.update_log_settings(log_setting_changes(request.body))))
+        changes, refused = log_setting_changes(request.body)
+        return HttpResponse(200, encode_json(self.server.update_log_settings(changes, refused)))
 
     # ---------------------------------------------------------------- model repository extension
 

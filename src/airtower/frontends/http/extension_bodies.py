@@ -63,10 +63,15 @@ def trace_setting_changes(body: bytes) -> dict[str, str | list[str] | None]:
     return changes
 
 
-def log_setting_changes(body: bytes) -> dict[str, bool | int | str]:
-    """``POST /v2/logging``: the settings to change (nulls skipped; ``log_verbose_level`` an
-    unsigned 64-bit JSON number kept to its low 32 bits, as Triton stores it); a ``log_file`` is
-    passed on for the server to refuse."""
+def log_setting_changes(body: bytes) -> tuple[dict[str, bool | int | str], TritonError | None]:
+    """``POST /v2/logging``: the settings to change, read in Triton's order up to the first of the
+    wrong type, and that setting's error (None when all were read): Triton applies the ones before
+    it. Nulls are skipped; ``log_verbose_level`` is an unsigned 64-bit JSON number kept to its low
+    32 bits, as Triton stores it; a ``log_file`` is passed on for the server to refuse.
+
+    Raises:
+        InternalError: a body that is not JSON (nothing is applied).
+    """
     document = _members(parse_json_body(body))
     changes: dict[str, bool | int | str] = {}
     if document.get("log_file") is not None:
@@ -77,13 +82,13 @@ def log_setting_changes(body: bytes) -> dict[str, bool | int | str]:
             continue
         if kind is int:  # unsigned; bool is not int here, as in JSON
             if type(value) is not int or value < 0:
-                raise InternalError(_JSON_NOT_UINT)
+                return changes, InternalError(_JSON_NOT_UINT)
             changes[key] = value % 2**32
         elif isinstance(value, kind):  # bool or str
             changes[key] = cast("bool | str", value)
         else:
-            raise InternalError(_JSON_TYPE_ERRORS[kind])
-    return changes
+            return changes, InternalError(_JSON_TYPE_ERRORS[kind])
+    return changes, None
 
 
 def index_ready(body: bytes) -> bool:
