@@ -10,7 +10,7 @@ from tritonclient.grpc import service_pb2
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
-from airtower.errors import ErrorCode, InvalidArgumentError, TritonError
+from airtower.errors import ErrorCode, InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.grpc.codec import (
     InferRequestDecoder,
     InferResponseEncoder,
@@ -168,7 +168,7 @@ def test_infer_request_decoder_full_path_for_typed_contents_and_bad_bytes() -> N
     for _ in range(2):
         request = decoder.decode(data)
         assert (request.layout, request.inputs["A"].data.tolist()) == (None, [1, 2])
-    with pytest.raises(InvalidArgumentError, match="unable to parse the ModelInferRequest"):
+    with pytest.raises(InternalError, match=r"^Unable to parse request$"):
         decoder.decode(b"\x0a\x05ab")
 
 

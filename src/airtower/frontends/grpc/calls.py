@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from airtower.core.request import InferenceRequest
 from airtower.errors import InternalError, TritonError
-from airtower.frontends.grpc.errors import status_of
+from airtower.frontends.grpc.errors import UNPARSABLE_REQUEST, status_of
 from airtower.frontends.grpc.http2 import Http2Connection, Stream, encode_headers
 
 __all__ = ["AbortError", "GrpcCall", "GrpcService", "Method", "StatusCode"]
@@ -335,10 +335,25 @@ class _RequestIterator:
 
     async def __anext__(self) -> Any:
         message = await self._inbox.get()
-        if message is None:
-            self._inbox.put_nowait(None)  # and for any later read
-            raise StopAsyncIteration
-        return self._deserialize(message)
+        if message is not None:
+            try:
+                return self._deserialize(message)
+            except Exception:  # noqa: BLE001 - as grpc++ does, a message that does not parse ends the reads
+                logger.info("a streaming call's request message does not parse: no more are read")
+        self._inbox.put_nowait(None)  # and for any later read
+        raise StopAsyncIteration
+
+
+def _parse(method: Method, payload: bytes) -> Any:
+    """``payload`` as ``method``'s request message.
+
+    Raises:
+        InternalError: it does not parse (grpc++'s "Unable to parse request").
+    """
+    try:
+        return method.deserialize(payload)
+    except Exception as exc:
+        raise InternalError(UNPARSABLE_REQUEST) from exc
 
 
 class GrpcService:
@@ -450,7 +465,7 @@ class GrpcService:
     def _start_unary(self, call: GrpcCall, method: Method, payload: bytes) -> None:
         assert method.start is not None
         try:
-            future, complete, request = method.start(method.deserialize(payload), call)
+            future, complete, request = method.start(_parse(method, payload), call)
         except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a status
             call.fail(exc, "gRPC call")
             self._done(call)
@@ -491,7 +506,7 @@ class GrpcService:
 
     async def _unary(self, call: GrpcCall, payload: bytes) -> None:
         method = call.method
-        response = await method.behaviour(method.deserialize(payload), call)
+        response = await method.behaviour(_parse(method, payload), call)
         if not call.stream.closed:
             call.send_unary(method.serialize(response))
 

@@ -21,7 +21,8 @@ from airtower.core.request import InferenceRequest, RequestedOutput
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import bytes_input_elements, duplicate_input_error, string_count_error
-from airtower.errors import InvalidArgumentError, NotFoundError
+from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
+from airtower.frontends.grpc.errors import UNPARSABLE_REQUEST
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
 
 if TYPE_CHECKING:
@@ -362,12 +363,12 @@ def parse_infer_request(data: bytes) -> Any:
     """The ``ModelInferRequest`` of ``data``.
 
     Raises:
-        InvalidArgumentError: the bytes are not one.
+        InternalError: the bytes are not one (grpc++'s "Unable to parse request").
     """
     try:
         return service_pb2.ModelInferRequest.FromString(data)
     except Exception as exc:
-        raise InvalidArgumentError(f"unable to parse the ModelInferRequest: {exc}") from exc
+        raise InternalError(UNPARSABLE_REQUEST) from exc
 
 
 def _replay(template: _RequestTemplate, request_id: str, raw: list[bytes]) -> InferenceRequest:

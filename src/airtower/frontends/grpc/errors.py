@@ -11,6 +11,9 @@ import grpc  # type: ignore[import-untyped]
 
 from airtower.errors import ErrorCode, TritonError
 
+#: grpc++'s answer (INTERNAL) to a request message that does not parse, as tritonserver's clients see it.
+UNPARSABLE_REQUEST = "Unable to parse request"
+
 GRPC_STATUS_BY_CODE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INVALID_ARG: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
