@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+import numpy as np
 import pytest
 from google.protobuf.json_format import MessageToDict
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -540,6 +541,24 @@ class TritonPythonModel:
         return answers
 """,
     ),
+    "echo64": (
+        'backend: "python"\nmax_batch_size: 0\ninput [{ name: "X" data_type: TYPE_FP64 dims: [-1] }]\n'
+        'output [{ name: "Y" data_type: TYPE_FP64 dims: [-1] }, { name: "Z" data_type: TYPE_FP32 dims: [-1] }]\n',
+        """\
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        answers = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            outputs = [pb_utils.Tensor("Y", x), pb_utils.Tensor("Z", x.astype(np.float32))]
+            answers.append(pb_utils.InferenceResponse(outputs))
+        return answers
+""",
+    ),
 }
 
 #: Ensembles: ``pipe`` runs add_sub twice (SUM2 = (A + B) * 2, DIFF = A - B); ``failing`` runs
@@ -667,6 +686,35 @@ CASES += [
     ("GET", "/v2/logging", b"", {}),
     ("POST", "/v2/logging", J(LOG_DEFAULTS), {}),
 ]
+
+
+#: Doubles as JSON output data, compared byte for byte (the ``RAW`` header): Triton writes them
+#: with RapidJSON's Grisu2 digits and layout (``frontends/http/rapidjson_double.py``), which differ
+#: from Python's repr in a third of values. The doubles go in as binary data (exact bits: Triton's
+#: JSON reader rounds some decimal texts to a neighbouring double; docs/compatibility.md).
+RAW = ("x-compare", "bytes")
+_RNG = np.random.default_rng(20261126)
+DOUBLES = np.array([
+    5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, 1.7976931348623157e308, 0.1, 1 / 3, 2 / 3, 1e21,
+    1e22, 1e-7, 1e-6, 123456789.123, 2.0**53, 2.0**63, 2.0**64, 1e16, 1e15 + 0.3, -0.0, 4.35, 0.3, 100.5, 1e-300,
+    1.5e300, 299792458.0, 6.02214076e23, 1.602176634e-19, 0.000001234, -2.5e-9, 0.0, 3.0,
+    *_RNG.standard_normal(24), *(np.exp(_RNG.uniform(-700, 700, 24)) * _RNG.choice([-1.0, 1.0], 24)),
+    *_RNG.integers(0, 2**62, 16, dtype=np.int64).view(np.float64),
+])  # fmt: skip
+_DOUBLES_HEADER = J({"inputs": [{"name": "X", "shape": [len(DOUBLES)], "datatype": "FP64",
+                                 "parameters": {"binary_data_size": DOUBLES.nbytes}}]})  # fmt: skip
+#: Short decimal texts, which RapidJSON reads exactly (at most 15 digits, small exponents).
+_DECIMALS = [0.1, 0.3, 4.35, 100.5, 123456789.123, 1e-7, 2.5e-9, 1e21, 1e22, 299792458.0, 7.0, -0.0, 0.000123]
+CASES += [
+    ("POST", "/v2/models/echo64/infer", _DOUBLES_HEADER + DOUBLES.tobytes(),
+     {"Inference-Header-Content-Length": str(len(_DOUBLES_HEADER)), RAW[0]: RAW[1]}),
+    ("POST", "/v2/models/echo64/generate", J({"X": _DECIMALS}), dict([RAW])),
+    ("POST", "/v2/models/echo64/generate", J({"X": [0.1]}), dict([RAW])),
+    ("POST", "/v2/models/add_sub/infer", J({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
+                                                        "data": (_RNG.standard_normal(16) * 10).round(3).tolist()},
+                                                       {"name": "INPUT1", "shape": [16], "datatype": "FP32",
+                                                        "data": [0.25] * 16}]}), dict([RAW])),
+]  # fmt: skip
 
 
 def _stream(*requests: Any) -> tuple[str, Any]:
@@ -859,6 +907,8 @@ def _http(port: int, method: str, path: str, data: bytes, headers: dict[str, str
     elif encoding == "deflate":
         raw = zlib.decompress(raw)
     binary = response.getheader("Inference-Header-Content-Length")
+    if RAW in headers.items():  # the body's very bytes (the JSON text of its numbers)
+        return response.status, encoding, binary, raw
     try:
         return response.status, encoding, binary, _timeless(json.loads(raw))
     except ValueError:

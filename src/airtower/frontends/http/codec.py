@@ -28,6 +28,7 @@ from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import bytes_input_elements, duplicate_input_error, string_count_error
 from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.frontends.http import triton_json
+from airtower.frontends.http.rapidjson_double import float_array_json
 from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, ParameterValue, config_to_wire
 
 if TYPE_CHECKING:
@@ -94,8 +95,14 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 _encode_json = _ENCODER.encode
 
 
+def encode_json_text(value: object) -> str:
+    """``encode_json`` as text."""
+    return _encode_json(value)
+
+
 def encode_json(value: object) -> bytes:
-    """Compact UTF-8 JSON, as Triton's rapidjson writer produces it."""
+    """Compact UTF-8 JSON, as Triton's rapidjson writer produces it for documents whose numbers
+    are integers (floats are written by ``rapidjson_double``: see ``encode_infer_response``)."""
     return _encode_json(value).encode()
 
 
@@ -668,6 +675,7 @@ def encode_infer_response(
         if "shared_memory_region" in requested.parameters:
             in_shared_memory[requested.name] = requested.parameters
     outputs: list[OutputJSON] = []
+    rendered: list[str] = []  # outputs with floating-point JSON data, as text
     buffers: list[bytes | memoryview] = []
     for tensor in response.outputs:
         placement = in_shared_memory.get(tensor.name)
@@ -688,14 +696,13 @@ def encode_infer_response(
             if size:
                 buffers.append(buffer)
         else:
-            outputs.append(
-                {
-                    "name": tensor.name,
-                    "datatype": tensor.datatype,
-                    "shape": tensor.shape,
-                    "data": _json_data(tensor),
-                }
-            )
+            data = _json_data(tensor)
+            if tensor.datatype in FLOAT_DATATYPES:  # written as Triton's writer writes doubles
+                head = _encode_json({"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape})
+                rendered.append(f'{head[:-1]},"data":{float_array_json(data)}}}')
+                outputs.append({})  # a placeholder for its position
+            else:
+                outputs.append({"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape, "data": data})
     document: dict[str, object] = {}
     response_id = response.id or request.id
     if response_id:
@@ -704,11 +711,21 @@ def encode_infer_response(
     document["model_version"] = str(response.model_version)
     if response.parameters:
         document["parameters"] = response.parameters
-    document["outputs"] = outputs
-    return encode_json(document), buffers
+    if not rendered:
+        document["outputs"] = outputs
+        return encode_json(document), buffers
+    # Outputs with floating-point data are spliced in as rendered; the others encoded in place.
+    texts = iter(rendered)
+    parts = [_encode_json(output) if output else next(texts) for output in outputs]
+    return f'{_encode_json(document)[:-1]},"outputs":[{",".join(parts)}]}}'.encode(), buffers
+
+
+#: The datatypes whose JSON data Triton writes as doubles (``rapidjson_double``).
+FLOAT_DATATYPES = frozenset({"FP32", "FP64"})
 
 
 def _json_data(tensor: Tensor) -> list[Any]:
+    """A tensor's elements as JSON values (flattened, as Triton writes them)."""
     datatype = tensor.datatype
     if datatype in NOT_IN_JSON:
         raise InvalidArgumentError(

@@ -33,9 +33,10 @@ from airtower.frontends.http.codec import (
     NOT_IN_JSON,
     SIGNED,
     UNSIGNED,
-    encode_json,
+    encode_json_text,
 )
 from airtower.frontends.http.errors import encode_error_body
+from airtower.frontends.http.rapidjson_double import double_text, float_array_json
 from airtower.types import NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue
 
 if TYPE_CHECKING:
@@ -287,7 +288,17 @@ def encode_generate_response(response: InferenceResponse) -> bytes:
     for tensor in response.outputs:
         if tensor.name not in fields:
             fields[tensor.name] = _output_value(tensor)
-    return encode_json({key: fields[key] for key in sorted(fields)})
+    members = [f"{encode_json_text(key)}:{_value_text(fields[key])}" for key in sorted(fields)]
+    return f"{{{','.join(members)}}}".encode()
+
+
+def _value_text(value: object) -> str:
+    """A field's JSON, doubles written as Triton's writer writes them (``rapidjson_double``)."""
+    if isinstance(value, float):
+        return double_text(value)
+    if isinstance(value, list) and value and isinstance(value[0], float):
+        return float_array_json(value)
+    return encode_json_text(value)
 
 
 def _output_value(tensor: Tensor) -> object:
