@@ -716,6 +716,50 @@ CASES += [
 ]  # fmt: skip
 
 
+def _add_sub_doc(model: str = "add_sub", batch: int | None = None, **first: Any) -> bytes:
+    """An add_sub request (``batch`` rows, or none) whose INPUT0 fields ``first`` override."""
+    shape = [16] if batch is None else [batch, 16]
+    data = list(range(16)) * (batch or 1)
+    inputs = [{"name": name, "shape": shape, "datatype": "FP32", "data": data} for name in ("INPUT0", "INPUT1")]
+    inputs[0].update(first)
+    return J({"inputs": inputs})
+
+
+_SEQUENCE = {"sequence_id": 7, "sequence_start": True, "sequence_end": True}
+#: Shapes with no elements, batch dimensions of 0 and null members, as Triton's HTTP frontend and
+#: core read them: an input of no elements has its 'data' left unread (0 in the shape, or no shape:
+#: Triton counts [] as 0); a batch of 0 leaves the batch size unset, and the input is then refused
+#: by its byte size; a shape error of a batching model carries Triton's NOTE.
+CASES += [
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[0]), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[]), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[0], data="x"), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[0], data=None), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[0], datatype="FP16"), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=[2], data=[*range(11), "x", *range(20)]), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(data=[*range(11), "x", 12, 13, 14, 15]), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(datatype=None), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(name=None), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(shape=None), {}),
+    ("POST", "/v2/models/add_sub_batched/infer", _add_sub_doc("add_sub_batched", 1, shape=[1, 15], data=[*range(15)]),
+     {}),
+    ("POST", "/v2/models/add_sub_batched/infer", _add_sub_doc("add_sub_batched", 1, shape=[], data=[1]), {}),
+    ("POST", "/v2/models/add_sub_batched/infer", J({"inputs": [
+        {"name": "INPUT0", "shape": [2, 16], "datatype": "FP32", "data": list(range(16)) * 2},
+        {"name": "INPUT1", "shape": [0, 16], "datatype": "FP32", "data": []}]}), {}),
+    ("POST", "/v2/models/accumulator/infer", J({"inputs": [{"name": "INPUT", "shape": [0, 1], "datatype": "INT32",
+                                                         "data": []}], "parameters": _SEQUENCE}), {}),
+    ("POST", "/v2/models/accumulator/infer", J({"inputs": [{"name": "INPUT", "shape": [1], "datatype": "INT32",
+                                                         "data": [1]}], "parameters": _SEQUENCE}), {}),
+    ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "parameters": None}), {}),
+    ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "outputs": None}), {}),
+    *[("POST", "/v2/models/add_sub_batched/infer",
+       J({**json.loads(_add_sub_doc("add_sub_batched", 1)),
+          "outputs": [{"name": "OUTPUT0", "parameters": {"classification": count}}]}), {})
+      for count in (2**32, 2**32 + 1, 2**63)],
+]  # fmt: skip
+
+
 def _stream(*requests: Any) -> tuple[str, Any]:
     return ("ModelStreamInfer", list(requests))
 

@@ -6,6 +6,7 @@ per-request work is a few dictionary look-ups.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from airtower.core.request import InferenceRequest
 from airtower.errors import InvalidArgumentError
-from airtower.types import config_to_wire
+from airtower.types import ELEMENT_SIZE_BY_WIRE, config_to_wire
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -112,6 +113,14 @@ def _matches(dims: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     return all(d == -1 or d == s for d, s in zip(dims, shape, strict=True))
 
 
+#: What Triton adds to a shape error of a model with a batch dimension.
+IMPLICIT_BATCH_NOTE = (
+    "NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to "
+    "each input shape. If you want to specify the full shape including the batch dim in your input dims config, "
+    "try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size."
+)
+
+
 class RequestValidator:
     """Checks requests for one model version; every failure is an ``InvalidArgumentError``."""
 
@@ -167,27 +176,52 @@ class RequestValidator:
                 )
             shape = tensor.shape
             if max_batch > 0:
-                if not shape or shape[0] < 1 or shape[0] > max_batch:
+                # As Triton: a batch size of 0 leaves it unset (a later input sets it); an input with
+                # no elements is then refused by its byte size, below. Triton walks the inputs in hash
+                # order (in practice the reverse of the request's), so a 0 there never meets a set batch
+                # size in the usual two-input case; we let it never mismatch, whatever the order.
+                if not shape:
+                    raise InvalidArgumentError(
+                        f"{_prefix(request)}input '{name}' has no shape but model requires batch dimension for "
+                        f"'{self.model_name}'"
+                    )
+                if shape[0] > max_batch:
                     raise InvalidArgumentError(
                         f"{_prefix(request)}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
                     )
-                if batch_size and shape[0] != batch_size:
+                if batch_size and shape[0] and shape[0] != batch_size:
                     raise InvalidArgumentError(
                         f"{_prefix(request)}input '{name}' batch size does not match other inputs for "
                         f"'{self.model_name}'"
                     )
-                batch_size = shape[0]
+                batch_size = batch_size or shape[0]
                 shape = shape[1:]
             if not _matches(spec.dims, shape):
                 expected = ((-1,) if max_batch > 0 else ()) + spec.dims
                 raise InvalidArgumentError(
                     f"{_prefix(request)}unexpected shape for input '{name}' for model '{self.model_name}'. "
                     f"Expected {_format_shape(expected)}, got {_format_shape(tensor.shape)}. "
+                    + (IMPLICIT_BATCH_NOTE if max_batch > 0 else "")
                 )
+        if max_batch > 0:
+            self._check_empty_batches(request, batch_size)
         for output in request.outputs:
             if output.name not in self.outputs:
                 raise InvalidArgumentError(f"unexpected inference output '{output.name}' for model '{self.model_name}'")
         return batch_size or 1
+
+    def _check_empty_batches(self, request: InferenceRequest, batch_size: int) -> None:
+        """Triton's byte-size check, which only an input with a batch of 0 can fail here (the codecs
+        hold every other input to its shape): it expected the batch's bytes, one item if none."""
+        for name, tensor in request.inputs.items():
+            if tensor.shape[0] or tensor.datatype == "BYTES":
+                continue
+            item = math.prod(tensor.shape[1:]) * ELEMENT_SIZE_BY_WIRE[tensor.datatype]
+            if item:
+                raise InvalidArgumentError(
+                    f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{self.model_name}'. "
+                    f"Expected {item * (batch_size or 1)}, got 0"
+                )
 
     def _raise_input_count(self, prefix: str, given: list[str]) -> None:
         required, total = len(self._required), len(self.inputs)

@@ -236,7 +236,7 @@ def decode_infer_request(
                             f"invalid value type for 'classification' parameter of output '{output.name}', expected "
                             "a non-negative int64_param."
                         )
-                    requested.class_count = parameter.int64_param
+                    requested.class_count = parameter.int64_param % 2**32  # Triton keeps a uint32 count
                 elif value is not None:
                     requested.parameters[key] = value
         request.outputs.append(requested)

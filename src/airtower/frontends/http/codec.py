@@ -16,7 +16,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -167,9 +167,8 @@ def decode_infer_request(
         raise _unable("id", JSON_NOT_STRING)
     request.id = request_id
     binary_data_output = False
-    parameters = document.get("parameters")
-    if parameters is not None:
-        binary_data_output = _decode_request_parameters(request, parameters)
+    if "parameters" in document:  # null too is refused, as a non-object
+        binary_data_output = _decode_request_parameters(request, document["parameters"])
     if "inputs" not in document:
         raise _missing("inputs")
     inputs = document["inputs"]
@@ -180,8 +179,8 @@ def decode_infer_request(
         offset = _decode_input(request, item, binary, offset, shared_memory)
     if offset != len(binary):
         raise InvalidArgumentError(f"unexpected additional input data for model '{model_name}'")
-    outputs = document.get("outputs")
-    if outputs is not None:
+    if "outputs" in document:  # null too is refused, as a non-array
+        outputs = document["outputs"]
         if type(outputs) is not list:
             raise _unable("outputs", _JSON_NOT_ARRAY)
         request.outputs = [_decode_requested_output(item, shared_memory) for item in outputs]
@@ -359,12 +358,14 @@ def _decode_input(
         detail = "no field is set" if not set_fields else "set " + " ".join(set_fields)
         raise InvalidArgumentError(_DATA_FIELDS_MESSAGE + detail)
     item, name = _tensor_object(item)
-    datatype = item.get("datatype")
-    if datatype is None:
+    if "datatype" not in item:
         raise _missing("datatype")
+    datatype = item["datatype"]
     if type(datatype) is not str:
         raise _unable("datatype", JSON_NOT_STRING)
-    shape = _decode_shape(item.get("shape"))
+    if "shape" not in item:
+        raise _missing("shape")
+    shape = _decode_shape(item["shape"])
     if datatype not in NUMPY_DTYPE_BY_WIRE:
         raise InvalidArgumentError(f"invalid datatype for input {name}")
     if "shared_memory_region" in parameters:
@@ -382,6 +383,8 @@ def _decode_input(
             )
         array = _array_from_binary(request, name, datatype, shape, binary[offset:end])
         offset = end
+    elif not shape or 0 in shape:  # Triton's element count is 0: it reads nothing of 'data'
+        array = _no_elements(datatype, shape)
     else:
         array = _array_from_json(request, name, datatype, shape, item["data"])
     if name in request.inputs:
@@ -412,9 +415,7 @@ def _read_shared_memory(shared_memory: SystemSharedMemory | None, region: object
 
 
 def _decode_shape(shape: object) -> tuple[int, ...]:
-    if shape is None:
-        raise _missing("shape")
-    if type(shape) is not list:
+    if type(shape) is not list:  # null too
         raise _unable("shape", _JSON_NOT_ARRAY)
     for dim in shape:
         if not _is_uint(dim):
@@ -426,10 +427,10 @@ def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
     """An input or output JSON object and its "name", with TritonJson's errors."""
     if type(item) is not dict:
         raise _missing("name")
-    name = item.get("name")
-    if name is None:
+    if "name" not in item:
         raise _missing("name")
-    if type(name) is not str:
+    name = item["name"]
+    if type(name) is not str:  # null too
         raise _unable("name", JSON_NOT_STRING)
     return item, name
 
@@ -444,7 +445,7 @@ def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | N
         if key == "classification":
             if not _is_uint(value):
                 raise InternalError(f"Unable to set 'classification': {_JSON_NOT_UINT}")
-            output.class_count = value
+            output.class_count = value % 2**32  # Triton keeps a uint32 count
         elif key == "binary_data":
             if type(value) is not bool:
                 raise _unable("binary_data", JSON_NOT_BOOL)
@@ -502,17 +503,18 @@ def _array_from_json(
         array = np.empty(len(data), dtype=np.object_)
         array[:] = [value.encode() for value in data]
         return array.reshape(shape)
-    # Triton checks every element's JSON type, then their count.
+    # Triton reads the elements in order, refusing the first one of the wrong JSON type or past
+    # the shape's count, then checks that there were enough.
     if datatype == "BOOL":
         if not types <= {bool}:
-            raise _unable("data", JSON_NOT_BOOL)
+            _refuse_element(data, count, (bool,), JSON_NOT_BOOL)
         _check_count(data, count)
         return np.array(data, dtype=np.bool_).reshape(shape)
     dtype = NUMPY_DTYPE_BY_WIRE[datatype]
     if datatype in SIGNED or datatype in UNSIGNED:
         signed = datatype in SIGNED
         if not types <= {int}:
-            raise _unable("data", _JSON_NOT_INT if signed else _JSON_NOT_UINT)
+            _refuse_element(data, count, (int,), _JSON_NOT_INT if signed else _JSON_NOT_UINT)
         _check_count(data, count)
         # Triton reads 64-bit values and truncates them to the element type; so do we.
         try:
@@ -521,15 +523,35 @@ def _array_from_json(
             raise _unable("data", _JSON_NOT_INT if signed else _JSON_NOT_UINT) from exc
         return (wide if wide.dtype == dtype else wide.astype(dtype)).reshape(shape)
     if not types <= {float, int}:
-        raise _unable("data", _JSON_NOT_NUMBER)
+        _refuse_element(data, count, (float, int), _JSON_NOT_NUMBER)
     _check_count(data, count)
     with np.errstate(over="ignore"):
         return np.array(data, dtype=dtype).reshape(shape)
 
 
+_SHAPE_MISMATCH = "Shape does not match true shape of 'data' field"
+
+
+def _no_elements(datatype: str, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+    """The array of a JSON input whose shape has no elements by Triton's count (a 0 dimension, or
+    no dimensions at all, which Triton counts as 0 too)."""
+    if datatype == "BYTES":
+        return np.full(shape, b"", dtype=np.object_)
+    return np.zeros(shape, dtype=NUMPY_DTYPE_BY_WIRE[datatype])
+
+
+def _refuse_element(data: list[Any], count: int, kinds: tuple[type, ...], message: str) -> NoReturn:
+    """The error for ``data``, which holds an element of none of ``kinds``: the count's if that
+    element lies past ``count`` (Triton stops there first), else the element's type's."""
+    bad = next(index for index, value in enumerate(data) if type(value) not in kinds)
+    if bad >= count:
+        raise _unable("data", _SHAPE_MISMATCH)
+    raise _unable("data", message)
+
+
 def _check_count(data: list[Any], count: int) -> None:
     if len(data) != count:
-        raise _unable("data", "Shape does not match true shape of 'data' field")
+        raise _unable("data", _SHAPE_MISMATCH)
 
 
 def _array_from_binary(
