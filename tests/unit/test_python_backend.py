@@ -587,3 +587,20 @@ def test_python_backend_releases_module_and_sys_path_on_close(repo: Repository) 
     assert model.module.__name__ not in sys.modules
     assert str(ctx.version_dir) not in sys.path
     assert str(ctx.model_dir) not in sys.path
+
+
+def test_python_backend_never_shifts_a_sys_path_list_another_import_may_be_reading(repo: Repository) -> None:
+    """Imports on other threads iterate the sys.path list they found: loading and closing a model replaces
+    sys.path with new lists, so no list is shortened under such an iteration (which would skip entries)."""
+    code = ADD_SUB_MODEL + "\nimport sys\nPATH_SEEN = sys.path\nPATH_COPY = list(sys.path)\n"
+    ctx = repo.write("add_sub", code, ADD_SUB_CONFIG)
+    before, before_copy = sys.path, list(sys.path)
+    model = repo.backend.load(repo.config(ctx), ctx)
+    assert model.module.PATH_COPY[:2] == [str(ctx.version_dir), str(ctx.model_dir)]
+    assert model.module.PATH_SEEN == model.module.PATH_COPY
+    assert before == before_copy
+    loaded, loaded_copy = sys.path, list(sys.path)
+    assert loaded[-2:] == [str(ctx.version_dir), str(ctx.model_dir)]
+    model.close()
+    assert loaded == loaded_copy
+    assert sys.path == before_copy

@@ -71,7 +71,10 @@ _TRITON_TYPE_BY_WIRE: dict[str, int] = {
 }  # fmt: skip
 _WIRE_BY_TRITON_TYPE: dict[int, str] = {code: wire for wire, code in _TRITON_TYPE_BY_WIRE.items()}
 
-# Importing a model mutates interpreter-wide state (sys.path, sys.modules): one at a time.
+# Importing a model mutates interpreter-wide state (sys.path, sys.modules): one at a time. sys.path is
+# replaced by a new list, never shifted in place: an import running on another thread (a model's
+# execute, a lazy import in a library) iterates the old list, and removing entries ahead of its
+# position would make it skip directories (seen as "No module named 'hmac'" during a model load).
 _IMPORT_LOCK = threading.Lock()
 _module_ids = itertools.count(1)
 _path_users: Counter[str] = Counter()
@@ -347,18 +350,18 @@ def _import_model(ctx: ModelContext, path: Path) -> ModuleType:
     with _IMPORT_LOCK:
         before = set(sys.modules)
         sys.modules[module_name] = module
-        sys.path[:0] = search_dirs
+        sys.path = [*search_dirs, *sys.path]
         try:
             spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
             sys.modules.pop(module_name, None)
             raise _load_error(exc) from exc
         finally:
-            del sys.path[: len(search_dirs)]
+            sys.path = sys.path[len(search_dirs) :]  # keeps what the model's own code added
             _evict_siblings(before, ctx.model_dir)
         for directory in search_dirs:
             if _path_users[directory] == 0:
-                sys.path.append(directory)
+                sys.path.append(directory)  # at the end: an iteration in progress is not disturbed
             _path_users[directory] += 1
     return module
 
@@ -381,7 +384,13 @@ def _forget_model(module: ModuleType, ctx: ModelContext) -> None:
             if _path_users[directory] <= 0:
                 del _path_users[directory]
                 if directory in sys.path:
-                    sys.path.remove(directory)
+                    sys.path = _without(sys.path, directory)
+
+
+def _without(entries: list[str], directory: str) -> list[str]:
+    """A copy of ``entries`` less the first occurrence of ``directory``."""
+    index = entries.index(directory)
+    return [*entries[:index], *entries[index + 1 :]]
 
 
 def _model_class(module: ModuleType, ctx: ModelContext, path: Path) -> type[Any]:
