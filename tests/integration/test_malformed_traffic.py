@@ -17,6 +17,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
+import grpc  # type: ignore[import-untyped]
 import hpack
 import numpy as np
 import pytest
@@ -307,4 +308,25 @@ def test_malformed_http2_frames_leave_the_server_serving(server: ServerProcess) 
             elif frames[index]:
                 frames[index] = rng.choice(frame_mutations)(rng, frames[index])
         _exchange(server.grpc_port, PREFACE + b"".join(frames))
+    _assert_still_serving(server)
+
+
+def test_a_stream_the_server_ends_while_the_client_still_sends_ends_ok(server: ServerProcess) -> None:
+    """The server ends a ModelStreamInfer stream at a message that does not parse, while the client's
+    next message and END_STREAM may still be on the way: those late frames are ignored (the server
+    has sent trailers and RST_STREAM NO_ERROR, as grpc's server does), so every call ends OK with the
+    first answer. Answering them with RST_STREAM STREAM_CLOSED failed about one call in twenty."""
+    path = "/inference.GRPCInferenceService/ModelStreamInfer"
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        call = channel.stream_stream(
+            path, request_serializer=lambda m: m, response_deserializer=service_pb2.ModelStreamInferResponse.FromString
+        )
+        outcomes: Counter[str] = Counter()
+        for _ in range(300):
+            try:
+                answers = list(call(iter([_grpc_infer(), b"\x0a\xff", _grpc_infer()]), timeout=60))
+                outcomes[f"OK {len(answers)}"] += 1
+            except grpc.RpcError as error:
+                outcomes[f"{error.code().name} {error.details()}"] += 1
+    assert outcomes == {"OK 1": 300}
     _assert_still_serving(server)

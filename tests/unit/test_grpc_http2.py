@@ -481,19 +481,47 @@ async def test_client_rst_stream_resets_the_stream() -> None:
     assert peer.take() == []
 
 
-@pytest.mark.parametrize("server_finished", [True, False], ids=["server-finished", "client-ended"])
-async def test_data_on_a_closed_stream_gets_rst_stream_closed(server_finished: bool) -> None:
+async def test_data_on_a_stream_the_client_ended_gets_rst_stream_closed() -> None:
     handler = RecordingHandler()
     peer = Peer(handler)
-    stream = open_stream(peer, handler, 1, end_stream=not server_finished)
-    if server_finished:
-        peer.connection.send_headers(stream, TRAILERS, end_stream=True)
-        peer.take()
+    open_stream(peer, handler, 1, end_stream=True)
     events = len(handler.events)
     peer.data(1, b"late")
     assert peer.take() == [Frame(RST_STREAM, 0, 1, u32(ErrorCode.STREAM_CLOSED))]
     assert len(handler.events) == events
     assert not peer.transport.closed
+
+
+@pytest.mark.parametrize("unary", [True, False], ids=["send_response", "trailers"])
+async def test_a_response_ended_before_the_client_asks_it_to_stop_and_ignores_its_late_frames(unary: bool) -> None:
+    """As grpc's server transport (RFC 9113 8.1): trailers, then RST_STREAM NO_ERROR; DATA the client sent
+    before it saw them is ignored, not answered with STREAM_CLOSED (which a client reads as a failed call)."""
+    handler = RecordingHandler()
+    peer = Peer(handler)
+    stream = open_stream(peer, handler, 1, end_stream=False)
+    if unary:
+        peer.connection.send_response(stream, STATUS_200, b"answer", TRAILERS)
+    else:
+        peer.connection.send_headers(stream, TRAILERS, end_stream=True)
+    sent = peer.take()
+    assert sent[-1] == Frame(RST_STREAM, 0, 1, u32(ErrorCode.NO_ERROR))
+    assert sent[-2].kind == HEADERS
+    assert sent[-2].flags & END_STREAM
+    events = len(handler.events)
+    peer.data(1, b"late")
+    peer.data(1, b"", end_stream=True)
+    assert [f for f in peer.take() if f.kind != WINDOW_UPDATE] == []
+    assert len(handler.events) == events
+    peer.data(1, b"later")  # no longer remembered: an ordinary closed stream
+    assert peer.take() == [Frame(RST_STREAM, 0, 1, u32(ErrorCode.STREAM_CLOSED))]
+
+
+async def test_a_response_to_a_client_that_ended_its_side_needs_no_rst_stream() -> None:
+    handler = RecordingHandler()
+    peer = Peer(handler)
+    stream = open_stream(peer, handler, 1, end_stream=True)
+    peer.connection.send_response(stream, STATUS_200, b"answer", TRAILERS)
+    assert [f.kind for f in peer.take()] == [HEADERS, DATA, HEADERS]
 
 
 async def test_client_trailers_after_the_server_finished_keep_the_connection() -> None:

@@ -104,6 +104,12 @@ def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"") ->
     return _PACK_HEADER.pack((len(payload) << 8) | frame_type, flags, stream_id) + payload
 
 
+def _stop_sending(stream_id: int) -> bytes:
+    """RST_STREAM NO_ERROR after a complete response, asking the client to stop sending on the stream
+    (RFC 9113 8.1), as grpc's own server transport does when the client has not ended its side."""
+    return _frame(RST_STREAM, 0, stream_id, _U32.pack(ErrorCode.NO_ERROR))
+
+
 def _encode_integer(value: int, prefix_bits: int, first: int) -> bytes:
     """An HPACK integer (RFC 7541 5.1) in a representation whose first byte starts with ``first``."""
     limit = (1 << prefix_bits) - 1
@@ -201,7 +207,8 @@ class Http2Connection(asyncio.Protocol):
         self.streams: dict[int, Stream] = {}
         self._last_stream_id = 0
         self._continuation: tuple[int, int, bytearray] | None = None  # stream, flags, fragment so far
-        #: Streams this side ended before the client did (oldest first), whose late frames are not errors.
+        #: Streams this side ended (trailers, then RST_STREAM NO_ERROR, or a reset) before the client did
+        #: (oldest first): frames the client sent before it learnt that are ignored (RFC 9113 5.1, 5.4.2).
         self._half_closed: dict[int, None] = {}
         # The peer's settings and windows (what this side may send).
         self._peer_initial_window = DEFAULT_WINDOW
@@ -344,8 +351,10 @@ class Http2Connection(asyncio.Protocol):
             self._received_unacked = 0
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
-            if flags & END_STREAM:
-                self._half_closed.pop(stream_id, None)
+            if stream is None and stream_id in self._half_closed:
+                if flags & END_STREAM:
+                    del self._half_closed[stream_id]
+                return
             if stream_id > self._last_stream_id:
                 raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
             self._write(_frame(RST_STREAM, 0, stream_id, _U32.pack(ErrorCode.STREAM_CLOSED)))
@@ -416,8 +425,6 @@ class Http2Connection(asyncio.Protocol):
         if stream_id in self._half_closed:  # this side ended it; the client may still send (RFC 9113 5.1)
             if end:
                 del self._half_closed[stream_id]
-            else:
-                self._write(_frame(RST_STREAM, 0, stream_id, _U32.pack(ErrorCode.STREAM_CLOSED)))
             return
         if stream_id <= self._last_stream_id:
             raise ConnectionError_(ErrorCode.PROTOCOL_ERROR, f"invalid stream id {stream_id}")
@@ -567,6 +574,8 @@ class Http2Connection(asyncio.Protocol):
                 else:
                     self._write(_frame(CONTINUATION, END_HEADERS if last else 0, stream.id, chunk))
         if end_stream:
+            if not stream.remote_closed:
+                self._write(_stop_sending(stream.id))
             self._finish(stream)
 
     def send_response(self, stream: Stream, headers: bytes | None, data: bytes, trailers: bytes) -> None:
@@ -589,6 +598,8 @@ class Http2Connection(asyncio.Protocol):
             parts = [] if headers is None else [_frame(HEADERS, END_HEADERS, stream.id, headers)]
             parts.append(_frame(DATA, 0, stream.id, data))
             parts.append(_frame(HEADERS, END_HEADERS | END_STREAM, stream.id, trailers))
+            if not stream.remote_closed:
+                parts.append(_stop_sending(stream.id))
             self._write(b"".join(parts))
             self._finish(stream)
             return
