@@ -753,6 +753,11 @@ CASES += [
                                                          "data": [1]}], "parameters": _SEQUENCE}), {}),
     ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "parameters": None}), {}),
     ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "outputs": None}), {}),
+    *[("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "id": request_id}), {})
+      for request_id in ("a\0b", "\0", "ab\0")],
+    ("POST", "/v2/models/add_sub/infer",
+     J({"id": "a\0b", "inputs": [{**json.loads(_add_sub_doc())["inputs"][0]},
+                                  {**json.loads(_add_sub_doc())["inputs"][1], "shape": [15], "data": [1] * 15}]}), {}),
     *[("POST", "/v2/models/add_sub_batched/infer",
        J({**json.loads(_add_sub_doc("add_sub_batched", 1)),
           "outputs": [{"name": "OUTPUT0", "parameters": {"classification": count}}]}), {})
@@ -830,6 +835,24 @@ GRPC_CASES += [
     ("ModelInfer", b"\x0a\x05ab"),
     _stream(b"\x0a\xff"),
     _stream(_add_sub("before"), b"\x0a\xff", _add_sub("after")),
+]
+
+
+def _short_input1(request: Any) -> Any:
+    """``request`` with INPUT1 one element short (the only wrong input: Triton's hash order is moot)."""
+    request.inputs[1].shape[0] = 15
+    request.raw_input_contents[1] = request.raw_input_contents[1][:60]
+    return request
+
+
+#: Request ids are C strings in Triton: cut at the first NUL (in responses and error messages; a
+#: stream's error response carries the message's whole id, as 2.51 does).
+GRPC_CASES += [
+    ("ModelInfer", _add_sub("a\0b")),
+    ("ModelInfer", _add_sub("\0b")),
+    ("ModelInfer", _short_input1(_add_sub("a\0b"))),
+    _stream(_add_sub("x\0y")),
+    _stream(_short_input1(_add_sub("x\0y"))),
 ]
 
 #: The gRPC logging requests with a bad setting after good ones (as the HTTP ones above).

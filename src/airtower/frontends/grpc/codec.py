@@ -186,7 +186,7 @@ def decode_infer_request(
         InvalidArgumentError: mixed raw/typed contents, missing data, sizes, datatypes, reserved parameters.
     """
     model_name = message.model_name
-    request = InferenceRequest(model_name, message.model_version, message.id)
+    request = InferenceRequest(model_name, message.model_version, message.id.partition("\0")[0])  # a C string
     if message.parameters:
         _decode_request_parameters(request, message.parameters)
     raw = message.raw_input_contents
@@ -348,7 +348,7 @@ class InferRequestDecoder:
         template = self._templates.get(key)
         if template is not None and len(raw) == len(template.inputs):
             try:
-                return _replay(template, request_id.decode(), raw)
+                return _replay(template, request_id.decode().partition("\0")[0], raw)
             except UnicodeDecodeError:
                 pass  # the full path words the error
         request = decode_infer_request(parse_infer_request(data), None, self._shared_memory)

@@ -165,7 +165,7 @@ def decode_infer_request(
     request_id = document.get("id", "")
     if type(request_id) is not str:
         raise _unable("id", JSON_NOT_STRING)
-    request.id = request_id
+    request.id = request_id.partition("\0")[0]  # Triton keeps it as a C string
     binary_data_output = False
     if "parameters" in document:  # null too is refused, as a non-object
         binary_data_output = _decode_request_parameters(request, document["parameters"])
