@@ -11,6 +11,11 @@ of their sources is newer than its extension (edited, or checked out, since the 
 extension exists for a module no longer listed, the build's shared library is missing, or
 ``AIRTOWER_PURE_PYTHON=1`` is set, ``prefer_sources`` makes every one of them load from its
 ``.py``. Without a build (no compiler, or a wheel) everything is plain Python.
+
+``make compile`` also builds ``ACCELERATORS``: small hand-written C extensions for work that is
+slow in Python whatever compiles it (the JSON float writer); each loads only when built from its
+current ``.c`` (``accelerator``), and its module keeps the Python implementation the tests hold
+it to.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +53,10 @@ MODULES: tuple[str, ...] = (
     "core.tensor",
     "core.validation",
 )
+
+#: Hand-written C extensions, package-relative: each is built from ``<name>.c`` beside the module
+#: that loads it (through ``accelerator``), which keeps a Python implementation for when it is not.
+ACCELERATORS: tuple[str, ...] = ("frontends.http._rapidjson_double",)
 
 PACKAGE = Path(__file__).resolve().parent
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -142,5 +152,47 @@ def build(*, force: bool = False, strict: bool = False) -> int:
     return 0
 
 
+def _accelerator_paths(module: str, package: Path = PACKAGE) -> tuple[Path, Path]:
+    """The C source of accelerator ``module`` and its extension's path."""
+    source = _source(module, package).with_suffix(".c")
+    return source, source.with_name(source.stem + str(sysconfig.get_config_var("EXT_SUFFIX")))
+
+
+def accelerator(module: str) -> ModuleType | None:
+    """Accelerator ``module`` (package-relative, one of ``ACCELERATORS``) when it is built from its
+    current C source and ``AIRTOWER_PURE_PYTHON`` is not set; else None, and the caller runs Python."""
+    if os.environ.get("AIRTOWER_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    source, extension = _accelerator_paths(module)
+    if not extension.exists() or (source.exists() and extension.stat().st_mtime < source.stat().st_mtime):
+        return None
+    try:
+        return importlib.import_module(f"{__package__}.{module}")
+    except ImportError:
+        return None
+
+
+def build_accelerators(*, force: bool = False, strict: bool = False) -> int:
+    """Compile each of ``ACCELERATORS`` that is missing or older than its source with the compiler
+    Python was built with. A failure leaves the Python implementation and returns 0, unless ``strict``."""
+    include = sysconfig.get_paths()["include"]
+    link = str(sysconfig.get_config_var("LDSHARED") or "cc -shared").split()
+    for module in ACCELERATORS:
+        source, extension = _accelerator_paths(module)
+        if extension.exists() and extension.stat().st_mtime >= source.stat().st_mtime and not force:
+            continue
+        print(f"airtower: compiling {source.name}")
+        command = [*link, "-O2", "-fPIC", f"-I{include}", str(source), "-o", str(extension)]
+        done = subprocess.run(command, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
+            print(f"airtower: {source.name} did not compile; its Python implementation runs", file=sys.stderr)
+            extension.unlink(missing_ok=True)
+            if strict:
+                return done.returncode
+    return 0
+
+
 def main(arguments: Sequence[str]) -> int:
-    return build(force="--force" in arguments, strict="--strict" in arguments)
+    force, strict = "--force" in arguments, "--strict" in arguments
+    return build(force=force, strict=strict) or build_accelerators(force=force, strict=strict)

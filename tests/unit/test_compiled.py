@@ -102,3 +102,24 @@ def test_no_compiled_coroutine_re_raises_with_a_bare_raise_after_an_await() -> N
                 if awaits and any(isinstance(child, ast.Raise) and child.exc is None for child in inner):
                     found.append(f"{module}:{node.lineno}")
     assert found == []
+
+
+def test_an_accelerator_loads_only_when_built_from_its_current_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "frontends.http._rapidjson_double"
+    source, extension = compiled._accelerator_paths(module)
+    assert source.exists()
+    if not extension.exists():
+        assert not os.environ.get("AIRTOWER_EXPECT_COMPILED"), "make test builds the accelerators"
+        pytest.skip("the accelerators are not built (make compile)")
+    assert compiled.accelerator(module) is not None
+    monkeypatch.setenv("AIRTOWER_PURE_PYTHON", "1")
+    assert compiled.accelerator(module) is None
+    monkeypatch.delenv("AIRTOWER_PURE_PYTHON")
+    edited = tmp_path / source.name  # a source edited since the build
+    edited.write_text(source.read_text())
+    later = extension.stat().st_mtime + 10
+    os.utime(edited, (later, later))
+    monkeypatch.setattr(compiled, "_accelerator_paths", lambda name, package=compiled.PACKAGE: (edited, extension))
+    assert compiled.accelerator(module) is None

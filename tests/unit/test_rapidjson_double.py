@@ -4,11 +4,18 @@ output for the same value)."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 
-from airtower.frontends.http.rapidjson_double import double_text, float_array_json
+from airtower.frontends.http import rapidjson_double
+from airtower.frontends.http.rapidjson_double import (
+    double_text,
+    float_array_json,
+    python_double_text,
+    python_float_array_json,
+)
 
 
 def f32(value: float) -> float:
@@ -45,6 +52,8 @@ def f32(value: float) -> float:
 )
 def test_doubles_are_written_as_triton_writes_them(value: float, text: str) -> None:
     assert double_text(value) == text
+    assert python_double_text(value) == text
+    assert float_array_json([value]) == f"[{text}]"
 
 
 def test_every_double_reads_back_as_itself() -> None:
@@ -62,8 +71,10 @@ def test_every_double_reads_back_as_itself() -> None:
 
 
 def test_float_array_json() -> None:
-    assert float_array_json([]) == "[]"
-    assert float_array_json([1.0, f32(0.1), -2.5e-9]) == "[1.0,0.10000000149011612,-2.5e-9]"
+    for write in (float_array_json, python_float_array_json):
+        assert write([]) == "[]"
+        assert write([1.0, f32(0.1), -2.5e-9]) == "[1.0,0.10000000149011612,-2.5e-9]"
+        assert write(np.array([[1.5, 2.5], [3.5, 4.5]])[:, 0]) == "[1.5,3.5]"  # not contiguous
 
 
 def test_arrays_write_each_value_as_alone() -> None:
@@ -80,8 +91,31 @@ def test_arrays_write_each_value_as_alone() -> None:
         ]
     )
     values[::3] *= -1
-    expected = "[" + ",".join(double_text(value) for value in values.tolist()) + "]"
+    expected = "[" + ",".join(python_double_text(value) for value in values.tolist()) + "]"
+    assert python_float_array_json(values) == expected
     assert float_array_json(values) == expected
     with np.errstate(over="ignore", invalid="ignore"):  # beyond FP32's range: infinity
         singles = values.astype(np.float32)
     assert float_array_json(singles) == "[" + ",".join(double_text(value) for value in singles.tolist()) + "]"
+
+
+def test_the_c_accelerator_writes_what_the_python_implementation_writes() -> None:
+    """``make test`` builds ``_rapidjson_double.c``; it must agree with the Python writer everywhere."""
+    if rapidjson_double._ACCELERATOR is None:
+        assert not os.environ.get("AIRTOWER_EXPECT_COMPILED"), "make test builds the accelerator"
+        pytest.skip("the C accelerator is not built (make compile)")
+    rng = np.random.default_rng(20261127)
+    values = np.concatenate(
+        [
+            rng.integers(0, 2**64, 20000, dtype=np.uint64).view(np.float64),
+            rng.standard_normal(20000),
+            rng.standard_normal(20000).astype(np.float32),
+            np.exp(rng.uniform(-745, 709, 20000)),
+            rng.integers(-(2**60), 2**60, 2000).astype(np.float64),
+            [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 2.0**53, 2.0**53 - 1, 2.0**53 + 2, 1e21, 1e22],
+        ]
+    )
+    with np.errstate(invalid="ignore"):
+        expected = [python_double_text(value) for value in values.tolist()]
+    assert [double_text(value) for value in values.tolist()] == expected
+    assert float_array_json(values) == "[" + ",".join(expected) + "]"
