@@ -20,6 +20,10 @@ WIRE_DATATYPES: tuple[str, ...] = (
     "FP16", "FP32", "FP64", "BYTES", "BF16",
 )  # fmt: skip
 
+#: The datatype a decoder gives an input whose datatype string Triton does not know, as Triton's core
+#: names it (``TYPE_INVALID``); the validator refuses it in its datatype check.
+INVALID_DATATYPE = "<invalid>"
+
 #: numpy dtype used to hold each wire datatype in memory. BYTES elements are Python
 #: ``bytes`` in an object array; BF16 is held as its raw 16-bit patterns (numpy has no bfloat16).
 NUMPY_DTYPE_BY_WIRE: dict[str, np.dtype[Any]] = {

@@ -123,7 +123,7 @@ def test_bls_errors_come_back_in_the_response(server: ServerProcess) -> None:
     )
     message = run(server, 3)
     assert message.startswith("INTERNAL: Model add_sub - Error when running inference: [request id: <id_unknown>] ")
-    assert "unexpected shape for input 'INPUT0' for model 'add_sub'" in message
+    assert "unexpected shape for input 'INPUT1' for model 'add_sub'" in message  # both wrong: Triton's order
     assert run(server, 6) == (
         "INTERNAL: Model repeat - Error when running inference: Model repeat is using the decoupled. The current BLS "
         "request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airtower.core.tensor import Tensor
+from airtower.errors import InvalidArgumentError
 from airtower.types import ParameterValue
 
 if TYPE_CHECKING:
@@ -62,6 +63,25 @@ class RequestedOutput:
         self.parameters = {} if parameters is None else parameters
 
 
+def first_of_each(outputs: list[RequestedOutput], *, settings_only: bool = False) -> list[RequestedOutput]:
+    """``outputs`` with each name once: a name asked for twice keeps its first settings, as in Triton,
+    whose frontends keep an output's settings in a map they emplace into. Its HTTP frontend enters
+    every output (each has a binary flag); its gRPC one (``settings_only``) only those with a
+    classification or a shared-memory region, so there the first mention with settings wins."""
+    if len(outputs) < 2:
+        return outputs
+    seen: dict[str, RequestedOutput] = {}
+    for output in outputs:
+        kept = seen.get(output.name)
+        if kept is None or (settings_only and not _has_settings(kept) and _has_settings(output)):
+            seen[output.name] = output
+    return list(seen.values())
+
+
+def _has_settings(output: RequestedOutput) -> bool:
+    return output.class_count > 0 or "shared_memory_region" in output.parameters
+
+
 @dataclass(slots=True, init=False)
 class InferenceRequest:
     """A decoded inference request.
@@ -108,6 +128,10 @@ class InferenceRequest:
     layout: Hashable | None
     #: Set by a frontend while tracing is on: what it knows of the request, for its trace.
     trace_context: RequestTraceContext | None
+    #: Set by a decoder that found an input's data the wrong size: the error per input, which the
+    #: validator raises where Triton's core checks byte sizes (after every other check), the input
+    #: holding an empty array meanwhile. ``None`` when there is none.
+    input_errors: dict[str, InvalidArgumentError] | None
     #: Set by a frontend that waits for the one response of a request (Triton's response-complete
     #: callback): called once, on the event loop, as soon as the model has settled the request's
     #: future (answered it, failed it, or let go of it after the client cancelled it), in the same
@@ -137,6 +161,7 @@ class InferenceRequest:
         layout: Hashable | None = None,
         trace_context: RequestTraceContext | None = None,
         on_complete: CompleteHook | None = None,
+        input_errors: dict[str, InvalidArgumentError] | None = None,
     ) -> None:
         self.model_name = model_name
         self.model_version = model_version
@@ -158,6 +183,7 @@ class InferenceRequest:
         self.layout = layout
         self.trace_context = trace_context
         self.on_complete = on_complete
+        self.input_errors = input_errors
 
     def notify_complete(self, future: asyncio.Future[InferenceResponse]) -> None:
         """Call ``on_complete`` with ``future``, once: the hook is cleared first."""

@@ -10,12 +10,13 @@ import math
 import struct
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
 from airtower.core.request import InferenceRequest
+from airtower.core.unordered_map import iteration_order
 from airtower.errors import InvalidArgumentError
 from airtower.types import ELEMENT_SIZE_BY_WIRE, config_to_wire
 
@@ -121,6 +122,20 @@ IMPLICIT_BATCH_NOTE = (
 )
 
 
+def defer_byte_size_mismatch(request: InferenceRequest, name: str, expected: int, got: int) -> npt.NDArray[np.uint8]:
+    """Note on ``request`` that input ``name`` came with ``got`` bytes for ``expected``: the validator
+    reports it where Triton's core checks byte sizes, after names, counts, batch sizes, datatypes and
+    shapes (so the error Triton meets first is the one raised). Returns an empty stand-in array."""
+    error = InvalidArgumentError(
+        f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{request.model_name}'. "
+        f"Expected {expected}, got {got}"
+    )
+    if request.input_errors is None:
+        request.input_errors = {}
+    request.input_errors[name] = error
+    return np.empty(0, np.uint8)
+
+
 class RequestValidator:
     """Checks requests for one model version; every failure is an ``InvalidArgumentError``."""
 
@@ -148,7 +163,7 @@ class RequestValidator:
         A request that carries a ``layout`` (its decoder replayed a header it had seen) is checked
         once per distinct layout: the verdict depends on nothing else.
         """
-        layout = request.layout
+        layout = request.layout if request.input_errors is None else None
         if layout is not None:
             batch_size = self._verdicts.get(layout)
             if batch_size is not None:
@@ -161,41 +176,63 @@ class RequestValidator:
         return batch_size
 
     def _check(self, request: InferenceRequest) -> int:
+        try:
+            return self._check_in_order(request, list(request.inputs), [o.name for o in request.outputs])
+        except InvalidArgumentError:
+            # Which error, when several apply, is the one Triton meets first: its checks walk the
+            # requested outputs as a sorted set and the inputs in its hash map's order.
+            outputs = sorted({o.name for o in request.outputs})
+            self._check_in_order(request, iteration_order(request.inputs), outputs)
+            raise
+
+    def _check_in_order(self, request: InferenceRequest, names: list[str], outputs: list[str]) -> int:
+        """Triton's checks (``InferenceRequest::Normalize``), in its order, over the inputs in ``names``'
+        order: the requested outputs; the input count; each input's name (and with a batch
+        dimension, its shape's rank and batch size); the batch size against max_batch_size; then each
+        input's datatype, shape and byte size."""
+        for output in outputs:
+            if output not in self.outputs:
+                raise InvalidArgumentError(f"unexpected inference output '{output}' for model '{self.model_name}'")
         inputs = request.inputs
-        given = inputs.keys()
-        if not self._required <= given or not given <= self.inputs.keys():
-            self._raise_input_count(_prefix(request), list(given))
+        if not len(self._required) <= len(inputs) <= len(self.inputs):
+            self._raise_input_count(_prefix(request), names)
         batch_size = 0
         max_batch = self.max_batch_size
-        for name, tensor in inputs.items():
-            spec = self.inputs[name]
-            if tensor.datatype != spec.datatype:
-                raise InvalidArgumentError(
-                    f"{_prefix(request)}inference input '{name}' data-type is '{tensor.datatype}', but model "
-                    f"'{self.model_name}' expects '{spec.datatype}'"
-                )
-            shape = tensor.shape
+        for name in names:
+            self._spec(name)
             if max_batch > 0:
-                # As Triton: a batch size of 0 leaves it unset (a later input sets it); an input with
-                # no elements is then refused by its byte size, below. Triton walks the inputs in hash
-                # order (in practice the reverse of the request's), so a 0 there never meets a set batch
-                # size in the usual two-input case; we let it never mismatch, whatever the order.
+                shape = inputs[name].shape
                 if not shape:
                     raise InvalidArgumentError(
                         f"{_prefix(request)}input '{name}' has no shape but model requires batch dimension for "
                         f"'{self.model_name}'"
                     )
-                if shape[0] > max_batch:
-                    raise InvalidArgumentError(
-                        f"{_prefix(request)}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
-                    )
-                if batch_size and shape[0] and shape[0] != batch_size:
+                if not batch_size:  # a batch of 0 leaves it unset; Triton keeps it as a uint32
+                    batch_size = shape[0] % 2**32
+                elif shape[0] != batch_size:
                     raise InvalidArgumentError(
                         f"{_prefix(request)}input '{name}' batch size does not match other inputs for "
                         f"'{self.model_name}'"
                     )
-                batch_size = batch_size or shape[0]
-                shape = shape[1:]
+        if (batch_size - 2**32 if batch_size >= 2**31 else batch_size) > max_batch > 0:  # compared as an int
+            raise InvalidArgumentError(
+                f"{_prefix(request)}inference request batch-size must be <= {max_batch} for '{self.model_name}'"
+            )
+        errors = request.input_errors
+        for name in names:
+            spec = self.inputs[name]
+            tensor = inputs[name]
+            if tensor.datatype != spec.datatype:
+                raise InvalidArgumentError(
+                    f"{_prefix(request)}inference input '{name}' data-type is '{tensor.datatype}', but model "
+                    f"'{self.model_name}' expects '{spec.datatype}'"
+                )
+            shape = tensor.shape[1:] if max_batch > 0 else tensor.shape
+            if min(shape, default=0) < 0 and len(shape) == len(spec.dims) and -1 in shape:
+                raise InvalidArgumentError(
+                    f"{_prefix(request)}All input dimensions should be specified for input '{name}' for model "
+                    f"'{self.model_name}', got {_format_shape(tensor.shape)}"
+                )
             if not _matches(spec.dims, shape):
                 expected = ((-1,) if max_batch > 0 else ()) + spec.dims
                 raise InvalidArgumentError(
@@ -203,39 +240,49 @@ class RequestValidator:
                     f"Expected {_format_shape(expected)}, got {_format_shape(tensor.shape)}. "
                     + (IMPLICIT_BATCH_NOTE if max_batch > 0 else "")
                 )
-        if max_batch > 0:
-            self._check_empty_batches(request, batch_size)
-        for output in request.outputs:
-            if output.name not in self.outputs:
-                raise InvalidArgumentError(f"unexpected inference output '{output.name}' for model '{self.model_name}'")
+            if errors is not None and name in errors:
+                raise errors[name]
+            if tensor.datatype != "BYTES" and tensor.shape and (min(tensor.shape) < 0 or not tensor.shape[0]):
+                self._check_byte_size(request, name, batch_size)
+        if not self._required.issubset(inputs):  # as many inputs as allowed, all known, a required one absent
+            self._raise_input_count(_prefix(request), names)
         return batch_size or 1
 
-    def _check_empty_batches(self, request: InferenceRequest, batch_size: int) -> None:
-        """Triton's byte-size check, which only an input with a batch of 0 can fail here (the codecs
-        hold every other input to its shape): it expected the batch's bytes, one item if none."""
-        for name, tensor in request.inputs.items():
-            if tensor.shape[0] or tensor.datatype == "BYTES":
-                continue
-            item = math.prod(tensor.shape[1:]) * ELEMENT_SIZE_BY_WIRE[tensor.datatype]
-            if item:
-                raise InvalidArgumentError(
-                    f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{self.model_name}'. "
-                    f"Expected {item * (batch_size or 1)}, got 0"
-                )
+    def _spec(self, name: str) -> TensorSpec:
+        spec = self.inputs.get(name)
+        if spec is None:
+            raise InvalidArgumentError(f"unexpected inference input '{name}' for model '{self.model_name}'")
+        return spec
 
-    def _raise_input_count(self, prefix: str, given: list[str]) -> None:
+    def _check_byte_size(self, request: InferenceRequest, name: str, batch_size: int) -> None:
+        """Triton's byte-size check of an input with a negative dimension or a batch of 0 (the codecs
+        hold every other input to its shape, or note a mismatch in ``request.input_errors``): it expects
+        the batch size, as its unsigned 32-bit count (1 if unset), times the item's bytes."""
+        tensor = request.inputs[name]
+        size = ELEMENT_SIZE_BY_WIRE[tensor.datatype]
+        if self.max_batch_size > 0:
+            item = math.prod(tensor.shape[1:]) * size
+            expected = item * ((batch_size % 2**32) or 1)
+            if not item and min(tensor.shape) >= 0:
+                return  # no bytes expected, none given
+        else:
+            expected = math.prod(tensor.shape) * size
+        if expected != tensor.data.nbytes or min(tensor.shape) < 0:
+            raise InvalidArgumentError(
+                f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{self.model_name}'. "
+                f"Expected {expected}, got {tensor.data.nbytes}"
+            )
+
+    def _raise_input_count(self, prefix: str, given: list[str]) -> NoReturn:
         required, total = len(self._required), len(self.inputs)
-        if required <= len(given) <= total:  # as many as it may have: Triton names one it does not know
-            unknown = next((name for name in given if name not in self.inputs), None)
-            if unknown is not None:
-                raise InvalidArgumentError(f"unexpected inference input '{unknown}' for model '{self.model_name}'")
         missing = [name for name in self.inputs if name not in given and not self.inputs[name].optional]
         quoted_given = ",".join(f"'{name}'" for name in given)
-        quoted_missing = ",".join(f"'{name}'" for name in missing)
+        # Triton drops the last character to remove a trailing comma: with none missing, the "[" (sic).
+        quoted_missing = "[" + ",".join(f"'{name}'" for name in missing) + "]" if missing else "]"
         expected = f"{required} inputs" if required == total else f"number of inputs between {required} and {total}"
         raise InvalidArgumentError(
             f"{prefix}expected {expected} but got {len(given)} inputs for model "
-            f"'{self.model_name}'. Got input(s) [{quoted_given}], but missing required input(s) [{quoted_missing}]. "
+            f"'{self.model_name}'. Got input(s) [{quoted_given}], but missing required input(s) {quoted_missing}. "
             "Please provide all required input(s)."
         )
 

@@ -17,13 +17,25 @@ import numpy.typing as npt
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.request import InferenceRequest, RequestedOutput, first_of_each
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
-from airtower.core.validation import bytes_input_elements, duplicate_input_error, string_count_error
+from airtower.core.validation import (
+    bytes_input_elements,
+    defer_byte_size_mismatch,
+    duplicate_input_error,
+    string_count_error,
+)
 from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.frontends.grpc.errors import UNPARSABLE_REQUEST
-from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, JSONValue, ParameterValue, config_to_wire
+from airtower.types import (
+    ELEMENT_SIZE_BY_WIRE,
+    INVALID_DATATYPE,
+    NUMPY_DTYPE_BY_WIRE,
+    JSONValue,
+    ParameterValue,
+    config_to_wire,
+)
 
 if TYPE_CHECKING:
     from airtower.core.response import InferenceResponse
@@ -130,7 +142,9 @@ def _decode_request_parameters(request: InferenceRequest, parameters: Any) -> No
                     "parameter keys starting with 'triton_' are reserved for Triton usage. Only the following keys "
                     "starting with 'triton_' are allowed: " + ", ".join(sorted(ALLOWED_TRITON_PARAMETERS))
                 )
-            request.enable_empty_final_response = bool(parameter.bool_param)
+            if choice != "bool_param":
+                raise _parameter_type(key, "bool_param")
+            request.enable_empty_final_response = parameter.bool_param
         elif choice in ("int64_param", "bool_param", "string_param", "double_param"):
             custom[key] = getattr(parameter, choice)
         else:
@@ -198,8 +212,13 @@ def decode_infer_request(
         datatype = tensor.datatype
         shape = tuple(tensor.shape)
         placement = _shared_memory_placement(name, tensor.parameters, shared_memory) if tensor.parameters else None
+        if name in inputs:
+            raise duplicate_input_error(request, name)
         if datatype not in NUMPY_DTYPE_BY_WIRE:
-            raise _invalid_datatype(request, name, datatype, config)
+            if config is None:
+                raise _invalid_datatype(request, name, datatype, config)
+            # Triton's core refuses it in its datatype check, after the checks that come first.
+            datatype = INVALID_DATATYPE
         if placement is not None:
             assert shared_memory is not None
             data = shared_memory.read(*placement)
@@ -218,8 +237,6 @@ def decode_infer_request(
             array = _array_from_contents(request, name, datatype, shape, tensor.contents)
         else:
             raise _no_data(name, model_name)
-        if name in inputs:
-            raise duplicate_input_error(request, name)
         inputs[name] = Tensor(name, datatype, shape, array)
     for output in message.outputs:
         requested = RequestedOutput(output.name)
@@ -230,16 +247,18 @@ def decode_infer_request(
                 shared_memory.check(*placement)
             for key, parameter in output.parameters.items():
                 value = parameter_value(parameter)
-                if key == "classification":
-                    if parameter.WhichOneof("parameter_choice") != "int64_param" or parameter.int64_param < 0:
+                if key == "classification":  # 2.51's words (it refuses 0 too, over gRPC only)
+                    if parameter.WhichOneof("parameter_choice") != "int64_param":
                         raise InvalidArgumentError(
-                            f"invalid value type for 'classification' parameter of output '{output.name}', expected "
-                            "a non-negative int64_param."
+                            "invalid value type for 'classification' parameter, expected int64_param"
                         )
+                    if parameter.int64_param <= 0:
+                        raise InvalidArgumentError("invalid value for 'classification' parameter, expected >= 0")
                     requested.class_count = parameter.int64_param % 2**32  # Triton keeps a uint32 count
                 elif value is not None:
                     requested.parameters[key] = value
         request.outputs.append(requested)
+    request.outputs = first_of_each(request.outputs, settings_only=True)
     return request
 
 
@@ -352,7 +371,13 @@ class InferRequestDecoder:
             except UnicodeDecodeError:
                 pass  # the full path words the error
         request = decode_infer_request(parse_infer_request(data), None, self._shared_memory)
-        if raw and len(raw) == len(request.inputs) and b"shared_memory_region" not in key:
+        if (
+            raw
+            and len(raw) == len(request.inputs)
+            and b"shared_memory_region" not in key
+            and request.input_errors is None
+            and all(tensor.datatype != INVALID_DATATYPE for tensor in request.inputs.values())
+        ):
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
             self._templates[key] = _RequestTemplate(request)
@@ -415,11 +440,15 @@ def _array_from_raw(
 ) -> npt.NDArray[Any]:
     """A view of ``buffer`` (no copy) for fixed-size types; BYTES elements are split out."""
     count = math.prod(shape)
+    if datatype == INVALID_DATATYPE:
+        return np.frombuffer(buffer, np.uint8)
     if datatype == "BYTES":
         return bytes_input_elements(request, name, buffer, count).reshape(shape)
+    if count <= 0 and min(shape, default=0) < 0:
+        return np.frombuffer(buffer, np.uint8)  # a negative dimension: the validator refuses it, in Triton's order
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
     if len(buffer) != expected:
-        raise _size_mismatch(request, name, expected, len(buffer))
+        return defer_byte_size_mismatch(request, name, expected, len(buffer))
     return np.frombuffer(buffer, NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
 
 
@@ -427,6 +456,8 @@ def _array_from_contents(
     request: InferenceRequest, name: str, datatype: str, shape: tuple[int, ...], contents: Any
 ) -> npt.NDArray[Any]:
     """Typed contents: exactly the field of ``datatype`` (Triton rejects any other)."""
+    if datatype == INVALID_DATATYPE:
+        return np.empty(0, np.uint8)
     expected_field = CONTENTS_FIELD_BY_WIRE.get(datatype)
     for descriptor, _ in contents.ListFields():
         if descriptor.name != expected_field:
@@ -437,7 +468,7 @@ def _array_from_contents(
     count = math.prod(shape)
     if expected_field is None:  # FP16 / BF16 with empty contents
         if count:
-            raise _size_mismatch(request, name, count * ELEMENT_SIZE_BY_WIRE[datatype], 0)
+            return defer_byte_size_mismatch(request, name, count * ELEMENT_SIZE_BY_WIRE[datatype], 0)
         return np.empty(shape, NUMPY_DTYPE_BY_WIRE[datatype])
     values = getattr(contents, expected_field)
     if datatype == "BYTES":
@@ -448,16 +479,9 @@ def _array_from_contents(
         return array.reshape(shape)
     if len(values) != count:
         size = ELEMENT_SIZE_BY_WIRE[datatype]
-        raise _size_mismatch(request, name, count * size, len(values) * size)
+        return defer_byte_size_mismatch(request, name, count * size, len(values) * size)
     with np.errstate(over="ignore"):
         return np.array(values, dtype=NUMPY_DTYPE_BY_WIRE[datatype]).reshape(shape)
-
-
-def _size_mismatch(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
-        f"'{request.model_name}'. Expected {expected}, got {got}"
-    )
 
 
 # --------------------------------------------------------------------------- responses

@@ -22,10 +22,15 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import model_config_pb2
 
-from airtower.core.request import InferenceRequest, RequestedOutput
+from airtower.core.request import InferenceRequest, RequestedOutput, first_of_each
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
-from airtower.core.validation import bytes_input_elements, duplicate_input_error, string_count_error
+from airtower.core.validation import (
+    bytes_input_elements,
+    defer_byte_size_mismatch,
+    duplicate_input_error,
+    string_count_error,
+)
 from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.frontends.http import triton_json
 from airtower.frontends.http.rapidjson_double import float_array_json
@@ -183,7 +188,7 @@ def decode_infer_request(
         outputs = document["outputs"]
         if type(outputs) is not list:
             raise _unable("outputs", _JSON_NOT_ARRAY)
-        request.outputs = [_decode_requested_output(item, shared_memory) for item in outputs]
+        request.outputs = first_of_each([_decode_requested_output(item, shared_memory) for item in outputs])
     return request, binary_data_output
 
 
@@ -235,7 +240,13 @@ class InferRequestDecoder:
         )
         # Every input binary: no JSON "data" member anywhere (an input *named* data is simply not
         # cached), and no shared memory.
-        if len(header) <= self.MAX_HEADER and binary and b'"data"' not in header and b"shared_memory" not in header:
+        if (
+            len(header) <= self.MAX_HEADER
+            and binary
+            and b'"data"' not in header
+            and b"shared_memory" not in header
+            and request.input_errors is None
+        ):
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
             self._templates[key] = _HeaderTemplate(
@@ -562,10 +573,7 @@ def _array_from_binary(
         return bytes_input_elements(request, name, buffer, count).reshape(shape)
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
     if len(buffer) != expected:
-        raise InvalidArgumentError(
-            f"{_request_prefix(request.id)}input byte size mismatch for input '{name}' for model "
-            f"'{request.model_name}'. Expected {expected}, got {len(buffer)}"
-        )
+        return defer_byte_size_mismatch(request, name, expected, len(buffer))
     return np.ndarray(shape, NUMPY_DTYPE_BY_WIRE[datatype], buffer)
 
 
