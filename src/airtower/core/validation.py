@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
@@ -177,7 +177,7 @@ class RequestValidator:
 
     def _check(self, request: InferenceRequest) -> int:
         try:
-            return self._check_in_order(request, list(request.inputs), [o.name for o in request.outputs])
+            return self._check_in_order(request, request.inputs, None)
         except InvalidArgumentError:
             # Which error, when several apply, is the one Triton meets first: its checks walk the
             # requested outputs as a sorted set and the inputs in its hash map's order.
@@ -185,21 +185,25 @@ class RequestValidator:
             self._check_in_order(request, iteration_order(request.inputs), outputs)
             raise
 
-    def _check_in_order(self, request: InferenceRequest, names: list[str], outputs: list[str]) -> int:
+    def _check_in_order(self, request: InferenceRequest, names: Iterable[str], outputs: list[str] | None) -> int:
         """Triton's checks (``InferenceRequest::Normalize``), in its order, over the inputs in ``names``'
-        order: the requested outputs; the input count; each input's name (and with a batch
-        dimension, its shape's rank and batch size); the batch size against max_batch_size; then each
-        input's datatype, shape and byte size."""
-        for output in outputs:
-            if output not in self.outputs:
+        order (``outputs``: the requested outputs' names in order, None for the request's own): the
+        requested outputs; the input count; each input's name (and with a batch dimension, its
+        shape's rank and batch size); the batch size against max_batch_size; then each input's
+        datatype, shape and byte size."""
+        known_outputs = self.outputs
+        for output in [o.name for o in request.outputs] if outputs is None else outputs:
+            if output not in known_outputs:
                 raise InvalidArgumentError(f"unexpected inference output '{output}' for model '{self.model_name}'")
         inputs = request.inputs
-        if not len(self._required) <= len(inputs) <= len(self.inputs):
-            self._raise_input_count(_prefix(request), names)
+        specs = self.inputs
+        if not len(self._required) <= len(inputs) <= len(specs):
+            self._raise_input_count(_prefix(request), list(names))
         batch_size = 0
         max_batch = self.max_batch_size
         for name in names:
-            self._spec(name)
+            if name not in specs:
+                raise InvalidArgumentError(f"unexpected inference input '{name}' for model '{self.model_name}'")
             if max_batch > 0:
                 shape = inputs[name].shape
                 if not shape:
@@ -220,39 +224,35 @@ class RequestValidator:
             )
         errors = request.input_errors
         for name in names:
-            spec = self.inputs[name]
+            spec = specs[name]
             tensor = inputs[name]
             if tensor.datatype != spec.datatype:
                 raise InvalidArgumentError(
                     f"{_prefix(request)}inference input '{name}' data-type is '{tensor.datatype}', but model "
                     f"'{self.model_name}' expects '{spec.datatype}'"
                 )
-            shape = tensor.shape[1:] if max_batch > 0 else tensor.shape
-            if min(shape, default=0) < 0 and len(shape) == len(spec.dims) and -1 in shape:
+            full = tensor.shape
+            shape = full[1:] if max_batch > 0 else full
+            low = min(full) if full else 1
+            if low < 0 and len(shape) == len(spec.dims) and -1 in shape:
                 raise InvalidArgumentError(
                     f"{_prefix(request)}All input dimensions should be specified for input '{name}' for model "
-                    f"'{self.model_name}', got {_format_shape(tensor.shape)}"
+                    f"'{self.model_name}', got {_format_shape(full)}"
                 )
             if not _matches(spec.dims, shape):
                 expected = ((-1,) if max_batch > 0 else ()) + spec.dims
                 raise InvalidArgumentError(
                     f"{_prefix(request)}unexpected shape for input '{name}' for model '{self.model_name}'. "
-                    f"Expected {_format_shape(expected)}, got {_format_shape(tensor.shape)}. "
+                    f"Expected {_format_shape(expected)}, got {_format_shape(full)}. "
                     + (IMPLICIT_BATCH_NOTE if max_batch > 0 else "")
                 )
             if errors is not None and name in errors:
                 raise errors[name]
-            if tensor.datatype != "BYTES" and tensor.shape and (min(tensor.shape) < 0 or not tensor.shape[0]):
+            if full and (low < 0 or not full[0]) and tensor.datatype != "BYTES":
                 self._check_byte_size(request, name, batch_size)
         if not self._required.issubset(inputs):  # as many inputs as allowed, all known, a required one absent
-            self._raise_input_count(_prefix(request), names)
+            self._raise_input_count(_prefix(request), list(names))
         return batch_size or 1
-
-    def _spec(self, name: str) -> TensorSpec:
-        spec = self.inputs.get(name)
-        if spec is None:
-            raise InvalidArgumentError(f"unexpected inference input '{name}' for model '{self.model_name}'")
-        return spec
 
     def _check_byte_size(self, request: InferenceRequest, name: str, batch_size: int) -> None:
         """Triton's byte-size check of an input with a negative dimension or a batch of 0 (the codecs
