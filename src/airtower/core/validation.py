@@ -10,7 +10,7 @@ import math
 import struct
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +120,21 @@ IMPLICIT_BATCH_NOTE = (
     "each input shape. If you want to specify the full shape including the batch dim in your input dims config, "
     "try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size."
 )
+
+
+def deferred_bytes_elements(
+    request: InferenceRequest, name: str, buffer: bytes | memoryview, shape: tuple[int, ...]
+) -> npt.NDArray[Any]:
+    """``bytes_input_elements`` shaped as ``shape``; an error in the buffer is noted on ``request`` for
+    the validator (Triton's core finds it at its byte-size step, after the datatype and shape checks)
+    and an empty array stands in."""
+    try:
+        return bytes_input_elements(request, name, buffer, math.prod(shape)).reshape(shape)
+    except InvalidArgumentError as error:
+        if request.input_errors is None:
+            request.input_errors = {}
+        request.input_errors[name] = error
+        return np.empty(0, np.object_)
 
 
 def defer_byte_size_mismatch(request: InferenceRequest, name: str, expected: int, got: int) -> npt.NDArray[np.uint8]:

@@ -21,8 +21,8 @@ from airtower.core.request import InferenceRequest, RequestedOutput, first_of_ea
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
-    bytes_input_elements,
     defer_byte_size_mismatch,
+    deferred_bytes_elements,
     duplicate_input_error,
     string_count_error,
 )
@@ -443,7 +443,7 @@ def _array_from_raw(
     if datatype == INVALID_DATATYPE:
         return np.frombuffer(buffer, np.uint8)
     if datatype == "BYTES":
-        return bytes_input_elements(request, name, buffer, count).reshape(shape)
+        return deferred_bytes_elements(request, name, buffer, shape)
     if count <= 0 and min(shape, default=0) < 0:
         return np.frombuffer(buffer, np.uint8)  # a negative dimension: the validator refuses it, in Triton's order
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]

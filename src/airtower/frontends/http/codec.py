@@ -26,8 +26,8 @@ from airtower.core.request import InferenceRequest, RequestedOutput, first_of_ea
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
-    bytes_input_elements,
     defer_byte_size_mismatch,
+    deferred_bytes_elements,
     duplicate_input_error,
     string_count_error,
 )
@@ -570,7 +570,7 @@ def _array_from_binary(
 ) -> npt.NDArray[Any]:
     count = math.prod(shape)
     if datatype == "BYTES":
-        return bytes_input_elements(request, name, buffer, count).reshape(shape)
+        return deferred_bytes_elements(request, name, buffer, shape)
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
     if len(buffer) != expected:
         return defer_byte_size_mismatch(request, name, expected, len(buffer))
