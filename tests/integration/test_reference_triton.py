@@ -926,6 +926,8 @@ GRPC_CASES += [
                           ("INPUT1", "FP32", [1, 1, 16], bytes(64)))),
     ("ModelInfer", _infer("add_sub_batched", ("INPUT0", "FP32", [-1, 16], b""), ("INPUT1", "FP32", [-1, 16], b""))),
     ("ModelInfer", _infer("add_sub", ("INPUT0", "FP32", [2, -1], b""), _G16)),
+    ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [16], b"\x01\0\0\0a"), _G16)),
+    ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [2], b"\x01\0\0\0a"), ("INPUT1", "FP32", [15], bytes(60)))),
 ]  # fmt: skip
 
 #: The gRPC logging requests with a bad setting after good ones (as the HTTP ones above).
