@@ -753,6 +753,22 @@ CASES += [
                                                          "data": [1]}], "parameters": _SEQUENCE}), {}),
     ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "parameters": None}), {}),
     ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "outputs": None}), {}),
+    # Binary data of an unknown datatype reaches Triton's core ('<invalid>'); binary byte sizes are
+    # checked after the names, counts and outputs.
+    ("POST", "/v2/models/add_sub/infer", *binreq(
+        [{"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+         {"name": "INPUT1", "shape": [16], "datatype": "xx", "parameters": {"binary_data_size": 64}}], [f32, f32])),
+    ("POST", "/v2/models/add_sub/infer", *binreq(
+        [{"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 60}},
+         {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}}],
+        [f32[:60], f32], outputs=[{"name": "NOPE"}])),
+    ("POST", "/v2/models/add_sub/infer", *binreq(
+        [{"name": "INPUT0", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 60}},
+         {"name": "INPUT1", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}},
+         {"name": "EXTRA", "shape": [16], "datatype": "FP32", "parameters": {"binary_data_size": 64}}],
+        [f32[:60], f32, f32])),
+    ("POST", "/v2/models/add_sub/infer", J({"inputs": [{"name": "INPUT0", "shape": [0], "datatype": "xx", "data": []},
+                                                       json.loads(_add_sub_doc())["inputs"][1]]}), {}),
     *[("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "id": request_id}), {})
       for request_id in ("a\0b", "\0", "ab\0")],
     ("POST", "/v2/models/add_sub/infer",

@@ -34,7 +34,13 @@ from airtower.core.validation import (
 from airtower.errors import InternalError, InvalidArgumentError, NotFoundError
 from airtower.frontends.http import triton_json
 from airtower.frontends.http.rapidjson_double import float_array_json
-from airtower.types import ELEMENT_SIZE_BY_WIRE, NUMPY_DTYPE_BY_WIRE, ParameterValue, config_to_wire
+from airtower.types import (
+    ELEMENT_SIZE_BY_WIRE,
+    INVALID_DATATYPE,
+    NUMPY_DTYPE_BY_WIRE,
+    ParameterValue,
+    config_to_wire,
+)
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -246,6 +252,7 @@ class InferRequestDecoder:
             and b'"data"' not in header
             and b"shared_memory" not in header
             and request.input_errors is None
+            and all(tensor.datatype != INVALID_DATATYPE for tensor in request.inputs.values())
         ):
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
@@ -377,11 +384,12 @@ def _decode_input(
     if "shape" not in item:
         raise _missing("shape")
     shape = _decode_shape(item["shape"])
-    if datatype not in NUMPY_DTYPE_BY_WIRE:
-        raise InvalidArgumentError(f"invalid datatype for input {name}")
+    # Data Triton's frontend takes as bytes, whatever the datatype: its core refuses an unknown one
+    # ('<invalid>') in its datatype check. JSON data it cannot read without one.
+    known = datatype in NUMPY_DTYPE_BY_WIRE
     if "shared_memory_region" in parameters:
         data = _read_shared_memory(shared_memory, parameters["shared_memory_region"], parameters)
-        array = _array_from_binary(request, name, datatype, shape, memoryview(data))
+        array = _array_from_binary(request, name, datatype, shape, memoryview(data)) if known else _UNREAD
     elif "binary_data_size" in parameters:
         byte_size = parameters["binary_data_size"]
         if not _is_uint(byte_size):
@@ -392,16 +400,22 @@ def _decode_input(
                 f"unexpected size for input '{name}', expecting {end - len(binary)} additional bytes "
                 f"for model '{request.model_name}'"
             )
-        array = _array_from_binary(request, name, datatype, shape, binary[offset:end])
+        array = _array_from_binary(request, name, datatype, shape, binary[offset:end]) if known else _UNREAD
         offset = end
     elif not shape or 0 in shape:  # Triton's element count is 0: it reads nothing of 'data'
-        array = _no_elements(datatype, shape)
+        array = _no_elements(datatype, shape) if known else _UNREAD
+    elif not known:
+        raise InvalidArgumentError(f"invalid datatype for input {name}")
     else:
         array = _array_from_json(request, name, datatype, shape, item["data"])
     if name in request.inputs:
         raise duplicate_input_error(request, name)
-    request.inputs[name] = Tensor(name, datatype, shape, array)
+    request.inputs[name] = Tensor(name, datatype if known else INVALID_DATATYPE, shape, array)
     return offset
+
+
+#: What stands in for the data of an input whose datatype Triton does not know (never read).
+_UNREAD: npt.NDArray[Any] = np.empty(0, np.uint8)
 
 
 def _shared_memory_span(parameters: dict[str, Any]) -> tuple[int, int]:
