@@ -771,6 +771,12 @@ CASES += [
                                                        json.loads(_add_sub_doc())["inputs"][1]]}), {}),
     *[("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "id": request_id}), {})
       for request_id in ("a\0b", "\0", "ab\0")],
+    accumulate(1, {"sequence_id": "\0", "sequence_start": True, "sequence_end": True}),
+    accumulate(1, {"sequence_id": "s\0t", "sequence_start": True, "sequence_end": True}),
+    ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "outputs": [{"name": "OUTPUT0\0x"}]}), {}),
+    ("POST", "/v2/models/add_sub/infer", J({**json.loads(_add_sub_doc()), "outputs": [{"name": "\0"}]}), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(name="INPUT0\0x"), {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(name="\0"), {}),
     ("POST", "/v2/models/add_sub/infer",
      J({"id": "a\0b", "inputs": [{**json.loads(_add_sub_doc())["inputs"][0]},
                                   {**json.loads(_add_sub_doc())["inputs"][1], "shape": [15], "data": [1] * 15}]}), {}),
@@ -877,6 +883,7 @@ GRPC_CASES += [
     ("ModelInfer", _short_input1(_add_sub("a\0b"))),
     _stream(_add_sub("x\0y")),
     _stream(_short_input1(_add_sub("x\0y"))),
+    ("ModelInfer", _accumulate(1, "\0", start=True)),
 ]
 
 
@@ -944,6 +951,7 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "FP32", [2, -1], b""), _G16)),
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [16], b"\x01\0\0\0a"), _G16)),
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [2], b"\x01\0\0\0a"), ("INPUT1", "FP32", [15], bytes(60)))),
+    ("ModelInfer", _infer("add_sub", ("INPUT0\0x", "FP32", [16], bytes(64)), _G16, outputs=[("OUTPUT1\0", None)])),
 ]  # fmt: skip
 
 #: The gRPC logging requests with a bad setting after good ones (as the HTTP ones above).

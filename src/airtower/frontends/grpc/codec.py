@@ -113,7 +113,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: Any) -> No
             if choice == "int64_param":
                 request.correlation_id = parameter.int64_param
             elif choice == "string_param":
-                request.correlation_id = parameter.string_param
+                request.correlation_id = parameter.string_param.partition("\0")[0]  # a C string in Triton
             else:
                 raise _parameter_type(key, "int64_param or string_param")
         elif key in ("sequence_start", "sequence_end"):
@@ -208,7 +208,7 @@ def decode_infer_request(
     inputs = request.inputs
     index = 0  # the next raw_input_contents entry
     for tensor in message.inputs:
-        name = tensor.name
+        name = tensor.name.partition("\0")[0]  # Triton's core takes names as C strings
         datatype = tensor.datatype
         shape = tuple(tensor.shape)
         placement = _shared_memory_placement(name, tensor.parameters, shared_memory) if tensor.parameters else None
@@ -239,7 +239,7 @@ def decode_infer_request(
             raise _no_data(name, model_name)
         inputs[name] = Tensor(name, datatype, shape, array)
     for output in message.outputs:
-        requested = RequestedOutput(output.name)
+        requested = RequestedOutput(output.name.partition("\0")[0])
         if output.parameters:
             placement = _shared_memory_placement(output.name, output.parameters, shared_memory)
             if placement is not None:  # where the output goes is checked now, as Triton does

@@ -315,7 +315,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: object) ->
         if key == "sequence_id":
             if not (_is_uint(value) or type(value) is str):
                 raise _unable(key, JSON_NOT_STRING)
-            request.correlation_id = value
+            request.correlation_id = value.partition("\0")[0] if type(value) is str else value  # a C string
         elif key == "priority":
             if not _is_uint(value):
                 raise _unable(key, _JSON_NOT_UINT)
@@ -457,7 +457,7 @@ def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
     name = item["name"]
     if type(name) is not str:  # null too
         raise _unable("name", JSON_NOT_STRING)
-    return item, name
+    return item, name.partition("\0")[0]  # Triton's core takes names as C strings
 
 
 def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | None = None) -> RequestedOutput:
