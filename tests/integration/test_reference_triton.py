@@ -952,6 +952,10 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [16], b"\x01\0\0\0a"), _G16)),
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [2], b"\x01\0\0\0a"), ("INPUT1", "FP32", [15], bytes(60)))),
     ("ModelInfer", _infer("add_sub", ("INPUT0\0x", "FP32", [16], bytes(64)), _G16, outputs=[("OUTPUT1\0", None)])),
+    # A sequence model takes one batch item per request, checked before the correlation ID.
+    ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)))),
+    ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)), sequence_id={"int64_param": 79},
+                          sequence_start={"bool_param": True})),
 ]  # fmt: skip
 
 #: The gRPC logging requests with a bad setting after good ones (as the HTTP ones above).

@@ -35,6 +35,15 @@ def test_a_request_without_correlation_id_is_refused() -> None:
         )
 
 
+def test_a_request_of_more_than_one_batch_item_is_refused_first() -> None:
+    """As Triton: before the correlation ID is looked at (the example has none)."""
+    with pytest.raises(InvalidArgumentError) as error:
+        table().admit("r", 0, True, False, 0, batch_size=2)
+    assert error.value.message == (
+        "inference request to model 'acc' must specify batch-size 1 due to requirements of sequence batcher"
+    )
+
+
 def test_a_sequence_must_start_with_the_start_flag() -> None:
     with pytest.raises(InvalidArgumentError) as error:
         table().admit("r", 7, False, False, 0)

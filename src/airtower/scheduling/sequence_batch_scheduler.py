@@ -159,6 +159,7 @@ class SequenceBatchScheduler:
                 bool(flags & SEQUENCE_START),
                 bool(flags & SEQUENCE_END),
                 time.monotonic_ns(),
+                pending.batch_size,
             )
             self._changed.notify_all()  # the sequence's instance may be any of the waiting threads
 

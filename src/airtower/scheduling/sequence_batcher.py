@@ -79,13 +79,20 @@ class SequenceTable(Generic[T]):
         """Requests queued and not yet taken."""
         return sum(len(sequence.queue) for sequence in self._sequences.values())
 
-    def admit(self, item: T, correlation_id: int | str, start: bool, end: bool, now_ns: int) -> None:
-        """Queue ``item`` on its sequence.
+    def admit(
+        self, item: T, correlation_id: int | str, start: bool, end: bool, now_ns: int, batch_size: int = 1
+    ) -> None:
+        """Queue ``item`` (a request of ``batch_size``) on its sequence.
 
         Raises:
-            InvalidArgumentError: no correlation ID, or a request that does not start a
-                sequence for an ID with no active sequence (Triton's messages).
+            InvalidArgumentError: a batch of more than one, no correlation ID, or a request that does
+                not start a sequence for an ID with no active sequence (Triton's messages, in its order).
         """
+        if batch_size > 1:
+            raise InvalidArgumentError(
+                f"inference request to model '{self.model_name}' must specify batch-size 1 due to requirements of "
+                "sequence batcher"
+            )
         if correlation_id == 0 or correlation_id == "":
             raise InvalidArgumentError(
                 f"inference request to model '{self.model_name}' must specify a non-zero or non-empty correlation ID"
