@@ -29,7 +29,7 @@ from airtower.errors import (
     UnavailableError,
     UnsupportedError,
 )
-from airtower.models.manager import ModelManager
+from airtower.models.manager import ModelManager, version_number
 from airtower.observability import log_settings
 from airtower.options import ServerOptions
 from airtower.types import JSONValue, config_to_wire
@@ -143,6 +143,13 @@ class InferenceServer:
         return {"name": self.options.server_id, "version": TRITON_VERSION, "extensions": list(EXTENSIONS)}
 
     def is_model_ready(self, name: str, version: str = "") -> bool:
+        """Whether the version (the policy's latest ready one if "") serves requests.
+
+        Raises:
+            InvalidArgumentError: a version string Triton cannot read (``version_number``).
+        """
+        if version:
+            version_number(version)
         try:
             self.models.get(name, version)
         except (ModelNotFoundError, UnavailableError):
@@ -320,6 +327,8 @@ class InferenceServer:
             InvalidArgumentError: the model or version is not available (Triton's INVALID_ARG).
         """
         if name:
+            if version:
+                version_number(version)  # as Triton, a version it cannot read is refused first
             try:
                 entry = self.models.entry(name)
             except ModelNotFoundError:

@@ -795,6 +795,17 @@ CASES += [
 ]  # fmt: skip
 
 
+#: A version number beyond 64 bits is refused as unreadable before the model is looked up, on every
+#: endpoint that takes a version (ready and statistics included).
+_HUGE = "99999999999999999999"
+CASES += [
+    ("GET", f"/v2/models/add_sub/versions/{_HUGE}/ready", b"", {}),
+    ("GET", f"/v2/models/nope/versions/{_HUGE}/ready", b"", {}),
+    ("GET", f"/v2/models/nope/versions/{_HUGE}/stats", b"", {}),
+    ("GET", "/v2/models/add_sub/versions/0/ready", b"", {}),
+]
+
+
 def _stream(*requests: Any) -> tuple[str, Any]:
     return ("ModelStreamInfer", list(requests))
 
@@ -952,6 +963,9 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [16], b"\x01\0\0\0a"), _G16)),
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [2], b"\x01\0\0\0a"), ("INPUT1", "FP32", [15], bytes(60)))),
     ("ModelInfer", _infer("add_sub", ("INPUT0\0x", "FP32", [16], bytes(64)), _G16, outputs=[("OUTPUT1\0", None)])),
+    ("ModelReady", pb.ModelReadyRequest(name="nope", version=_HUGE)),
+    ("ModelStatistics", pb.ModelStatisticsRequest(name="nope", version=_HUGE)),
+    ("ModelMetadata", pb.ModelMetadataRequest(name="add_sub", version=_HUGE)),
     # A sequence model takes one batch item per request, checked before the correlation ID.
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)))),
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)), sequence_id={"int64_param": 79},

@@ -223,6 +223,8 @@ class Endpoints:
         """GET /v2/models/{m}[/versions/{v}]/ready: 200, or 400 for unknown and unready models alike."""
         try:
             ready = self.server.is_model_ready(name, version)
+        except InvalidArgumentError:
+            raise  # a version Triton cannot read: its error
         except TritonError:
             ready = False
         return OK_EMPTY if ready else MODEL_NOT_READY
