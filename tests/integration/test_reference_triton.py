@@ -898,6 +898,20 @@ GRPC_CASES += [
 ]
 
 
+def _contents_of_unknown_datatype() -> Any:
+    request = pb.ModelInferRequest(model_name="add_sub")
+    for name, datatype in (("INPUT0", "zz"), ("INPUT1", "FP32")):
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=[16])
+        tensor.contents.fp32_contents.extend([1.0] * 16)
+    return request
+
+
+def _text_id(text: str, request_id: str) -> Any:
+    request = _text(text, empty_final=True)
+    request.id = request_id
+    return request
+
+
 def _infer(model: str, *inputs: tuple[str, str, list[int], bytes], outputs: Any = (), **parameters: Any) -> Any:
     """A ModelInfer request: ``inputs`` as (name, datatype, shape, raw bytes), ``outputs`` as (name,
     classification or None), ``parameters`` as InferParameter fields, e.g. ``priority={"int64_param": 1}``."""
@@ -966,6 +980,12 @@ GRPC_CASES += [
     ("ModelReady", pb.ModelReadyRequest(name="nope", version=_HUGE)),
     ("ModelStatistics", pb.ModelStatisticsRequest(name="nope", version=_HUGE)),
     ("ModelMetadata", pb.ModelMetadataRequest(name="add_sub", version=_HUGE)),
+    # Typed contents of an unknown datatype: 2.51's frontend finds no field for '<invalid>'.
+    ("ModelInfer", _contents_of_unknown_datatype()),
+    # Bytes left after a BYTES input's elements: too few for a length, Triton's length error.
+    ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [1], b"\x01\0\0\0a\0"), _G16)),
+    # A stream's empty final response repeats the id as the client sent it (a NUL included).
+    _stream(_text_id("one", "x\0y")),
     # A sequence model takes one batch item per request, checked before the correlation ID.
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)))),
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)), sequence_id={"int64_param": 79},

@@ -44,6 +44,14 @@ def _prefix(request: InferenceRequest) -> str:
     return f"[request id: {request.id or '<id_unknown>'}] "
 
 
+def _length_indicator_error(request: InferenceRequest, name: str, available: int) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{_prefix(request)}incomplete string length indicator for inference input '{name}' for model "
+        f"'{request.model_name}', expecting 4 bytes but only {available} bytes available. Please make sure the "
+        "string length indicator is in one buffer."
+    )
+
+
 def bytes_input_elements(
     request: InferenceRequest, name: str, buffer: bytes | memoryview, expected: int
 ) -> npt.NDArray[np.object_]:
@@ -62,11 +70,7 @@ def bytes_input_elements(
         if offset >= end:
             raise string_count_error(request, name, expected, len(items))
         if end - offset < 4:
-            raise InvalidArgumentError(
-                f"{_prefix(request)}incomplete string length indicator for inference input '{name}' for model "
-                f"'{request.model_name}', expecting 4 bytes but only {end - offset} bytes available. Please make "
-                "sure the string length indicator is in one buffer."
-            )
+            raise _length_indicator_error(request, name, end - offset)
         (length,) = _LENGTH.unpack_from(view, offset)
         offset += 4
         if end - offset < length:
@@ -80,7 +84,9 @@ def bytes_input_elements(
             )
         items.append(bytes(view[offset : offset + length]))
         offset += length
-    if offset < end:
+    if offset < end:  # Triton reads the rest as more elements: a length first
+        if end - offset < 4:
+            raise _length_indicator_error(request, name, end - offset)
         raise string_count_error(request, name, expected, expected + 1)
     array = np.empty(expected, dtype=np.object_)
     array[:] = items

@@ -456,15 +456,15 @@ def _array_from_contents(
     request: InferenceRequest, name: str, datatype: str, shape: tuple[int, ...], contents: Any
 ) -> npt.NDArray[Any]:
     """Typed contents: exactly the field of ``datatype`` (Triton rejects any other)."""
-    if datatype == INVALID_DATATYPE:
-        return np.empty(0, np.uint8)
     expected_field = CONTENTS_FIELD_BY_WIRE.get(datatype)
     for descriptor, _ in contents.ListFields():
-        if descriptor.name != expected_field:
+        if descriptor.name != expected_field:  # an unknown datatype ('<invalid>') has no field
             raise InvalidArgumentError(
                 f"unexpected explicit tensor data for input tensor '{name}' for model '{request.model_name}' of type "
                 f"'{_WIRE_BY_CONTENTS_FIELD[descriptor.name]}', expected datatype '{datatype}'"
             )
+    if datatype == INVALID_DATATYPE:
+        return np.empty(0, np.uint8)
     count = math.prod(shape)
     if expected_field is None:  # FP16 / BF16 with empty contents
         if count:
@@ -527,14 +527,15 @@ def encode_infer_response(
     return message
 
 
-def empty_final_response(request: InferenceRequest, model_version: str) -> Any:
+def empty_final_response(request: InferenceRequest, model_version: str, request_id: str | None = None) -> Any:
     """The ``ModelStreamInferResponse`` that ends a decoupled request whose model sent its final
-    flag without a response, when the client set ``triton_enable_empty_final_response``."""
+    flag without a response, when the client set ``triton_enable_empty_final_response``;
+    ``request_id``: the id as the client sent it, which 2.51 repeats whole (``request.id`` by default)."""
     message = service_pb2.ModelStreamInferResponse()
     response = message.infer_response
     response.model_name = request.model_name
     response.model_version = model_version
-    response.id = request.id
+    response.id = request.id if request_id is None else request_id
     response.parameters["triton_final_response"].bool_param = True
     return message
 

@@ -187,8 +187,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         def error_item(error: TritonError, request_id: str, model_name: str = "") -> Any:
             return error if grpc_errors else stream_error_response(error.message, request_id, model_name)
 
-        def on_response(request: InferenceRequest, item: InferenceResponse | TritonError | None, final: bool) -> None:
-            """A response of ``request`` (every model answers through here, decoupled or not)."""
+        def on_response(
+            request: InferenceRequest, message_id: str, item: InferenceResponse | TritonError | None, final: bool
+        ) -> None:
+            """A response of ``request`` (every model answers through here, decoupled or not);
+            ``message_id``: the id as the client sent it (``request.id`` ends at a NUL)."""
             if isinstance(item, TritonError):
                 queue.put_nowait(error_item(item, request.id, request.model_name))
             elif item is not None:
@@ -199,7 +202,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                     queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id))
             elif request.enable_empty_final_response:
                 # As Triton: the version the request named, none when it named none.
-                queue.put_nowait(empty_final_response(request, request.model_version))
+                queue.put_nowait(empty_final_response(request, request.model_version, message_id))
 
         def finished(future: asyncio.Future[InferenceResponse]) -> None:
             in_flight.discard(future)
@@ -214,7 +217,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                     try:
                         request = self._decode(message)
                         request.trace_context = trace
-                        future = self.server.infer_stream(request, functools.partial(on_response, request))
+                        future = self.server.infer_stream(request, functools.partial(on_response, request, message.id))
                     except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
                         queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), message.id))
                         continue
