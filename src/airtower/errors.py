@@ -109,6 +109,10 @@ class ServerNotReadyError(UnavailableError):
     """The server is starting or exiting."""
 
 
+#: What a caller that takes one response per request says of a decoupled model ("HTTP end point ...").
+DECOUPLED_UNSUPPORTED = "doesn't support models with decoupled transaction policy"
+
+
 class UnsupportedError(TritonError):
     """The operation is not supported (e.g. decoupled model over HTTP). Client sees 501."""
 

@@ -21,6 +21,7 @@ from airtower.core.request import InferenceRequest, RequestTraceContext, Respons
 from airtower.core.response import InferenceResponse
 from airtower.core.shared_memory import SystemSharedMemory
 from airtower.errors import (
+    DECOUPLED_UNSUPPORTED,
     InvalidArgumentError,
     ModelNotFoundError,
     NotFoundError,
@@ -199,7 +200,7 @@ class InferenceServer:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
         model = self.models.get(request.model_name, request.model_version)
         if model.decoupled:
-            raise UnsupportedError(f"{caller} doesn't support models with decoupled transaction policy")
+            raise UnsupportedError(f"{caller} {DECOUPLED_UNSUPPORTED}")
         return self._track(model.submit(request))
 
     def infer_stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:

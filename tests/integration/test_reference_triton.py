@@ -803,6 +803,11 @@ CASES += [
     ("GET", f"/v2/models/nope/versions/{_HUGE}/ready", b"", {}),
     ("GET", f"/v2/models/nope/versions/{_HUGE}/stats", b"", {}),
     ("GET", "/v2/models/add_sub/versions/0/ready", b"", {}),
+    # A decoupled model over HTTP infer is refused before its body is read; a JSON BYTES element count
+    # is checked after the input's datatype.
+    ("POST", "/v2/models/token_streamer/infer", b"{}", {}),
+    ("POST", "/v2/models/token_streamer/infer", b'{"inputs": "x"}', {}),
+    ("POST", "/v2/models/add_sub/infer", _add_sub_doc(datatype="BYTES", data=[]), {}),
 ]
 
 

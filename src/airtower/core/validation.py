@@ -128,6 +128,14 @@ IMPLICIT_BATCH_NOTE = (
 )
 
 
+def defer_input_error(request: InferenceRequest, name: str, error: InvalidArgumentError) -> None:
+    """Note ``error`` in input ``name``'s data on ``request``: the validator raises it where Triton's core
+    meets it, at that input's byte-size step (after names, counts, batch sizes, datatypes and shapes)."""
+    if request.input_errors is None:
+        request.input_errors = {}
+    request.input_errors[name] = error
+
+
 def deferred_bytes_elements(
     request: InferenceRequest, name: str, buffer: bytes | memoryview, shape: tuple[int, ...]
 ) -> npt.NDArray[Any]:
@@ -137,9 +145,7 @@ def deferred_bytes_elements(
     try:
         return bytes_input_elements(request, name, buffer, math.prod(shape)).reshape(shape)
     except InvalidArgumentError as error:
-        if request.input_errors is None:
-            request.input_errors = {}
-        request.input_errors[name] = error
+        defer_input_error(request, name, error)
         return np.empty(0, np.object_)
 
 
@@ -147,13 +153,14 @@ def defer_byte_size_mismatch(request: InferenceRequest, name: str, expected: int
     """Note on ``request`` that input ``name`` came with ``got`` bytes for ``expected``: the validator
     reports it where Triton's core checks byte sizes, after names, counts, batch sizes, datatypes and
     shapes (so the error Triton meets first is the one raised). Returns an empty stand-in array."""
-    error = InvalidArgumentError(
-        f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{request.model_name}'. "
-        f"Expected {expected}, got {got}"
+    defer_input_error(
+        request,
+        name,
+        InvalidArgumentError(
+            f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{request.model_name}'. "
+            f"Expected {expected}, got {got}"
+        ),
     )
-    if request.input_errors is None:
-        request.input_errors = {}
-    request.input_errors[name] = error
     return np.empty(0, np.uint8)
 
 

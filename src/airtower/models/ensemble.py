@@ -31,7 +31,7 @@ from airtower.core.request import InferenceRequest, RequestedOutput, ResponseSin
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import InternalError, ModelConfigError, TritonError, UnsupportedError
+from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, ModelConfigError, TritonError, UnsupportedError
 from airtower.models.model import Model, ModelState
 from airtower.observability.stats import ExecutionTiming, ModelStatistics
 from airtower.observability.trace import Tracer
@@ -215,7 +215,7 @@ class EnsembleModel:
         future: asyncio.Future[InferenceResponse] = loop.create_future()
         if self.decoupled:
             if on_response is None:
-                raise UnsupportedError("doesn't support models with decoupled transaction policy")
+                raise UnsupportedError(DECOUPLED_UNSUPPORTED)
             task = loop.create_task(self._run_decoupled(request, batch_size, future, on_response))
         else:
             task = loop.create_task(self._run(request, batch_size, future))

@@ -23,7 +23,7 @@ from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import InternalError, InvalidArgumentError, TritonError, UnsupportedError
+from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.models.instance import ModelInstance
 from airtower.models.response_cache import ResponseCache, request_key
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
@@ -217,7 +217,7 @@ class Model:
             self.stats.cache_miss.add(now - started)
         if self.decoupled:
             if on_response is None:
-                raise UnsupportedError("doesn't support models with decoupled transaction policy")
+                raise UnsupportedError(DECOUPLED_UNSUPPORTED)
             request.response_sink = self._decoupled_sink(loop, request, future, on_response)
         pending = Pending(
             request,

@@ -27,6 +27,7 @@ from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
     defer_byte_size_mismatch,
+    defer_input_error,
     deferred_bytes_elements,
     duplicate_input_error,
     string_count_error,
@@ -523,8 +524,9 @@ def _array_from_json(
         # Triton checks the strings first and their count later, as for binary BYTES (INVALID_ARG).
         if not types <= {str}:
             raise InternalError(BYTES_NOT_STRING)
-        if len(data) != count:
-            raise string_count_error(request, name, count, len(data))
+        if len(data) != count:  # found by Triton's core at its byte-size step: left to the validator
+            defer_input_error(request, name, string_count_error(request, name, count, len(data)))
+            return np.empty(0, np.object_)
         array = np.empty(len(data), dtype=np.object_)
         array[:] = [value.encode() for value in data]
         return array.reshape(shape)

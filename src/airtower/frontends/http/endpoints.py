@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airtower.core.model_config import config_to_json
 from airtower.core.request import RequestTraceContext
-from airtower.errors import InternalError, InvalidArgumentError, TritonError
+from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.frontends.http.codec import (
     InferRequestDecoder,
     InferResponseEncoder,
@@ -248,9 +248,10 @@ class Endpoints:
         try:
             inference_request, binary_data_output = self._decode(request.headers, body, name, version)
         except TritonError:
-            # Like Triton, an unknown or unready model is reported before a malformed body (the
-            # look-up raises); only failed requests pay for this second look-up.
-            self.server.model_config(name, version)
+            # Like Triton, an unknown or unready model, or a decoupled one, is reported before a
+            # malformed body (the look-up raises); only failed requests pay for this second look-up.
+            if self.server.model_config(name, version).model_transaction_policy.decoupled:
+                raise UnsupportedError(f"HTTP end point {DECOUPLED_UNSUPPORTED}") from None
             raise
         accept = request.headers.get(b"accept-encoding")
         trace = None
