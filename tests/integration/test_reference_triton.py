@@ -991,6 +991,8 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [1], b"\x01\0\0\0a\0"), _G16)),
     # A stream's empty final response repeats the id as the client sent it (a NUL included).
     _stream(_text_id("one", "x\0y")),
+    # ModelInfer refuses a decoupled model before reading its inputs.
+    ("ModelInfer", _infer("token_streamer", ("text_input", "FP32", [1], b""))),
     # A sequence model takes one batch item per request, checked before the correlation ID.
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)))),
     ("ModelInfer", _infer("accumulator", ("INPUT", "INT32", [2, 1], bytes(8)), sequence_id={"int64_param": 79},

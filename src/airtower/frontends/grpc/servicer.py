@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
-from airtower.errors import InternalError, TritonError, UnsupportedError
+from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.calls import Method, Started
 from airtower.frontends.grpc.codec import (
     InferRequestDecoder,
@@ -121,7 +121,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     # ---------------------------------------------------------------- inference
 
-    def _decode(self, message: Any) -> InferenceRequest:
+    def _decode(self, message: Any, unary: bool = False) -> InferenceRequest:
+        """``message`` decoded; ``unary``: for ModelInfer, which refuses a decoupled model first."""
         if isinstance(message, bytes):  # the native transport's ModelInfer: serialized
             try:
                 return self._decoder.decode(message)
@@ -130,15 +131,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         try:
             return decode_infer_request(message, shared_memory=self.server.shared_memory)
         except TritonError:
-            # Like the HTTP frontend, an unknown or unready model is reported before a bad input (the
-            # look-up raises); the config words the error of an unknown input datatype.
+            # Like the HTTP frontend, an unknown or unready model (the look-up raises), or a decoupled
+            # one over ModelInfer, is reported before a bad input; the config words the error of an
+            # unknown input datatype.
             config = self.server.model_config(message.model_name, message.model_version)
+            if unary and config.model_transaction_policy.decoupled:
+                raise UnsupportedError(f"ModelInfer RPC {DECOUPLED_UNSUPPORTED}") from None
             return decode_infer_request(message, config, self.server.shared_memory)
 
     def _start(
         self, message: Any, trace: RequestTraceContext | None = None
     ) -> tuple[InferenceRequest, asyncio.Future[InferenceResponse]]:
-        request = self._decode(message)
+        request = self._decode(message, unary=True)
         request.trace_context = trace
         return request, self.server.infer(request, "ModelInfer RPC")
 
