@@ -991,6 +991,9 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [1], b"\x01\0\0\0a\0"), _G16)),
     # A stream's empty final response repeats the id as the client sent it (a NUL included).
     _stream(_text_id("one", "x\0y")),
+    # Classification applies to an ensemble's outputs too.
+    ("ModelInfer", _infer("pipe", ("A", "FP32", [16], f32), ("B", "FP32", [16], f32),
+                          outputs=[("SUM2", {"int64_param": 2}), ("DIFF", {"int64_param": 20})])),
     # ModelInfer refuses a decoupled model before reading its inputs.
     ("ModelInfer", _infer("token_streamer", ("text_input", "FP32", [1], b""))),
     # A sequence model takes one batch item per request, checked before the correlation ID.

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from airtower.core.tensor import Tensor
+from airtower.errors import InternalError, TritonError
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 
 def classify(
@@ -39,3 +46,33 @@ def read_labels(path: str) -> list[str]:
     """Lines of a labels file (``label_filename``), one class per line."""
     with open(path, encoding="utf-8") as handle:
         return [line.rstrip("\r\n") for line in handle]
+
+
+def output_labels(config: ModelConfig, model_dir: str | Path) -> dict[str, list[str]]:
+    """The labels of each output of ``config`` that names a ``label_filename`` (in ``model_dir``).
+
+    Raises:
+        TritonError: INTERNAL, a labels file that cannot be read.
+    """
+    labels: dict[str, list[str]] = {}
+    for output in config.output:
+        if output.label_filename:
+            path = Path(model_dir) / output.label_filename
+            try:
+                labels[output.name] = read_labels(str(path))
+            except OSError as exc:
+                raise TritonError.from_code(
+                    InternalError.code, f"unable to read labels file '{path}' for model '{config.name}': {exc}"
+                ) from exc
+    return labels
+
+
+def classified(tensor: Tensor, class_count: int, labels: Sequence[str], *, batched: bool) -> Tensor:
+    """``tensor`` replaced by its top ``class_count`` classes (the classification extension).
+
+    Raises:
+        InternalError: a BYTES or BOOL output, which Triton cannot classify.
+    """
+    if tensor.datatype in ("BYTES", "BOOL"):
+        raise InternalError(f"class result not available for output due to unsupported type '{tensor.datatype}'")
+    return Tensor.from_numpy(tensor.name, "BYTES", classify(tensor.data, class_count, labels, batched=batched))

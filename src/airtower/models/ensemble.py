@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import ModelContext
+from airtower.core.classification import classified, output_labels
 from airtower.core.request import InferenceRequest, RequestedOutput, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
@@ -160,6 +161,7 @@ class EnsembleModel:
         self.stats = ModelStatistics(self.name, self.version_str)
         self.validator = RequestValidator(config)
         self.plan = EnsemblePlan.from_config(config)
+        self._labels = output_labels(config, context.model_dir)
         self._lookup = lookup
         self._tracer = tracer
         self._tasks: set[asyncio.Task[None]] = set()
@@ -266,9 +268,19 @@ class EnsembleModel:
             self._tracer.add(trace_id, self.name, self.version, request.id, stamps, request.trace_parent)
 
     def _outputs(self, request: InferenceRequest, tensors: Mapping[str, Tensor]) -> list[Tensor]:
-        """The ensemble outputs the request asked for (all by default), in the order produced."""
-        wanted = {output.name for output in request.outputs} or set(self.plan.outputs)
-        return [tensor for name, tensor in tensors.items() if name in wanted and name not in request.inputs]
+        """The ensemble outputs the request asked for (all by default), in the order produced, those
+        asked for with a classification replaced by their top classes (the ensemble's labels)."""
+        requested = {output.name: output for output in request.outputs}
+        wanted = set(requested) or set(self.plan.outputs)
+        outputs: list[Tensor] = []
+        for name, tensor in tensors.items():
+            if name in wanted and name not in request.inputs:
+                asked = requested.get(name)
+                if asked is not None and asked.class_count > 0:
+                    labels = self._labels.get(name, [])
+                    tensor = classified(tensor, asked.class_count, labels, batched=self.config.max_batch_size > 0)
+                outputs.append(tensor)
+        return outputs
 
     async def _run_decoupled(
         self,

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airtower.backends.base import Backend, BackendModel, InstanceSpec, ModelContext
-from airtower.core.classification import classify, read_labels
+from airtower.core.classification import classified, output_labels
 from airtower.core.model_config import is_decoupled
 from airtower.core.request import InferenceRequest, ResponseSink
 from airtower.core.response import InferenceResponse
 from airtower.core.tensor import Tensor
 from airtower.core.validation import RequestValidator
-from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, InvalidArgumentError, TritonError, UnsupportedError
+from airtower.errors import DECOUPLED_UNSUPPORTED, InvalidArgumentError, TritonError, UnsupportedError
 from airtower.models.instance import ModelInstance
 from airtower.models.response_cache import ResponseCache, request_key
 from airtower.models.warmup import WarmupSample, warmup_failure, warmup_samples
@@ -87,7 +87,7 @@ class Model:
         self.reason = ""
         self.stats = ModelStatistics(self.name, self.version_str)
         self.validator = RequestValidator(config)
-        self._labels = self._read_labels()
+        self._labels = output_labels(self.config, self.context.model_dir)
         self._batched = config.max_batch_size > 0
         self._backend_model: BackendModel | None = None
         self._instances: list[ModelInstance] = []
@@ -264,11 +264,7 @@ class Model:
         return answer
 
     def _classify(self, tensor: Tensor, class_count: int) -> Tensor:
-        if tensor.datatype in ("BYTES", "BOOL"):
-            raise InternalError(f"class result not available for output due to unsupported type '{tensor.datatype}'")
-        labels = self._labels.get(tensor.name, [])
-        data = classify(tensor.data, class_count, labels, batched=self._batched)
-        return Tensor.from_numpy(tensor.name, "BYTES", data)
+        return classified(tensor, class_count, self._labels.get(tensor.name, []), batched=self._batched)
 
     def _complete(
         self,
@@ -431,19 +427,6 @@ class Model:
         # Triton counts only successful inferences and executions
         if executed:
             stats.record_execution(executed, timing)
-
-    def _read_labels(self) -> dict[str, list[str]]:
-        labels: dict[str, list[str]] = {}
-        for output in self.config.output:
-            if output.label_filename:
-                path = Path(self.context.model_dir) / output.label_filename
-                try:
-                    labels[output.name] = read_labels(str(path))
-                except OSError as exc:
-                    raise TritonError.from_code(
-                        InternalError.code, f"unable to read labels file '{path}' for model '{self.name}': {exc}"
-                    ) from exc
-        return labels
 
 
 def _settle(
