@@ -911,6 +911,16 @@ def _contents_of_unknown_datatype() -> Any:
     return request
 
 
+def _typed_then_raw_twice() -> Any:
+    """INPUT0 twice, first with typed contents beside raw contents: the repeat is Triton's error."""
+    request = _infer("add_sub", _F16)
+    tensor = request.inputs.add(name="INPUT0", datatype="FP32", shape=[16])
+    tensor.contents.fp32_contents.extend([1.0] * 16)
+    request.inputs[0].CopyFrom(tensor)
+    request.inputs[1].contents.Clear()
+    return request
+
+
 def _text_id(text: str, request_id: str) -> Any:
     request = _text(text, empty_final=True)
     request.id = request_id
@@ -991,6 +1001,11 @@ GRPC_CASES += [
     ("ModelInfer", _infer("add_sub", ("INPUT0", "BYTES", [1], b"\x01\0\0\0a\0"), _G16)),
     # A stream's empty final response repeats the id as the client sent it (a NUL included).
     _stream(_text_id("one", "x\0y")),
+    # Negative dimensions on BYTES and other inputs; every name is added before any data is read.
+    ("ModelInfer", _infer("string_python", ("INPUT0", "BYTES", [-2], b"\x01\0\0\0a"))),
+    ("ModelInfer", _infer("string_python", ("INPUT0", "BYTES", [-1], b"\x01\0\0\0a"))),
+    ("ModelInfer", _infer("add_sub", ("INPUT0", "FP32", [-1, -1], bytes(4)), _G16)),
+    ("ModelInfer", _typed_then_raw_twice()),
     # Classification applies to an ensemble's outputs too.
     ("ModelInfer", _infer("pipe", ("A", "FP32", [16], f32), ("B", "FP32", [16], f32),
                           outputs=[("SUM2", {"int64_param": 2}), ("DIFF", {"int64_param": 20})])),

@@ -95,14 +95,15 @@ def bytes_input_elements(
 
 def string_count_error(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
     """Triton's error for a BYTES input of ``got`` elements where its shape holds ``expected``
-    (past the expected count Triton stops, so it reports ``expected + 1``)."""
+    (past the expected count Triton stops, so it reports the first count above it: ``expected + 1``, or 1
+    when a negative dimension makes ``expected`` negative)."""
     if got < expected:
         return InvalidArgumentError(
             f"{_prefix(request)}expected {expected} string elements for inference input '{name}' for model "
             f"'{request.model_name}', got {got}"
         )
     return InvalidArgumentError(
-        f"{_prefix(request)}unexpected number of string elements {expected + 1} for inference input '{name}' "
+        f"{_prefix(request)}unexpected number of string elements {max(expected + 1, 1)} for inference input '{name}' "
         f"for model '{request.model_name}', expecting {expected}"
     )
 
@@ -136,12 +137,28 @@ def defer_input_error(request: InferenceRequest, name: str, error: InvalidArgume
     request.input_errors[name] = error
 
 
+def _element_count(buffer: bytes | memoryview) -> int:
+    """How many whole length-prefixed BYTES elements ``buffer`` holds from its start."""
+    view = memoryview(buffer)
+    count, offset, end = 0, 0, len(view)
+    while end - offset >= 4:
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4 + length
+        if offset > end:
+            break
+        count += 1
+    return count
+
+
 def deferred_bytes_elements(
     request: InferenceRequest, name: str, buffer: bytes | memoryview, shape: tuple[int, ...]
 ) -> npt.NDArray[Any]:
     """``bytes_input_elements`` shaped as ``shape``; an error in the buffer is noted on ``request`` for
     the validator (Triton's core finds it at its byte-size step, after the datatype and shape checks)
     and an empty array stands in."""
+    if shape and min(shape) < 0:  # Triton counts the elements against the (negative) product
+        defer_input_error(request, name, string_count_error(request, name, math.prod(shape), _element_count(buffer)))
+        return np.empty(0, np.object_)
     try:
         return bytes_input_elements(request, name, buffer, math.prod(shape)).reshape(shape)
     except InvalidArgumentError as error:
@@ -276,8 +293,11 @@ class RequestValidator:
                 )
             if errors is not None and name in errors:
                 raise errors[name]
-            if full and (low < 0 or not full[0]) and tensor.datatype != "BYTES":
-                self._check_byte_size(request, name, batch_size)
+            if full and (low < 0 or not full[0]):
+                if tensor.datatype != "BYTES":
+                    self._check_byte_size(request, name, batch_size)
+                elif low < 0:  # its elements were left unread
+                    raise string_count_error(request, name, math.prod(full), 0)
         if not self._required.issubset(inputs):  # as many inputs as allowed, all known, a required one absent
             self._raise_input_count(_prefix(request), list(names))
         return batch_size or 1

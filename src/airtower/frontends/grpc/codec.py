@@ -22,6 +22,7 @@ from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
     defer_byte_size_mismatch,
+    defer_input_error,
     deferred_bytes_elements,
     duplicate_input_error,
     string_count_error,
@@ -207,13 +208,17 @@ def decode_infer_request(
     raw_count = len(raw)
     inputs = request.inputs
     index = 0  # the next raw_input_contents entry
-    for tensor in message.inputs:
-        name = tensor.name.partition("\0")[0]  # Triton's core takes names as C strings
+    names = [tensor.name.partition("\0")[0] for tensor in message.inputs]  # Triton's core takes C strings
+    if len(set(names)) < len(names):  # Triton adds every input before it reads any one's data
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise duplicate_input_error(request, name)
+            seen.add(name)
+    for name, tensor in zip(names, message.inputs, strict=True):
         datatype = tensor.datatype
         shape = tuple(tensor.shape)
         placement = _shared_memory_placement(name, tensor.parameters, shared_memory) if tensor.parameters else None
-        if name in inputs:
-            raise duplicate_input_error(request, name)
         if datatype not in NUMPY_DTYPE_BY_WIRE:
             if config is None:
                 raise _invalid_datatype(request, name, datatype, config)
@@ -440,12 +445,11 @@ def _array_from_raw(
 ) -> npt.NDArray[Any]:
     """A view of ``buffer`` (no copy) for fixed-size types; BYTES elements are split out."""
     count = math.prod(shape)
-    if datatype == INVALID_DATATYPE:
-        return np.frombuffer(buffer, np.uint8)
     if datatype == "BYTES":
         return deferred_bytes_elements(request, name, buffer, shape)
-    if count <= 0 and min(shape, default=0) < 0:
-        return np.frombuffer(buffer, np.uint8)  # a negative dimension: the validator refuses it, in Triton's order
+    if datatype == INVALID_DATATYPE or (shape and min(shape) < 0):
+        # An unknown datatype, or a negative dimension: the validator refuses it, in Triton's order.
+        return np.frombuffer(buffer, np.uint8)
     expected = count * ELEMENT_SIZE_BY_WIRE[datatype]
     if len(buffer) != expected:
         return defer_byte_size_mismatch(request, name, expected, len(buffer))
@@ -466,6 +470,10 @@ def _array_from_contents(
     if datatype == INVALID_DATATYPE:
         return np.empty(0, np.uint8)
     count = math.prod(shape)
+    if shape and min(shape) < 0:  # left to the validator; a BYTES count is checked against the product
+        if datatype == "BYTES":
+            defer_input_error(request, name, string_count_error(request, name, count, len(contents.bytes_contents)))
+        return np.empty(0, np.object_ if datatype == "BYTES" else np.uint8)
     if expected_field is None:  # FP16 / BF16 with empty contents
         if count:
             return defer_byte_size_mismatch(request, name, count * ELEMENT_SIZE_BY_WIRE[datatype], 0)
