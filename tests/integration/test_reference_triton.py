@@ -806,6 +806,8 @@ CASES += [
     # A decoupled model over HTTP infer is refused before its body is read; a JSON BYTES element count
     # is checked after the input's datatype.
     ("POST", "/v2/models/token_streamer/infer", b"{}", {}),
+    ("POST", "/v2/models/add_sub/generate", J({"INPUT0": list(range(16)), "INPUT1": [1] * 16, "id": "\0"}), {}),
+    ("POST", "/v2/models/add_sub/generate", J({"INPUT0": list(range(16)), "INPUT1": [1] * 16, "id": "g\0h"}), {}),
     ("POST", "/v2/models/token_streamer/infer", b'{"inputs": "x"}', {}),
     ("POST", "/v2/models/add_sub/infer", _add_sub_doc(datatype="BYTES", data=[]), {}),
 ]

@@ -102,7 +102,7 @@ def decode_generate_request(
         request_id = document["id"]
         if type(request_id) is not str:
             raise InternalError(f"Unable to parse 'id': {JSON_NOT_STRING}")
-        request.id = request_id
+        request.id = request_id.partition("\0")[0]  # a C string in Triton
     # Triton's core counts a BYTES input's elements only once the request is complete.
     miscounted: list[tuple[str, int, int]] = []
     for key, value in document.items():
