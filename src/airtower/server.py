@@ -38,6 +38,9 @@ from airtower.types import JSONValue, config_to_wire
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+    from airtower.models.ensemble import EnsembleModel
+    from airtower.models.model import Model
+
 logger = logging.getLogger(__name__)
 
 #: The Triton release whose protocol airtower speaks, reported as the server version.
@@ -198,10 +201,23 @@ class InferenceServer:
         """
         if not self._accepting:
             raise ServerNotReadyError("Server is exiting" if self._live else "Server is not ready")
-        model = self.models.get(request.model_name, request.model_version)
+        return self._track(
+            self._single_response_model(request.model_name, request.model_version, caller).submit(request)
+        )
+
+    def _single_response_model(self, name: str, version: str, caller: str) -> Model | EnsembleModel:
+        model = self.models.get(name, version)
         if model.decoupled:
             raise UnsupportedError(f"{caller} {DECOUPLED_UNSUPPORTED}")
-        return self._track(model.submit(request))
+        return model
+
+    def infer_target_config(self, name: str, version: str = "", caller: str | None = None) -> ModelConfig:
+        """The config of the version a request names, for a frontend that could not decode the request:
+        raises first what ``infer`` would (unknown or unready model, and for a ``caller`` that takes one
+        response, a decoupled one), as Triton reports those before a malformed request."""
+        if caller is None:
+            return self.models.get(name, version).config
+        return self._single_response_model(name, version, caller).config
 
     def infer_stream(self, request: InferenceRequest, on_response: ResponseSink) -> asyncio.Future[InferenceResponse]:
         """Start one request whose responses go to ``on_response(response, final)`` on the loop:

@@ -115,6 +115,9 @@ class FakeInferenceServer:
         self._known(name)
         return self.configs[name]
 
+    def infer_target_config(self, name: str, version: str = "", caller: str | None = None) -> Any:
+        return self.model_config(name, version)  # the fake has no decoupled models
+
     def infer(self, request: InferenceRequest, caller: str = "inference") -> asyncio.Future[InferenceResponse]:
         # Like InferenceServer.infer: look-up errors raise at once, model errors fail the future.
         self.requests.append(request)

@@ -63,6 +63,12 @@ class RequestedOutput:
         self.parameters = {} if parameters is None else parameters
 
 
+def c_string(text: str) -> str:
+    """``text`` as Triton's core keeps an id, a tensor name or a string correlation ID: a C string,
+    which ends at the first NUL character."""
+    return text.partition("\0")[0]
+
+
 def first_of_each(outputs: list[RequestedOutput], *, settings_only: bool = False) -> list[RequestedOutput]:
     """``outputs`` with each name once: a name asked for twice keeps its first settings, as in Triton,
     whose frontends keep an output's settings in a map they emplace into. Its HTTP frontend enters

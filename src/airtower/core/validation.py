@@ -18,7 +18,7 @@ import numpy.typing as npt
 from airtower.core.request import InferenceRequest
 from airtower.core.unordered_map import iteration_order
 from airtower.errors import InvalidArgumentError
-from airtower.types import ELEMENT_SIZE_BY_WIRE, config_to_wire
+from airtower.types import ELEMENT_SIZE_BY_WIRE, INVALID_DATATYPE, config_to_wire
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -166,19 +166,25 @@ def deferred_bytes_elements(
         return np.empty(0, np.object_)
 
 
+def _byte_size_error(request: InferenceRequest, name: str, expected: int, got: int) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{request.model_name}'. "
+        f"Expected {expected}, got {got}"
+    )
+
+
 def defer_byte_size_mismatch(request: InferenceRequest, name: str, expected: int, got: int) -> npt.NDArray[np.uint8]:
     """Note on ``request`` that input ``name`` came with ``got`` bytes for ``expected``: the validator
     reports it where Triton's core checks byte sizes, after names, counts, batch sizes, datatypes and
     shapes (so the error Triton meets first is the one raised). Returns an empty stand-in array."""
-    defer_input_error(
-        request,
-        name,
-        InvalidArgumentError(
-            f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{request.model_name}'. "
-            f"Expected {expected}, got {got}"
-        ),
-    )
+    defer_input_error(request, name, _byte_size_error(request, name, expected, got))
     return np.empty(0, np.uint8)
+
+
+def decoded_whole(request: InferenceRequest) -> bool:
+    """Whether a decoder read every input of ``request`` as its datatype and size say (no error left
+    for the validator, no unknown datatype): only such a request may serve as a replay template."""
+    return request.input_errors is None and all(t.datatype != INVALID_DATATYPE for t in request.inputs.values())
 
 
 class RequestValidator:
@@ -310,16 +316,13 @@ class RequestValidator:
         size = ELEMENT_SIZE_BY_WIRE[tensor.datatype]
         if self.max_batch_size > 0:
             item = math.prod(tensor.shape[1:]) * size
-            expected = item * ((batch_size % 2**32) or 1)
+            expected = item * (batch_size or 1)  # batch_size: already Triton's uint32
             if not item and min(tensor.shape) >= 0:
                 return  # no bytes expected, none given
         else:
             expected = math.prod(tensor.shape) * size
         if expected != tensor.data.nbytes or min(tensor.shape) < 0:
-            raise InvalidArgumentError(
-                f"{_prefix(request)}input byte size mismatch for input '{name}' for model '{self.model_name}'. "
-                f"Expected {expected}, got {tensor.data.nbytes}"
-            )
+            raise _byte_size_error(request, name, expected, tensor.data.nbytes)
 
     def _raise_input_count(self, prefix: str, given: list[str]) -> NoReturn:
         required, total = len(self._required), len(self.inputs)

@@ -17,10 +17,11 @@ import numpy.typing as npt
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from airtower.core.request import InferenceRequest, RequestedOutput, first_of_each
+from airtower.core.request import InferenceRequest, RequestedOutput, c_string, first_of_each
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
+    decoded_whole,
     defer_byte_size_mismatch,
     defer_input_error,
     deferred_bytes_elements,
@@ -114,7 +115,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: Any) -> No
             if choice == "int64_param":
                 request.correlation_id = parameter.int64_param
             elif choice == "string_param":
-                request.correlation_id = parameter.string_param.partition("\0")[0]  # a C string in Triton
+                request.correlation_id = c_string(parameter.string_param)
             else:
                 raise _parameter_type(key, "int64_param or string_param")
         elif key in ("sequence_start", "sequence_end"):
@@ -201,14 +202,14 @@ def decode_infer_request(
         InvalidArgumentError: mixed raw/typed contents, missing data, sizes, datatypes, reserved parameters.
     """
     model_name = message.model_name
-    request = InferenceRequest(model_name, message.model_version, message.id.partition("\0")[0])  # a C string
+    request = InferenceRequest(model_name, message.model_version, c_string(message.id))
     if message.parameters:
         _decode_request_parameters(request, message.parameters)
     raw = message.raw_input_contents
     raw_count = len(raw)
     inputs = request.inputs
     index = 0  # the next raw_input_contents entry
-    names = [tensor.name.partition("\0")[0] for tensor in message.inputs]  # Triton's core takes C strings
+    names = [c_string(tensor.name) for tensor in message.inputs]
     if len(set(names)) < len(names):  # Triton adds every input before it reads any one's data
         seen: set[str] = set()
         for name in names:
@@ -244,7 +245,7 @@ def decode_infer_request(
             raise _no_data(name, model_name)
         inputs[name] = Tensor(name, datatype, shape, array)
     for output in message.outputs:
-        requested = RequestedOutput(output.name.partition("\0")[0])
+        requested = RequestedOutput(c_string(output.name))
         if output.parameters:
             placement = _shared_memory_placement(output.name, output.parameters, shared_memory)
             if placement is not None:  # where the output goes is checked now, as Triton does
@@ -372,17 +373,11 @@ class InferRequestDecoder:
         template = self._templates.get(key)
         if template is not None and len(raw) == len(template.inputs):
             try:
-                return _replay(template, request_id.decode().partition("\0")[0], raw)
+                return _replay(template, c_string(request_id.decode()), raw)
             except UnicodeDecodeError:
                 pass  # the full path words the error
         request = decode_infer_request(parse_infer_request(data), None, self._shared_memory)
-        if (
-            raw
-            and len(raw) == len(request.inputs)
-            and b"shared_memory_region" not in key
-            and request.input_errors is None
-            and all(tensor.datatype != INVALID_DATATYPE for tensor in request.inputs.values())
-        ):
+        if raw and len(raw) == len(request.inputs) and b"shared_memory_region" not in key and decoded_whole(request):
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
             self._templates[key] = _RequestTemplate(request)

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from airtower.core.request import RequestTraceContext
-from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, TritonError, UnsupportedError
+from airtower.errors import InternalError, TritonError, UnsupportedError
 from airtower.frontends.grpc.calls import Method, Started
 from airtower.frontends.grpc.codec import (
     InferRequestDecoder,
@@ -134,9 +134,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             # Like the HTTP frontend, an unknown or unready model (the look-up raises), or a decoupled
             # one over ModelInfer, is reported before a bad input; the config words the error of an
             # unknown input datatype.
-            config = self.server.model_config(message.model_name, message.model_version)
-            if unary and config.model_transaction_policy.decoupled:
-                raise UnsupportedError(f"ModelInfer RPC {DECOUPLED_UNSUPPORTED}") from None
+            caller = "ModelInfer RPC" if unary else None
+            config = self.server.infer_target_config(message.model_name, message.model_version, caller)
             return decode_infer_request(message, config, self.server.shared_memory)
 
     def _start(

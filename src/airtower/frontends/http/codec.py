@@ -22,10 +22,11 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import model_config_pb2
 
-from airtower.core.request import InferenceRequest, RequestedOutput, first_of_each
+from airtower.core.request import InferenceRequest, RequestedOutput, c_string, first_of_each
 from airtower.core.shared_memory import SystemSharedMemory, write_output
 from airtower.core.tensor import Tensor, array_to_buffer
 from airtower.core.validation import (
+    decoded_whole,
     defer_byte_size_mismatch,
     defer_input_error,
     deferred_bytes_elements,
@@ -177,7 +178,7 @@ def decode_infer_request(
     request_id = document.get("id", "")
     if type(request_id) is not str:
         raise _unable("id", JSON_NOT_STRING)
-    request.id = request_id.partition("\0")[0]  # Triton keeps it as a C string
+    request.id = c_string(request_id)
     binary_data_output = False
     if "parameters" in document:  # null too is refused, as a non-object
         binary_data_output = _decode_request_parameters(request, document["parameters"])
@@ -252,8 +253,7 @@ class InferRequestDecoder:
             and binary
             and b'"data"' not in header
             and b"shared_memory" not in header
-            and request.input_errors is None
-            and all(tensor.datatype != INVALID_DATATYPE for tensor in request.inputs.values())
+            and decoded_whole(request)
         ):
             if len(self._templates) >= self._capacity:
                 self._templates.clear()
@@ -316,7 +316,7 @@ def _decode_request_parameters(request: InferenceRequest, parameters: object) ->
         if key == "sequence_id":
             if not (_is_uint(value) or type(value) is str):
                 raise _unable(key, JSON_NOT_STRING)
-            request.correlation_id = value.partition("\0")[0] if type(value) is str else value  # a C string
+            request.correlation_id = c_string(value) if type(value) is str else value
         elif key == "priority":
             if not _is_uint(value):
                 raise _unable(key, _JSON_NOT_UINT)
@@ -458,7 +458,7 @@ def _tensor_object(item: object) -> tuple[dict[str, Any], str]:
     name = item["name"]
     if type(name) is not str:  # null too
         raise _unable("name", JSON_NOT_STRING)
-    return item, name.partition("\0")[0]  # Triton's core takes names as C strings
+    return item, c_string(name)
 
 
 def _decode_requested_output(item: object, shared_memory: SystemSharedMemory | None = None) -> RequestedOutput:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airtower.core.model_config import config_to_json
 from airtower.core.request import RequestTraceContext
-from airtower.errors import DECOUPLED_UNSUPPORTED, InternalError, InvalidArgumentError, TritonError, UnsupportedError
+from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
     InferRequestDecoder,
     InferResponseEncoder,
@@ -250,8 +250,7 @@ class Endpoints:
         except TritonError:
             # Like Triton, an unknown or unready model, or a decoupled one, is reported before a
             # malformed body (the look-up raises); only failed requests pay for this second look-up.
-            if self.server.model_config(name, version).model_transaction_policy.decoupled:
-                raise UnsupportedError(f"HTTP end point {DECOUPLED_UNSUPPORTED}") from None
+            self.server.infer_target_config(name, version, "HTTP end point")
             raise
         accept = request.headers.get(b"accept-encoding")
         trace = None

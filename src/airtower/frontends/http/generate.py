@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from airtower.core.request import InferenceRequest
+from airtower.core.request import InferenceRequest, c_string
 from airtower.core.tensor import Tensor
 from airtower.errors import InternalError, InvalidArgumentError, TritonError
 from airtower.frontends.http.codec import (
@@ -102,7 +102,7 @@ def decode_generate_request(
         request_id = document["id"]
         if type(request_id) is not str:
             raise InternalError(f"Unable to parse 'id': {JSON_NOT_STRING}")
-        request.id = request_id.partition("\0")[0]  # a C string in Triton
+        request.id = c_string(request_id)
     # Triton's core counts a BYTES input's elements only once the request is complete.
     miscounted: list[tuple[str, int, int]] = []
     for key, value in document.items():
