@@ -320,6 +320,32 @@ def test_stream_with_triton_grpc_error_header_ends_on_the_first_error(
     assert_add_sub_works(client)
 
 
+def test_stream_with_triton_grpc_error_header_writes_nothing_after_the_error(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(
+        callback=lambda result, error: results.put((result, error)), headers={"triton_grpc_error": "true"}
+    )
+    a = np.arange(16, dtype=np.float32)
+    try:
+        for i in range(20):  # answers being written while the stream ends on the error
+            client.async_stream_infer("add_sub", add_sub_inputs(a, a), request_id=f"before{i}")
+        client.async_stream_infer("nope", _mode(0), request_id="unknown")
+        for i in range(20):
+            client.async_stream_infer("add_sub", add_sub_inputs(a, a), request_id=f"after{i}")
+        seen: list[tuple[Any, Any]] = []
+        while not seen or seen[-1][1] is None:
+            seen.append(results.get(timeout=60))
+    finally:
+        client.stop_stream()
+    *answers, (_, error) = seen
+    assert error.status() == "StatusCode.NOT_FOUND"
+    assert all(result.get_response().id.startswith("before") for result, _ in answers)
+    assert results.empty()  # the stream ended with the error: nothing came after it
+    assert_add_sub_works(client)
+
+
 async def test_asyncio_stream(server: ServerProcess) -> None:
     a = np.arange(16, dtype=np.float32)
 

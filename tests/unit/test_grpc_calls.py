@@ -37,9 +37,9 @@ async def echo(request: bytes, call: GrpcCall) -> bytes:
     return b"echo:" + request
 
 
-async def echo_stream(requests: AsyncIterator[bytes], call: GrpcCall) -> AsyncIterator[bytes]:
+async def echo_stream(requests: AsyncIterator[bytes], call: GrpcCall) -> None:
     async for request in requests:
-        yield b"echo:" + request
+        call.send_message(b"echo:" + request)
 
 
 async def size(request: bytes, call: GrpcCall) -> bytes:
@@ -71,10 +71,10 @@ class Blocker:
         await self.wait(call)
         return b"done"
 
-    async def streaming(self, requests: AsyncIterator[bytes], call: GrpcCall) -> AsyncIterator[bytes]:
-        yield b"first"
+    async def streaming(self, requests: AsyncIterator[bytes], call: GrpcCall) -> None:
+        call.send_message(b"first")
         await self.wait(call)
-        yield b"second"
+        call.send_message(b"second")
 
 
 def message(payload: bytes, flag: int = 0) -> bytes:
@@ -436,9 +436,9 @@ async def test_streamed_messages_queued_together_leave_in_one_write() -> None:
 
 
 async def test_streaming_error_after_a_message_ends_with_status_trailers() -> None:
-    async def failing(requests: AsyncIterator[bytes], call: GrpcCall) -> AsyncIterator[bytes]:
+    async def failing(requests: AsyncIterator[bytes], call: GrpcCall) -> None:
         async for request in requests:
-            yield request
+            call.send_message(request)
             raise InvalidArgumentError("no more")
 
     service, peer = connect({STREAM: method(failing, client_streaming=True, server_streaming=True)})

@@ -276,6 +276,31 @@ def test_grpc_response_encoder_bytes_parse_to_the_message() -> None:
         assert service_pb2.ModelInferResponse.FromString(data) == encode_infer_response(response, request)
 
 
+def test_grpc_stream_response_bytes_parse_to_the_message() -> None:
+    encoder = InferResponseEncoder()
+    big = np.arange(40, dtype=np.float32)  # 160 bytes of output: the stream message's length takes two bytes
+    cases = [
+        (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", big[::-1])]), "r1"),
+        (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", big[:3])]), ""),
+        (InferenceResponse("m", "2", outputs=[Tensor.from_numpy("S", "BYTES", np.array([b"ab"], np.object_))]), ""),
+        (InferenceResponse("m", "1", id="é" * 70), "r3"),  # no outputs
+        (
+            InferenceResponse(
+                "m", "1", outputs=[Tensor.from_numpy("B", "BOOL", np.array([True]))], parameters={"n": 7}
+            ),
+            "",
+        ),
+    ]
+    for response, request_id in cases:
+        for final in (True, False):
+            request = InferenceRequest("m", id=request_id)
+            data = encoder.encode_stream(response, request, final)
+            expected = service_pb2.ModelStreamInferResponse(
+                infer_response=encode_infer_response(response, request, final)
+            )
+            assert service_pb2.ModelStreamInferResponse.FromString(data) == expected
+
+
 def test_grpc_response_encoder_caches_one_template_per_output_signature() -> None:
     encoder = InferResponseEncoder()
     encoder.MAX_CACHED = 2

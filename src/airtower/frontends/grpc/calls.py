@@ -137,6 +137,8 @@ class Method:
     deserialize: Callable[[bytes], Any]
     serialize: Callable[[Any], bytes]
     #: ``behaviour(request, call)`` (unary) or ``behaviour(request_iterator, call)`` (streaming requests).
+    #: A server-streaming behaviour writes its messages itself, as bytes (``call.send_message``), and
+    #: returns when the call is over (``finish`` then sends OK); it yields nothing.
     behaviour: Callable[..., Any]
     client_streaming: bool = False
     server_streaming: bool = False
@@ -512,14 +514,11 @@ class GrpcService:
 
     async def _streaming(self, call: GrpcCall) -> None:
         method = call.method
-        responses = method.behaviour(call.requests(), call)
         if method.server_streaming:
-            async for response in responses:
-                if call.stream.closed:
-                    break
-                call.send_message(method.serialize(response))
+            # The behaviour writes its messages itself (``call.send_message``) as they come.
+            await method.behaviour(call.requests(), call)
         else:  # pragma: no cover - Triton's services have no client-streaming unary method
-            call.send_message(method.serialize(await responses))
+            call.send_message(method.serialize(await method.behaviour(call.requests(), call)))
         if not call.stream.closed:
             call.finish()
 

@@ -555,6 +555,20 @@ def _varint(value: int) -> bytes:
 #: Wire tags of ``ModelInferResponse.id`` (field 3) and ``raw_output_contents`` (field 6), length-delimited.
 _ID_TAG = b"\x1a"
 _RAW_OUTPUT_TAG = b"\x32"
+#: Wire tag of ``ModelStreamInferResponse.infer_response`` (field 2), length-delimited.
+_STREAM_RESPONSE_TAG = b"\x12"
+
+
+def _final_parameter(final: bool) -> bytes:
+    """The ``parameters`` map entry ``triton_final_response`` (field 4) of a stream's response."""
+    message = service_pb2.ModelInferResponse()
+    message.parameters["triton_final_response"].bool_param = final
+    data: bytes = message.SerializeToString()
+    return data
+
+
+#: Appended to a response's bytes, by its ``triton_final_response`` value.
+_FINAL_PARAMETER = {True: _final_parameter(True), False: _final_parameter(False)}
 
 
 class InferResponseEncoder:
@@ -579,6 +593,22 @@ class InferResponseEncoder:
             message = encode_infer_response(response, request, shared_memory=self._shared_memory)
             data: bytes = message.SerializeToString()
             return data
+        return b"".join(self._parts(response, request))
+
+    def encode_stream(self, response: InferenceResponse, request: InferenceRequest, final: bool) -> bytes:
+        """``ModelStreamInferResponse`` wire bytes: the response as ``encode_infer_response(response, request,
+        final)`` builds it, as the stream message's ``infer_response`` (without building either message)."""
+        parts: list[bytes | memoryview]
+        if response.parameters or any("shared_memory_region" in o.parameters for o in request.outputs):
+            parts = [encode_infer_response(response, request, final, self._shared_memory).SerializeToString()]
+        else:
+            parts = self._parts(response, request)
+            parts.append(_FINAL_PARAMETER[final])
+        size = sum(len(part) for part in parts)  # the raw outputs are byte buffers: len() is their size
+        return b"".join((_STREAM_RESPONSE_TAG, _varint(size), *parts))
+
+    def _parts(self, response: InferenceResponse, request: InferenceRequest) -> list[bytes | memoryview]:
+        """The message's bytes in pieces: the cached prefix, the id, each output's raw contents."""
         outputs = response.outputs
         key = (response.model_name, response.model_version, *[(t.name, t.datatype, t.shape) for t in outputs])
         prefix = self._prefixes.get(key)
@@ -599,7 +629,7 @@ class InferResponseEncoder:
         for tensor in outputs:
             buffer = array_to_buffer(tensor.datatype, tensor.data)
             parts += (_RAW_OUTPUT_TAG, _varint(len(buffer)), buffer)
-        return b"".join(parts)
+        return parts
 
 
 def stream_error_response(message: str, request_id: str, model_name: str = "") -> Any:

@@ -30,7 +30,6 @@ from airtower.frontends.grpc.codec import (
     InferResponseEncoder,
     decode_infer_request,
     empty_final_response,
-    encode_infer_response,
     encode_model_metadata,
     encode_model_statistics,
     encode_repository_index,
@@ -176,10 +175,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
         return future, complete, request
 
-    async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+    async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: _Context) -> None:
+        """The stream's messages are written as they come (``context.send_message``, in the loop
+        iteration that delivers them), not yielded: no task hop per response. Returns when the
+        client has ended its requests and every request's last response is out; an error under
+        ``triton_grpc_error`` ends the stream with its status instead (nothing is written after it)."""
+        ended: asyncio.Queue[TritonError | None] = asyncio.Queue()
         in_flight: set[asyncio.Future[InferenceResponse]] = set()
         reading = True
+        aborting = False
+        encoder = self._encoder
         # Header "triton_grpc_error: true": the first error ends the stream with its gRPC status
         # instead of travelling in a response's error_message (Triton's opt-in).
         grpc_errors = any(
@@ -187,8 +192,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             for key, value in (context.invocation_metadata() or ())
         )
 
-        def error_item(error: TritonError, request_id: str, model_name: str = "") -> Any:
-            return error if grpc_errors else stream_error_response(error.message, request_id, model_name)
+        def send(data: bytes) -> None:
+            if not aborting and not context.stream.closed:
+                context.send_message(data)
+
+        def send_error(error: TritonError, request_id: str, model_name: str = "") -> None:
+            nonlocal aborting
+            if grpc_errors:
+                if not aborting:
+                    aborting = True
+                    ended.put_nowait(error)
+            else:
+                send(stream_error_response(error.message, request_id, model_name).SerializeToString())
 
         def on_response(
             request: InferenceRequest, message_id: str, item: InferenceResponse | TritonError | None, final: bool
@@ -196,21 +211,22 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             """A response of ``request`` (every model answers through here, decoupled or not);
             ``message_id``: the id as the client sent it (``request.id`` ends at a NUL)."""
             if isinstance(item, TritonError):
-                queue.put_nowait(error_item(item, request.id, request.model_name))
+                send_error(item, request.id, request.model_name)
             elif item is not None:
                 try:
-                    message = encode_infer_response(item, request, final, self.server.shared_memory)
-                    queue.put_nowait(service_pb2.ModelStreamInferResponse(infer_response=message))
+                    data = encoder.encode_stream(item, request, final)
                 except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
-                    queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), request.id))
+                    send_error(_as_triton_error(exc, "ModelStreamInfer"), request.id)
+                    return
+                send(data)
             elif request.enable_empty_final_response:
                 # As Triton: the version the request named, none when it named none.
-                queue.put_nowait(empty_final_response(request, request.model_version, message_id))
+                send(empty_final_response(request, request.model_version, message_id).SerializeToString())
 
         def finished(future: asyncio.Future[InferenceResponse]) -> None:
             in_flight.discard(future)
             if not reading and not in_flight:
-                queue.put_nowait(None)
+                ended.put_nowait(None)
 
         async def read() -> None:
             nonlocal reading
@@ -222,7 +238,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                         request.trace_context = trace
                         future = self.server.infer_stream(request, functools.partial(on_response, request, message.id))
                     except Exception as exc:  # noqa: BLE001 - request boundary: every error becomes a response
-                        queue.put_nowait(error_item(_as_triton_error(exc, "ModelStreamInfer"), message.id))
+                        send_error(_as_triton_error(exc, "ModelStreamInfer"), message.id)
                         continue
                     in_flight.add(future)
                     future.add_done_callback(finished)
@@ -231,14 +247,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             finally:
                 reading = False
                 if not in_flight:
-                    queue.put_nowait(None)
+                    ended.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, TritonError):
-                    await _abort(context, item)
-                yield item
+            error = await ended.get()
+            if error is not None:
+                await _abort(context, error)
             await reader
         finally:
             reader.cancel()
