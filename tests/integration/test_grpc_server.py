@@ -302,13 +302,19 @@ def test_stream_with_requests_in_flight_and_an_error(client: grpcclient.Inferenc
     assert messages[1] == "Request for unknown model: 'nope' is not found"
 
 
-def test_stream_with_triton_grpc_error_header_ends_on_the_first_error(
-    client: grpcclient.InferenceServerClient,
-) -> None:
+def start_grpc_error_stream(client: grpcclient.InferenceServerClient) -> queue.Queue[tuple[Any, Any]]:
+    """A stream with header ``triton_grpc_error: true``; its callbacks' ``(result, error)`` go to the queue."""
     results: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(
         callback=lambda result, error: results.put((result, error)), headers={"triton_grpc_error": "true"}
     )
+    return results
+
+
+def test_stream_with_triton_grpc_error_header_ends_on_the_first_error(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    results = start_grpc_error_stream(client)
     try:
         client.async_stream_infer("nope", _mode(0), request_id="unknown")
         result, error = results.get(timeout=60)
@@ -323,10 +329,7 @@ def test_stream_with_triton_grpc_error_header_ends_on_the_first_error(
 def test_stream_with_triton_grpc_error_header_writes_nothing_after_the_error(
     client: grpcclient.InferenceServerClient,
 ) -> None:
-    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(
-        callback=lambda result, error: results.put((result, error)), headers={"triton_grpc_error": "true"}
-    )
+    results = start_grpc_error_stream(client)
     a = np.arange(16, dtype=np.float32)
     try:
         for i in range(20):  # answers being written while the stream ends on the error

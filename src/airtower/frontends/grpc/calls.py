@@ -13,6 +13,9 @@ function that turns the finished future into the response bytes, and the inferen
 ``on_complete`` hook writes the response in the loop iteration that settles the future (without a
 request, the future's done-callback does). A client's RST_STREAM, an expired deadline or a lost
 connection cancels the call's task or future, which drops a request still in a model's queue.
+
+A server-streaming method (ModelStreamInfer) runs as a task and writes its own messages with
+``GrpcCall.send_message`` as they come; the call ends with OK trailers when the method returns.
 """
 
 from __future__ import annotations

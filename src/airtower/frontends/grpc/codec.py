@@ -571,6 +571,11 @@ def _final_parameter(final: bool) -> bytes:
 _FINAL_PARAMETER = {True: _final_parameter(True), False: _final_parameter(False)}
 
 
+def _needs_message(response: InferenceResponse, request: InferenceRequest) -> bool:
+    """Whether the response takes the message path: parameters, or outputs placed in shared memory."""
+    return bool(response.parameters) or any("shared_memory_region" in o.parameters for o in request.outputs)
+
+
 class InferResponseEncoder:
     """``ModelInferResponse`` wire bytes for the unary ModelInfer, without building a message per response.
 
@@ -589,7 +594,7 @@ class InferResponseEncoder:
         self._shared_memory = shared_memory
 
     def encode(self, response: InferenceResponse, request: InferenceRequest) -> bytes:
-        if response.parameters or any("shared_memory_region" in o.parameters for o in request.outputs):
+        if _needs_message(response, request):
             message = encode_infer_response(response, request, shared_memory=self._shared_memory)
             data: bytes = message.SerializeToString()
             return data
@@ -599,7 +604,7 @@ class InferResponseEncoder:
         """``ModelStreamInferResponse`` wire bytes: the response as ``encode_infer_response(response, request,
         final)`` builds it, as the stream message's ``infer_response`` (without building either message)."""
         parts: list[bytes | memoryview]
-        if response.parameters or any("shared_memory_region" in o.parameters for o in request.outputs):
+        if _needs_message(response, request):
             parts = [encode_infer_response(response, request, final, self._shared_memory).SerializeToString()]
         else:
             parts = self._parts(response, request)
