@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import airtower.backends.python.backend  # noqa: F401 - installs the module under its upstream name
-from airtower.backends.python import triton_python_backend_utils as pb_utils
+from airtower.backends.python import (
+    backend,  # installs the module under its upstream name
+    triton_python_backend_utils as pb_utils,
+)
 
 UPSTREAM_NAMES = [
     # upstream triton_python_backend_utils.py
@@ -95,17 +97,21 @@ def test_pb_utils_tensor_from_dlpack_accepts_capsule_and_shares_memory() -> None
     assert pb_utils.Tensor("A", array).__dlpack_device__() == (1, 0)
 
 
-def test_pb_utils_read_only_input_exports_a_dlpack_copy() -> None:
-    # Request inputs view the request body's bytes: read-only, which an unversioned capsule cannot say.
+def test_pb_utils_server_tensor_gives_the_model_a_writable_copy() -> None:
+    # A request's input views the request body's bytes (or an array other models read): the server's,
+    # read-only. As on Triton, where the model's tensors live in the stub's shared memory, the model
+    # gets a copy of its own to change, and later calls (and DLPack) see its changes.
     array = np.frombuffer(np.arange(4, dtype=np.float32).tobytes(), dtype=np.float32)
-    assert not array.flags.writeable
-    capsule = pb_utils.Tensor("IN", array).to_dlpack()
-    copy = pb_utils.Tensor.from_dlpack("X", capsule).as_numpy()
-    np.testing.assert_array_equal(copy, array)
-    assert not np.shares_memory(copy, array)
-    shared = np.from_dlpack(pb_utils.Tensor("IN", array))  # a versioned consumer keeps the view, read-only
-    assert np.shares_memory(shared, array)
-    assert not shared.flags.writeable
+    tensor = backend._wrap("IN", array, 11)
+    mine = tensor.as_numpy()
+    assert mine.flags.writeable
+    assert not np.shares_memory(mine, array)
+    mine += 1
+    assert tensor.as_numpy() is mine
+    np.testing.assert_array_equal(array, np.arange(4, dtype=np.float32))
+    assert np.shares_memory(np.from_dlpack(tensor), mine)
+    writable = np.ones(2, np.float32)
+    assert pb_utils.Tensor("W", writable).as_numpy() is writable  # a model's own tensor is its array
 
 
 class FakeTorchTensor:
@@ -225,7 +231,7 @@ def test_pb_utils_request_and_response_accessors() -> None:
     assert request.correlation_id() == "seq"
     assert request.request_id() == ""
     assert json.loads(request.parameters()) == {"k": 1}
-    assert request.requested_output_names() == ["OUT"]
+    assert request.requested_output_names() == {"OUT"}
     assert not request.is_cancelled()
     assert request.trace().get_context() is None
     response = pb_utils.InferenceResponse([tensor], parameters={"p": True})
@@ -387,3 +393,41 @@ def test_tensor_of_a_big_endian_array_gets_its_triton_type() -> None:
         pb_utils.Tensor("X", np.zeros(2, ">f4")).triton_dtype()
         == pb_utils.Tensor("Y", np.zeros(2, "<f4")).triton_dtype()
     )
+
+
+def test_bls_request_parameters_are_checked_and_written_as_triton_does() -> None:
+    def request(parameters: Any) -> pb_utils.InferenceRequest:
+        return pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[], parameters=parameters)
+
+    assert request({"a": 1, "b": "s", "c": True}).parameters() == '{"a": 1, "b": "s", "c": true}'  # json.dumps
+    assert request(None).parameters() == "{}"
+    assert request('{"a":1}').parameters() == '{"a":1}'  # JSON text is taken as it is
+    cases = [
+        ({"a": 1.5}, "Expect parameters values to have type bool/int/str, found type <class 'float'>"),
+        ({"a": None}, "Expect parameters values to have type bool/int/str, found type <class 'NoneType'>"),
+        ({"a": np.int64(3)}, "Expect parameters values to have type bool/int/str, found type <class 'numpy.int64'>"),
+        ({1: 1}, "Expect parameters keys to have type str, found type <class 'int'>"),
+        ([1], "Expect parameters to be a dict, got <class 'list'>"),
+    ]
+    for parameters, message in cases:
+        with pytest.raises(pb_utils.TritonModelException) as raised:
+            request(parameters)
+        assert str(raised.value) == message
+
+
+def test_bls_request_output_names_are_a_set_and_keep_their_order_for_the_request() -> None:
+    request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=["b", "a", "b"])
+    assert request.requested_output_names() == {"a", "b"}
+    assert request._output_order == ["b", "a"]
+
+
+def test_get_model_dir_answers_only_for_model_code() -> None:
+    with pytest.raises(pb_utils.TritonError, match="only for the code of a Python model"):
+        pb_utils.get_model_dir()
+    module = types.ModuleType(pb_utils._MODEL_MODULE_PREFIX + "m_1_1")
+    module.__file__ = "/repo/m/1/model.py"
+    exec(
+        "import triton_python_backend_utils as pb_utils\ndef where():\n    return pb_utils.get_model_dir()",
+        module.__dict__,
+    )
+    assert module.where() == "/repo/m/1"

@@ -233,22 +233,49 @@ def test_python_backend_exposes_request_fields(repo: Repository) -> None:
     assert echoed(instance, request)["outputs"] == ["OTHER"]
 
 
-def test_python_backend_hands_inputs_without_copies(repo: Repository) -> None:
+def test_python_backend_gives_the_model_writable_inputs_of_its_own(repo: Repository) -> None:
     code = """
     import triton_python_backend_utils as pb_utils
     SEEN = []
 
     class TritonPythonModel:
         def execute(self, requests):
-            SEEN.extend(t.as_numpy() for t in requests[0].inputs())
+            for tensor in requests[0].inputs():
+                array = tensor.as_numpy()
+                array += 100  # allowed on Triton: the model's copy
+                SEEN.append(array)
             return [pb_utils.InferenceResponse([]) for _ in requests]
     """
     instance = repo.instance(repo.write("nocopy", code, ADD_SUB_CONFIG))
     request = make_request()
+    before = {name: tensor.data.copy() for name, tensor in request.inputs.items()}
     instance.execute([request])
     seen = repo._open[-1].module.SEEN  # type: ignore[union-attr]
-    assert seen[0] is request.inputs["INPUT0"].data
-    assert seen[1] is request.inputs["INPUT1"].data
+    for array, name in zip(seen, ("INPUT0", "INPUT1"), strict=True):
+        np.testing.assert_array_equal(array, before[name] + 100)
+        np.testing.assert_array_equal(request.inputs[name].data, before[name])  # the request's own is untouched
+
+
+def test_python_backend_copies_the_outputs_a_model_may_change_later(repo: Repository) -> None:
+    code = """
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            self.buffer = np.zeros(16, np.float32)
+
+        def execute(self, requests):
+            self.buffer[:] = pb_utils.get_input_tensor_by_name(requests[0], "INPUT0").as_numpy()
+            return [pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", self.buffer)])]
+    """
+    instance = repo.instance(repo.write("reuse", code, ADD_SUB_CONFIG))
+    first_request, second_request = make_request(), make_request()
+    second_request.inputs["INPUT0"].data[...] = -1
+    first = response_of(instance.execute([first_request])[0])
+    response_of(instance.execute([second_request])[0])  # overwrites the model's buffer
+    values = {t.name: t.data for t in first.outputs}
+    np.testing.assert_array_equal(values["OUTPUT0"], np.arange(16, dtype=np.float32))
 
 
 def test_python_backend_converts_outputs_to_wire_datatypes(repo: Repository) -> None:

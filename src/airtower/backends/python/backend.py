@@ -285,6 +285,10 @@ class PythonInstance:
                 f"Expected a 'Tensor' object in the output tensors, found type '{type(tensor).__name__}'."
             )
         array = tensor._array
+        if not tensor._server:
+            # The model may keep the array and change it for its next response (Triton copies the
+            # response out of the stub); the server's own (an input passed on as it came) does not change.
+            array = array.copy()
         expected = self._model.output_types.get(tensor._name)
         # Like Triton, an array whose dtype differs from the config is sent with its own datatype.
         if expected is not None and array.dtype == expected[0]:
@@ -341,7 +345,7 @@ def _model_file(config: ModelConfig, ctx: ModelContext) -> Path:
 def _import_model(ctx: ModelContext, path: Path) -> ModuleType:
     """Import ``path`` as a fresh, uniquely named module; sibling modules resolve from its directories."""
     safe_name = re.sub(r"\W", "_", ctx.name)
-    module_name = f"_airtower_python_model_{safe_name}_{ctx.version}_{next(_module_ids)}"
+    module_name = f"{pb_utils._MODEL_MODULE_PREFIX}{safe_name}_{ctx.version}_{next(_module_ids)}"
     search_dirs = [str(ctx.version_dir), str(ctx.model_dir)]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -372,7 +376,7 @@ def _evict_siblings(before: set[str], model_dir: Path) -> None:
     prefix = str(model_dir) + "/"
     for name in set(sys.modules) - before:
         module_file = getattr(sys.modules[name], "__file__", None) or ""
-        if module_file.startswith(prefix) and not name.startswith("_airtower_python_model_"):
+        if module_file.startswith(prefix) and not name.startswith(pb_utils._MODEL_MODULE_PREFIX):
             del sys.modules[name]
 
 
@@ -472,19 +476,25 @@ _PB_TENSOR = pb_utils.Tensor
 
 def _wrap(name: str, array: npt.NDArray[Any], triton_type: int) -> pb_utils.Tensor:
     """A tensor as a model sees it (no copy): ``pb_utils.Tensor._wrap``, written here so that it
-    runs compiled (pb_utils itself stays plain Python, user-facing)."""
+    runs compiled (pb_utils itself stays plain Python, user-facing). Marked as the server's, so that
+    ``as_numpy`` gives the model a copy of its own to change: the same array may be the request's
+    bytes, another model's input, an ensemble's tensor or a cached response."""
     tensor: pb_utils.Tensor = _PB_TENSOR.__new__(_PB_TENSOR)
     tensor._name = name
     tensor._array = array
+    tensor._server = True
     tensor._triton_type = triton_type
     return tensor
 
 
 def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
-    """A BLS request as the server's own request (tensors are not copied)."""
+    """A BLS request as the server's own request. The caller's arrays are copied (it may change them
+    while the request runs, as Triton copies them into shared memory); the server's are not."""
     inputs: dict[str, Tensor] = {}
     for tensor in request.inputs():
-        array = tensor.as_numpy()
+        array = tensor._array
+        if not tensor._server:
+            array = array.copy()
         wire = _WIRE_BY_TRITON_TYPE[tensor.triton_dtype()]
         if wire == "BYTES":
             array = _to_bytes_array(array)
@@ -496,7 +506,7 @@ def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
         str(version) if version > 0 else "",
         request.request_id(),
         inputs,
-        [RequestedOutput(name) for name in request.requested_output_names()],
+        [RequestedOutput(name) for name in request._output_order or sorted(request.requested_output_names())],
         parameters,
         timeout_us=request.timeout(),
         correlation_id=request.correlation_id(),
@@ -506,7 +516,7 @@ def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
 
 
 def _to_pb_response(response: InferenceResponse) -> pb_utils.InferenceResponse:
-    """A server response as BLS callers see it (tensors are not copied)."""
+    """A server response as BLS callers see it (tensors are not copied; ``_wrap`` marks them the server's)."""
     outputs = [_wrap(tensor.name, tensor.data, _TRITON_TYPE_BY_WIRE[tensor.datatype]) for tensor in response.outputs]
     return pb_utils.InferenceResponse(outputs, parameters=dict(response.parameters) or None)
 

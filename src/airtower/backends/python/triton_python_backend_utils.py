@@ -18,9 +18,11 @@ import ctypes
 import enum
 import json
 import logging
+import os
 import queue
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -57,6 +59,7 @@ __all__ = [
     "deserialize_bytes_tensor",
     "get_input_config_by_name",
     "get_input_tensor_by_name",
+    "get_model_dir",
     "get_output_config_by_name",
     "get_output_tensor_by_name",
     "is_model_ready",
@@ -329,14 +332,20 @@ def _through_framework(name: str, source: Any, device: tuple[int, int]) -> Tenso
 
 
 class Tensor:
-    """A named tensor; in-process it wraps a numpy array (no copy)."""
+    """A named tensor; in-process it wraps a numpy array (no copy). The server copies the model's
+    arrays when the model hands them over (returns or sends a response, executes a BLS request), so
+    a model may reuse its buffers as it can on Triton; a tensor the server gave the model and the
+    model passes on untouched is not copied."""
 
-    __slots__ = ("_array", "_name", "_triton_type")
+    __slots__ = ("_array", "_name", "_server", "_triton_type")
 
     def __init__(self, name: str, numpy_array: npt.ArrayLike) -> None:
         array = numpy_array if isinstance(numpy_array, np.ndarray) else np.asarray(numpy_array)
         self._name = str(name)
         self._array: npt.NDArray[Any] = array
+        #: True while the array is the server's (a request's input, a BLS answer's output): shared,
+        #: never changed; ``as_numpy`` then gives the model a copy of its own.
+        self._server = False
         code = _TRITON_TYPE_BY_DTYPE.get(array.dtype)  # the common case without a call
         self._triton_type = code if code is not None else _triton_type_of(array.dtype)
 
@@ -345,6 +354,7 @@ class Tensor:
         tensor = cls.__new__(cls)
         tensor._name = name
         tensor._array = array
+        tensor._server = False
         tensor._triton_type = triton_type
         return tensor
 
@@ -352,6 +362,13 @@ class Tensor:
         return self._name
 
     def as_numpy(self) -> npt.NDArray[Any]:
+        """The tensor's data. For a tensor the server made (a request's input, a BLS answer's
+        output), whose array views the request's bytes or is read by other models too, the first
+        call makes the model a writable copy of its own, as Triton's copy into the stub's shared
+        memory is; later calls (and DLPack) return that copy."""
+        if self._server:
+            self._array = self._array.copy()
+            self._server = False
         return self._array
 
     def shape(self) -> list[int]:
@@ -365,20 +382,13 @@ class Tensor:
         return True
 
     def to_dlpack(self) -> Any:
-        """A DLPack capsule viewing the same memory (not available for BYTES tensors); a read-only
-        tensor (a request's input) is copied first, since such a capsule cannot say read-only."""
+        """A DLPack capsule viewing the memory ``as_numpy`` returns (not available for BYTES tensors)."""
         return self.__dlpack__()
 
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         if self._array.dtype == np.object_:
             raise TritonError("DLPack does not support BYTES tensors", TritonError.INVALID_ARG)
-        try:
-            return self._array.__dlpack__(stream=stream, **kwargs)
-        except BufferError:
-            if self._array.flags.writeable:
-                raise
-            # Inputs view the request's immutable bytes; an unversioned capsule would hand them out writable.
-            return self._array.copy().__dlpack__(stream=stream, **kwargs)
+        return self.as_numpy().__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
         return (1, 0)  # kDLCPU, device 0
@@ -488,6 +498,24 @@ class ResponseIterator:
             self._cancel()
 
 
+def _bls_parameters(parameters: Any) -> str:
+    """A BLS request's parameters as the JSON text ``parameters()`` returns: a dict of str keys and
+    bool, int or str values, checked and written as Triton's python backend does (``json.dumps``).
+    A JSON object text is also taken as it is."""
+    if parameters is None:
+        return "{}"
+    if isinstance(parameters, str):
+        return parameters
+    if not isinstance(parameters, dict):
+        raise TritonModelException(f"Expect parameters to be a dict, got {type(parameters)}")
+    for key, value in parameters.items():
+        if not isinstance(key, str):
+            raise TritonModelException(f"Expect parameters keys to have type str, found type {type(key)}")
+        if not isinstance(value, bool | int | str):
+            raise TritonModelException(f"Expect parameters values to have type bool/int/str, found type {type(value)}")
+    return json.dumps(parameters)
+
+
 class InferenceRequest:
     """A request given to ``execute`` or, with the constructor, a BLS request."""
 
@@ -498,6 +526,7 @@ class InferenceRequest:
         "_is_cancelled",
         "_model_name",
         "_model_version",
+        "_output_order",
         "_parameters",
         "_preferred_memory",
         "_release_flags",
@@ -529,16 +558,16 @@ class InferenceRequest:
         self._request_id = str(request_id)
         self._correlation_id = correlation_id
         self._inputs = list(inputs)
-        self._requested_output_names: Any = list(requested_output_names)
+        names = list(requested_output_names)
+        self._requested_output_names: Any = set(names)  # a set, as Triton's
+        self._output_order: list[str] | None = list(dict.fromkeys(names))  # the order the BLS request asks them in
         self._model_name = str(model_name)
         self._model_version = int(model_version)
         self._flags = int(flags)
         self._timeout = int(timeout)
         self._preferred_memory: PreferredMemory | None = preferred_memory or PreferredMemory(TRITONSERVER_MEMORY_CPU)
         self._trace = trace or _NO_TRACE
-        if parameters is None:
-            parameters = {}
-        self._parameters: Any = parameters if isinstance(parameters, str) else dict(parameters)
+        self._parameters: Any = _bls_parameters(parameters)
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         self._is_cancelled: Callable[[], bool] | None = None
         self._sender: InferenceResponseSender | None = None
@@ -565,6 +594,7 @@ class InferenceRequest:
         request._correlation_id = correlation_id
         request._inputs = inputs
         request._requested_output_names = requested_output_names
+        request._output_order = None
         request._model_name = model_name
         request._model_version = model_version
         request._flags = flags
@@ -1030,6 +1060,28 @@ def load_model(model_name: str, config: str = "", files: dict[str, bytes] | None
 def unload_model(model_name: str, unload_dependents: bool = False) -> None:
     """Unload ``model_name`` from this server (explicit model control mode)."""
     _call_control(lambda control: control.unload(model_name, unload_dependents))
+
+
+#: The start of every Python model module's name (the backend imports ``model.py`` under a fresh one).
+_MODEL_MODULE_PREFIX = "_airtower_python_model_"
+
+
+def get_model_dir() -> str:
+    """The directory of the calling model's file (``<repository>/<model>/<version>``).
+
+    Triton's stub serves one model, so it answers for that model; in-process, the caller is the
+    model module nearest on the calling thread's stack (its ``initialize``, ``execute``, a thread
+    it started, code it runs at import).
+    """
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        module_globals = frame.f_globals
+        name = module_globals.get("__name__")
+        path = module_globals.get("__file__")
+        if isinstance(name, str) and name.startswith(_MODEL_MODULE_PREFIX) and isinstance(path, str):
+            return os.path.dirname(path)
+        frame = frame.f_back
+    raise TritonError("get_model_dir() answers only for the code of a Python model", TritonError.UNAVAILABLE)
 
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:
