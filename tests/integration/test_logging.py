@@ -121,3 +121,65 @@ def test_a_change_applies_to_the_next_request(server: ServerProcess) -> None:
     assert settings["log_verbose_level"] == {"uint32_param": 0}
     talk(server, "r3")
     assert "info-r3" in server.output()
+
+
+# Logs through a library's logger and pb_utils.Logger; IN = 1 first sets up the root logger as a
+# model may (logging.basicConfig), which in Triton's stub takes effect since nothing else did.
+LIBRARY_TALKER = """
+import logging
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            if int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0]) == 1:
+                logging.basicConfig(format="MODEL| %(name)s %(message)s", level=logging.INFO)
+            name = request.request_id()
+            logging.getLogger("somelib").info(f"lib-info-{name}")
+            logging.getLogger("somelib").warning(f"lib-warn-{name}")
+            pb_utils.Logger.log_warn(f"own-warn-{name}")
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.zeros(1, np.int32))]) for _ in requests]
+"""
+
+
+def test_a_models_libraries_log_as_in_tritons_stub(tmp_path: Path) -> None:
+    write_python_model(
+        tmp_path / "library_talker",
+        """\
+        name: "library_talker"
+        backend: "python"
+        max_batch_size: 0
+        input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+        output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+        """,
+        LIBRARY_TALKER,
+    )
+    server = start_server([tmp_path], "--log-verbose=1")
+    try:
+
+        def talk_to(request_id: str, value: int) -> str:
+            with httpclient.InferenceServerClient(server.url) as client:
+                tensor = httpclient.InferInput("IN", [1], "INT32")
+                tensor.set_data_from_numpy(np.array([value], np.int32))
+                client.infer("library_talker", [tensor], request_id=request_id)
+            deadline = time.monotonic() + 30
+            while f"own-warn-{request_id}" not in server.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return server.output()
+
+        output = talk_to("r1", 0)
+        # Python's defaults, as in the stub: a library's warning reaches stderr as its bare message,
+        # its INFO record is dropped even with --log-verbose (which is airtower's own verbosity).
+        assert "\nlib-warn-r1\n" in output
+        assert "lib-info-r1" not in output
+        output = talk_to("r2", 1)
+        assert "MODEL| somelib lib-info-r2" in output  # the model's basicConfig took effect
+        assert "MODEL| somelib lib-warn-r2" in output
+        own = [line for line in output.splitlines() if "own-warn-r2" in line]
+        assert len(own) == 1  # not repeated through the model's handler
+        assert "airtower.python_model] own-warn-r2" in own[0]  # in airtower's format
+    finally:
+        assert server.stop() == 0, server.output()

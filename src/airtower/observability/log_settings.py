@@ -2,9 +2,12 @@
 
 The settings are the flags ``--log-info``, ``--log-warning``, ``--log-error``, ``--log-verbose``,
 ``--log-format`` (``default`` or ``ISO8601``) and ``--log-file``; an update over the network may
-change all but the file, with Triton's errors. They drive Python's ``logging`` for the whole
-process (``pb_utils.Logger`` writes there too): verbose > 0 shows DEBUG records; a severity
-switched off is filtered out at the handlers.
+change all but the file, with Triton's errors. They drive airtower's own loggers (``airtower``
+and below; ``pb_utils.Logger`` writes to ``airtower.python_model``) and the event loop's
+(``asyncio``): verbose > 0 shows airtower's DEBUG records; a severity switched off is filtered out
+at the handler. The root logger is left as Python starts it, as in Triton's Python stub, so the
+libraries a model imports log as they do there (their warnings and errors reach stderr, their INFO
+and DEBUG records are dropped) and a model's ``logging.basicConfig`` takes effect.
 """
 
 from __future__ import annotations
@@ -97,15 +100,21 @@ class _SeverityFilter(logging.Filter):
 _filter = _SeverityFilter()
 
 
+#: The loggers the settings drive (with their descendants); the level is set on the first only.
+_LOGGERS = ("airtower", "asyncio")
+
+
 def apply(settings: LogSettings) -> None:
-    """Make the process's logging follow ``settings`` (the first call installs the handler)."""
-    root = logging.getLogger()
-    handler = next((h for h in root.handlers if _filter in h.filters), None)
+    """Make airtower's logging follow ``settings`` (the first call installs the handler)."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    handler = next((h for h in loggers[0].handlers if _filter in h.filters), None)
     if handler is None:
         handler = logging.FileHandler(settings.log_file) if settings.log_file else logging.StreamHandler(sys.stderr)
         handler.addFilter(_filter)
-        root.addHandler(handler)
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.propagate = False  # a model's own root handler (logging.basicConfig) does not repeat them
     log_format, date_format = LOG_FORMATS[settings.log_format]
     handler.setFormatter(logging.Formatter(log_format, date_format))
-    root.setLevel(logging.DEBUG if settings.log_verbose_level > 0 else logging.INFO)
+    loggers[0].setLevel(logging.DEBUG if settings.log_verbose_level > 0 else logging.INFO)
     _filter.settings = settings
