@@ -179,7 +179,13 @@ class PythonInstance:
         self._version = str(model.ctx.version)
         self._version_number = model.ctx.version
         self._decoupled = is_decoupled(model.config)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Triton runs a model on its stub's main thread, where ``asyncio.get_event_loop()`` gives the
+        # thread's own loop (models keep it in ``initialize`` to run coroutines later): this thread gets
+        # one too, which an ``async def execute`` then runs on.
+        self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop()
+        self._thread_loop = not _loop_running()  # (a test may create an instance inside its own loop)
+        if self._thread_loop:
+            asyncio.set_event_loop(self._loop)
         try:
             self._user = model.model_class()
             initialize = getattr(self._user, "initialize", None)
@@ -192,8 +198,6 @@ class PythonInstance:
         if execute is None:  # as Triton: the model loads, and each execution fails
             execute = functools.partial(self._no_execute, model.path)
         self._execute = execute
-        if inspect.iscoroutinefunction(execute):
-            self._loop = self._loop or asyncio.new_event_loop()
 
     def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
         """Run the model's ``execute`` on ``requests``; see ``backends.base.BackendInstance``."""
@@ -330,6 +334,21 @@ class PythonInstance:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+                if self._thread_loop and not _loop_running():
+                    try:
+                        current: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
+                    except RuntimeError:  # the model's own code set none (asyncio.run does that)
+                        current = None
+                    if current is loop:
+                        asyncio.set_event_loop(None)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # -- module loading ------------------------------------------------------------------------

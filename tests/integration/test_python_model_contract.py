@@ -1,7 +1,10 @@
-"""Python models own their buffers as they do on Triton, where every tensor is copied between the
-stub and the server: a model may change its inputs in place, and may reuse an output array for
-its next response, without changing what another model, a BLS caller or a client sees. Also
-``pb_utils.get_model_dir()``."""
+"""What a Python model may count on, as on Triton, although it runs in the server's process.
+
+Tensors are the model's own (Triton copies each between the stub and the server): a model may change
+its inputs in place, and may reuse an output array for its next response, without changing what
+another model, a BLS caller or a client sees. ``pb_utils.get_model_dir()`` names the model's version
+directory. ``asyncio.get_event_loop()`` gives the model's thread a loop, as on the stub's main thread.
+"""
 
 from __future__ import annotations
 
@@ -180,6 +183,34 @@ MODEL_DIR_CONFIG = """\
     """
 
 
+# Keeps asyncio.get_event_loop() from initialize (a common way to run an async client's calls from a
+# synchronous execute), as on the stub's main thread.
+EVENT_LOOP_MODEL = """
+import asyncio
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+async def double(x):
+    await asyncio.sleep(0)
+    return x * 2
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.loop = asyncio.get_event_loop()
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            y = self.loop.run_until_complete(double(x))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", y)]))
+        return responses
+"""
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("buffers")
@@ -187,6 +218,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_python_model(repository / "reuse", VECTOR_CONFIG.format(name="reuse"), REUSE_MODEL)
     write_python_model(repository / "caller", CALLER_CONFIG, CALLER_MODEL)
     write_python_model(repository / "reuse_stream", REUSE_STREAM_CONFIG, REUSE_STREAM_MODEL)
+    write_python_model(repository / "event_loop", VECTOR_CONFIG.format(name="event_loop"), EVENT_LOOP_MODEL)
     for name in ("model_dir_a", "model_dir_b"):  # two models, one process: each is told its own
         write_python_model(repository / name, MODEL_DIR_CONFIG.replace("{name}", name), MODEL_DIR_MODEL)
         (repository / name / "1" / "dir_helper.py").write_text(MODEL_DIR_HELPER)
@@ -263,3 +295,10 @@ def test_get_model_dir_names_the_calling_models_version_directory(server: Server
         for name in ("model_dir_a", "model_dir_b"):
             dirs = client.infer(name, vector(0)).as_numpy("DIRS")
             assert [d.decode() for d in dirs] == [str(repository / name / "1")] * 5
+
+
+def test_a_model_runs_coroutines_on_the_loop_asyncio_gave_its_thread(server: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(server.url) as client:
+        for value in (1.5, 2.5):
+            result = client.infer("event_loop", vector(value))
+            np.testing.assert_array_equal(result.as_numpy("OUT"), np.full(4, 2 * value, np.float32))
