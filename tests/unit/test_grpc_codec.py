@@ -263,6 +263,7 @@ def test_grpc_response_encoder_bytes_parse_to_the_message() -> None:
         (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("F", "FP32", big[:3])]), "r2"),
         (InferenceResponse("m", "2", outputs=[Tensor.from_numpy("S", "BYTES", np.array([b"ab"], np.object_))]), ""),
         (InferenceResponse("m", "1", id="é" * 70), "r3"),  # no outputs; a non-ASCII id
+        (InferenceResponse("m", "1", outputs=[Tensor.from_numpy("E", "FP32", np.zeros((2, 0), np.float32))]), ""),
         (
             InferenceResponse(
                 "m", "1", outputs=[Tensor.from_numpy("B", "BOOL", np.array([True]))], parameters={"n": 7}

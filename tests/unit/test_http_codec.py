@@ -511,11 +511,14 @@ def test_http_codec_encode_per_output_binary_flag_overrides_request_default() ->
     assert [bytes(b) for b in buffers] == [struct.pack("<i", 2)]
 
 
-def test_http_codec_encode_empty_binary_output_adds_no_buffer() -> None:
-    tensor = Tensor.from_numpy("y", "FP32", np.zeros(0, np.float32))
+@pytest.mark.parametrize("shape", [(0,), (2, 0), (0, 3, 1)])
+def test_http_codec_encode_empty_binary_output_adds_no_buffer(shape: tuple[int, ...]) -> None:
+    tensor = Tensor.from_numpy("y", "FP32", np.zeros(shape, np.float32))
     header, buffers = encode_infer_response(_response(tensor), InferenceRequest("m"), binary_data_output=True)
     assert buffers == []
-    assert json.loads(header)["outputs"][0]["parameters"] == {"binary_data_size": 0}
+    output = json.loads(header)["outputs"][0]
+    assert output["parameters"] == {"binary_data_size": 0}
+    assert output["shape"] == list(shape)
 
 
 @pytest.mark.parametrize("datatype", ["FP16", "BF16"])

@@ -105,4 +105,6 @@ def array_to_buffer(datatype: str, array: npt.NDArray[Any]) -> bytes | memoryvie
         array = array.astype(dtype)
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
+    if array.size == 0:
+        return b""  # a memoryview with a 0 in its shape cannot be cast
     return array.data.cast("B")
