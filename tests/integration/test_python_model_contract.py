@@ -211,6 +211,40 @@ class TritonPythonModel:
 """
 
 
+# Non-decoupled, answering with its requests' response senders (Triton's python backend allows it
+# since 24.x): IN[0] == 0 sends the response then the final flag, else both at once.
+SENDER_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            response = pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x + 10)])
+            sender = request.get_response_sender()
+            if x[0] == 0:
+                sender.send(response)
+                sender.send(flags=FINAL)
+            else:
+                sender.send(response, flags=FINAL)
+        return None
+"""
+
+# Decoupled, but returns responses from execute instead of None: Triton answers an error.
+DECOUPLED_RETURNS_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.zeros(1, np.int32))]) for _ in requests]
+"""
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("buffers")
@@ -219,6 +253,12 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_python_model(repository / "caller", CALLER_CONFIG, CALLER_MODEL)
     write_python_model(repository / "reuse_stream", REUSE_STREAM_CONFIG, REUSE_STREAM_MODEL)
     write_python_model(repository / "event_loop", VECTOR_CONFIG.format(name="event_loop"), EVENT_LOOP_MODEL)
+    write_python_model(repository / "sender", VECTOR_CONFIG.format(name="sender"), SENDER_MODEL)
+    write_python_model(
+        repository / "decoupled_returns",
+        REUSE_STREAM_CONFIG.replace("reuse_stream", "decoupled_returns"),
+        DECOUPLED_RETURNS_MODEL,
+    )
     for name in ("model_dir_a", "model_dir_b"):  # two models, one process: each is told its own
         write_python_model(repository / name, MODEL_DIR_CONFIG.replace("{name}", name), MODEL_DIR_MODEL)
         (repository / name / "1" / "dir_helper.py").write_text(MODEL_DIR_HELPER)
@@ -302,3 +342,27 @@ def test_a_model_runs_coroutines_on_the_loop_asyncio_gave_its_thread(server: Ser
         for value in (1.5, 2.5):
             result = client.infer("event_loop", vector(value))
             np.testing.assert_array_equal(result.as_numpy("OUT"), np.full(4, 2 * value, np.float32))
+
+
+def test_a_non_decoupled_model_answers_with_its_response_sender(server: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(server.url) as client:
+        for value in (0.0, 1.0):  # the response then the final flag; both at once
+            result = client.infer("sender", vector(value))
+            np.testing.assert_array_equal(result.as_numpy("OUT"), np.full(4, value + 10, np.float32))
+
+
+def test_a_decoupled_model_returning_responses_gets_tritons_error(server: ServerProcess) -> None:
+    answers: queue.Queue[tuple[object, object]] = queue.Queue()
+    tensor = grpcclient.InferInput("N", [1], "INT32")
+    tensor.set_data_from_numpy(np.array([1], np.int32))
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        try:
+            client.async_stream_infer("decoupled_returns", [tensor])
+            result, error = answers.get(timeout=30)
+        finally:
+            client.stop_stream()
+    assert result is None
+    assert str(error).endswith(
+        "Python model 'decoupled_returns_0' is using the decoupled mode and the execute function must return None."
+    )

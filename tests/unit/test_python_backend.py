@@ -549,18 +549,73 @@ def test_python_backend_decoupled_model_sends_through_the_request_sink(repo: Rep
 def test_pb_utils_response_sender_rules() -> None:
     sent: list[tuple[Any, bool]] = []
     sender = pb_utils.InferenceResponseSender(lambda response, final: sent.append((response, final)))
-    with pytest.raises(pb_utils.TritonError, match="must be provided when the response flags is set to zero"):
+    with pytest.raises(pb_utils.TritonModelException, match="must be provided when the response flags is set to zero"):
         sender.send()
+    with pytest.raises(pb_utils.TritonModelException, match=r"^Unable to send response\. Unsupported flag provided\.$"):
+        sender.send(pb_utils.InferenceResponse([]), flags=7)
     sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-    with pytest.raises(pb_utils.TritonError, match="Response sender has been closed"):
+    with pytest.raises(pb_utils.TritonModelException, match="Response sender has been closed"):
         sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
     assert sent == [(None, True)]
 
 
-def test_get_response_sender_needs_a_decoupled_model() -> None:
-    request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[])
+def test_pb_utils_non_decoupled_response_sender_keeps_its_one_response() -> None:
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    sender = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    with pytest.raises(pb_utils.TritonModelException, match="cannot send complete final before sending a response"):
+        sender.send(flags=final)
+    response = pb_utils.InferenceResponse([])
+    sender.send(response)
+    with pytest.raises(pb_utils.TritonModelException, match="cannot send more than one response"):
+        sender.send(pb_utils.InferenceResponse([]))
+    sender.send(flags=final)
+    assert sender._detach() is response
+    later = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    assert later._detach() is None
+    with pytest.raises(pb_utils.TritonModelException, match="send it before returning"):
+        later.send(pb_utils.InferenceResponse([]), flags=final)
+
+
+def test_get_response_sender_is_for_requests_given_to_execute() -> None:
+    request = pb_utils.InferenceRequest(model_name="m", inputs=[], requested_output_names=[])  # a BLS request
     with pytest.raises(pb_utils.TritonError, match="decoupled transaction policy"):
         request.get_response_sender()
+
+
+def test_non_decoupled_model_answers_with_its_response_senders(repo: Repository) -> None:
+    code = """
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            for request in requests:
+                x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+                response = pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x * 2)])
+                request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return None
+    """
+    instance = repo.instance(repo.write("sender", code, ADD_SUB_CONFIG))
+    answers = instance.execute([make_request(), make_request()])
+    for answer in answers:
+        np.testing.assert_array_equal(response_of(answer).outputs[0].data, np.arange(16, dtype=np.float32) * 2)
+
+
+def test_decoupled_execute_must_return_none(repo: Repository) -> None:
+    config = ADD_SUB_CONFIG + "\nmodel_transaction_policy {{ decoupled: true }}\n"
+    code = """
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            return [pb_utils.InferenceResponse([]) for _ in requests]
+    """
+    instance = repo.instance(repo.write("decoupled_returns", code, config))
+    request = make_request()
+    request.response_sink = lambda response, final: None
+    with pytest.raises(TritonError) as raised:
+        instance.execute([request])
+    assert raised.value.message.endswith("is using the decoupled mode and the execute function must return None.")
 
 
 def test_python_backend_calls_finalize_on_close(repo: Repository) -> None:

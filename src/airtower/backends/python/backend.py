@@ -212,8 +212,16 @@ class PythonInstance:
             raise self._execute_error(exc) from exc
         self.outputs_start_ns = time.monotonic_ns()
         if self._decoupled:
-            # Responses travel through each request's sender (Triton ignores what execute returns).
+            # Responses travel through each request's sender; what execute returns must be None.
+            if result is not None:
+                raise self._failure(
+                    f"Python model '{self._spec.name}' is using the decoupled mode and the execute function "
+                    "must return None."
+                )
             return [None] * len(requests)
+        for pb_request in pb_requests:
+            if pb_request._sender is not None:  # the model answered (some) requests with their senders
+                return self._answered_by_senders(requests, pb_requests, result)
         if not isinstance(result, list | tuple):
             raise self._failure(f"Expected a list in the execute return, found type '{type(result)}'.")
         if len(result) != len(requests):
@@ -256,6 +264,32 @@ class PythonInstance:
             self._sender_for(request) if self._decoupled else None,
             pb_utils.InferenceTrace(request.trace_w3c, request.trace_id) if request.trace_id else None,
         )
+
+    def _answered_by_senders(
+        self, requests: Sequence[InferenceRequest], pb_requests: list[pb_utils.InferenceRequest], result: Any
+    ) -> list[InferenceResponse | TritonError | None]:
+        """A non-decoupled model's answers when it used response senders: each request's sent response,
+        else the one ``execute`` returned for it (when it returned a list of one per request)."""
+        returned = result if isinstance(result, list | tuple) and len(result) == len(requests) else None
+        answers: list[InferenceResponse | TritonError | None] = []
+        for index, (request, pb_request) in enumerate(zip(requests, pb_requests, strict=True)):
+            sender = pb_request._sender
+            answer = sender._detach() if sender is not None else None
+            if answer is None and returned is not None:
+                answer = returned[index]
+            if answer is None:
+                answers.append(
+                    self._failure(
+                        "the execute function returned no response for a request and sent none with its "
+                        "response sender (airtower takes a non-decoupled model's response when execute returns)"
+                    )
+                )
+                continue
+            try:
+                answers.append(self._from_pb_response(request, answer))
+            except TritonError as exc:
+                answers.append(exc)
+        return answers
 
     def _sender_for(self, request: InferenceRequest) -> pb_utils.InferenceResponseSender:
         sink = request.response_sink

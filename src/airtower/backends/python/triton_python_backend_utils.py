@@ -422,35 +422,75 @@ class Tensor:
 
 class InferenceResponseSender:
     """Sends the responses of one request of a decoupled model, from any thread, at any time
-    (also after ``execute`` returned), until one is sent with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL``."""
+    (also after ``execute`` returned), until one is sent with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL``.
 
-    __slots__ = ("_closed", "_is_cancelled", "_lock", "_send")
+    A non-decoupled model may use one too (as Triton allows since its 24.x python backend): it sends
+    the request's one response, with the final flag or followed by it, and ``execute`` returns None.
+    In-process that response is taken when ``execute`` returns, so it must be sent before then.
+    Misuse raises ``TritonModelException`` with Triton's messages.
+    """
+
+    __slots__ = ("_closed", "_decoupled", "_detached", "_is_cancelled", "_lock", "_response", "_send")
 
     def __init__(
-        self, send: Callable[[InferenceResponse | None, bool], None], is_cancelled: Callable[[], bool] | None = None
+        self,
+        send: Callable[[InferenceResponse | None, bool], None],
+        is_cancelled: Callable[[], bool] | None = None,
+        decoupled: bool = True,
     ) -> None:
         self._send = send
         self._is_cancelled = is_cancelled
+        self._decoupled = decoupled
         self._closed = False
+        self._detached = False
+        self._response: InferenceResponse | None = None  # a non-decoupled model's one response
         self._lock = threading.Lock()
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
         if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
-            raise TritonError(f"Unsupported response flags: {flags}", TritonError.INVALID_ARG)
+            raise TritonModelException("Unable to send response. Unsupported flag provided.")
         if response is None and flags == 0:
-            raise TritonError(
-                "Inference Response object must be provided when the response flags is set to zero.",
-                TritonError.INVALID_ARG,
+            raise TritonModelException(
+                "Inference Response object must be provided when the response flags is set to zero."
             )
         final = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
         with self._lock:
+            if not self._decoupled:
+                if response is not None and self._response is not None:
+                    raise TritonModelException(
+                        "Unable to send response. Non-decoupled model cannot send more than one response."
+                    )
+                if final and response is None and self._response is None:
+                    raise TritonModelException(
+                        "Unable to send response. Non-decoupled model cannot send complete final before "
+                        "sending a response."
+                    )
             if self._closed:
-                raise TritonError("Unable to send response. Response sender has been closed.")
+                raise TritonModelException("Unable to send response. Response sender has been closed.")
+            if self._detached:
+                raise TritonModelException(
+                    "Unable to send response. airtower takes a non-decoupled model's response when execute "
+                    "returns: send it before returning."
+                )
             self._closed = final
+            if not self._decoupled:
+                if response is not None:
+                    self._response = response
+                return
         self._send(response, final)
 
     def is_cancelled(self) -> bool:
         return self._is_cancelled() if self._is_cancelled is not None else False
+
+    def _detach(self) -> InferenceResponse | None:
+        """A non-decoupled model's response (None when it sent none); later sends are refused."""
+        with self._lock:
+            self._detached = True
+            return self._response
+
+
+def _no_send(response: InferenceResponse | None, final: bool) -> None:
+    """A non-decoupled sender keeps its response (``InferenceResponseSender._detach``)."""
 
 
 class ResponseIterator:
@@ -522,6 +562,7 @@ class InferenceRequest:
     __slots__ = (
         "_correlation_id",
         "_flags",
+        "_for_execute_",
         "_inputs",
         "_is_cancelled",
         "_model_name",
@@ -571,6 +612,7 @@ class InferenceRequest:
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         self._is_cancelled: Callable[[], bool] | None = None
         self._sender: InferenceResponseSender | None = None
+        self._for_execute_ = False  # a BLS request, not one handed to execute
 
     @classmethod
     def _for_execute(
@@ -605,6 +647,7 @@ class InferenceRequest:
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         request._is_cancelled = is_cancelled
         request._sender = sender
+        request._for_execute_ = True
         return request
 
     def inputs(self) -> list[Tensor]:
@@ -643,7 +686,9 @@ class InferenceRequest:
         return self._is_cancelled() if self._is_cancelled is not None else False
 
     def get_response_sender(self) -> InferenceResponseSender:
-        """The sender of this request's responses (decoupled models only)."""
+        """The sender of this request's responses (for a non-decoupled model, its one response)."""
+        if self._sender is None and self._for_execute_:
+            self._sender = InferenceResponseSender(_no_send, self._is_cancelled, decoupled=False)
         if self._sender is None:
             raise TritonError(
                 "get_response_sender() can only be used by models using the decoupled transaction policy",
