@@ -431,3 +431,9 @@ def test_get_model_dir_answers_only_for_model_code() -> None:
         module.__dict__,
     )
     assert module.where() == "/repo/m/1"
+
+
+def test_errors_of_pb_utils_calls_are_caught_as_tritons_model_exception() -> None:
+    with pytest.raises(pb_utils.TritonModelException):
+        pb_utils.Tensor("B", np.array([b"x"], dtype=np.object_)).to_dlpack()  # a TritonError here
+    assert issubclass(pb_utils.TritonError, pb_utils.TritonModelException)

@@ -198,10 +198,17 @@ class _ErrorCode(enum.IntEnum):
         return f"__ErrorCode.{self.name}"
 
 
-class TritonError(Exception):
+class TritonModelException(Exception):
+    """Raised by a model (initialize/execute/finalize) to report a failure; what a failing
+    ``pb_utils`` call raises on Triton."""
+
+
+class TritonError(TritonModelException):
     """An error a model returns in an ``InferenceResponse`` (fails that request alone).
 
-    Unlike upstream (a plain pybind class) it is also an ``Exception``, so it can be raised.
+    Unlike upstream (a plain pybind class) it can also be raised. It is a ``TritonModelException``,
+    so ``except pb_utils.TritonModelException`` catches the errors ``pb_utils`` calls raise here,
+    as it catches every failing call's error on Triton.
     """
 
     UNKNOWN = _ErrorCode.UNKNOWN
@@ -226,10 +233,6 @@ class TritonError(Exception):
 
     def __repr__(self) -> str:
         return f"TritonError({self._message!r}, {self._code.name})"
-
-
-class TritonModelException(Exception):
-    """Raised by a model (initialize/execute/finalize) to report a failure."""
 
 
 def _unsupported(what: str) -> TritonError:
