@@ -312,21 +312,25 @@ def test_a_reused_output_array_does_not_change_sent_responses(server: ServerProc
     assert wrong == []
 
 
-def test_a_stream_sent_from_one_array_keeps_each_value(server: ServerProcess) -> None:
+def stream(server: ServerProcess, model: str, n: int, count: int) -> list[tuple[object, object]]:
+    """The first ``count`` (result, error) pairs of one ModelStreamInfer request with N = ``n``."""
     answers: queue.Queue[tuple[object, object]] = queue.Queue()
     tensor = grpcclient.InferInput("N", [1], "INT32")
-    tensor.set_data_from_numpy(np.array([40], np.int32))
+    tensor.set_data_from_numpy(np.array([n], np.int32))
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         client.start_stream(callback=lambda result, error: answers.put((result, error)))
         try:
-            client.async_stream_infer("reuse_stream", [tensor])
-            values = []
-            for _ in range(40):
-                result, error = answers.get(timeout=30)
-                assert error is None, error
-                values.append(int(result.as_numpy("OUT")[0]))  # type: ignore[attr-defined]
+            client.async_stream_infer(model, [tensor])
+            return [answers.get(timeout=30) for _ in range(count)]
         finally:
             client.stop_stream()
+
+
+def test_a_stream_sent_from_one_array_keeps_each_value(server: ServerProcess) -> None:
+    values = []
+    for result, error in stream(server, "reuse_stream", 40, 40):
+        assert error is None, error
+        values.append(int(result.as_numpy("OUT")[0]))  # type: ignore[attr-defined]
     assert values == list(range(40))
 
 
@@ -352,16 +356,7 @@ def test_a_non_decoupled_model_answers_with_its_response_sender(server: ServerPr
 
 
 def test_a_decoupled_model_returning_responses_gets_tritons_error(server: ServerProcess) -> None:
-    answers: queue.Queue[tuple[object, object]] = queue.Queue()
-    tensor = grpcclient.InferInput("N", [1], "INT32")
-    tensor.set_data_from_numpy(np.array([1], np.int32))
-    with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        client.start_stream(callback=lambda result, error: answers.put((result, error)))
-        try:
-            client.async_stream_infer("decoupled_returns", [tensor])
-            result, error = answers.get(timeout=30)
-        finally:
-            client.stop_stream()
+    [(result, error)] = stream(server, "decoupled_returns", 1, 1)
     assert result is None
     assert str(error).endswith(
         "Python model 'decoupled_returns_0' is using the decoupled mode and the execute function must return None."
