@@ -357,8 +357,56 @@ def test_pb_utils_metric_family_keeps_values() -> None:
     gauge = pb_utils.MetricFamily("g", "a gauge", pb_utils.MetricFamily.GAUGE).Metric()
     gauge.set(5)
     assert gauge.value() == 5
-    with pytest.raises(pb_utils.TritonError, match="Buckets must be a list"):
+    with pytest.raises(pb_utils.TritonModelException, match=r"^Failed to create metric\. Missing required buckets\.$"):
         pb_utils.MetricFamily("h", "a histogram", pb_utils.MetricFamily.HISTOGRAM).Metric()
+
+
+def test_pb_utils_metric_misuse_gets_tritons_messages() -> None:
+    import threading
+
+    counter = pb_utils.MetricFamily("calls_total", "calls", pb_utils.MetricFamily.COUNTER).Metric({"m": "x"})
+    histogram = pb_utils.MetricFamily("sizes", "sizes", pb_utils.MetricFamily.HISTOGRAM).Metric(buckets=[1.0])
+    errors: list[str] = []
+
+    def misuse() -> None:  # on an instance thread the message names the instance, as Triton's
+        for call in (
+            lambda: counter.set(1),
+            lambda: counter.increment(-1),
+            lambda: histogram.increment(1),
+            lambda: histogram.value(),
+            lambda: pb_utils.MetricFamily("bad name", "d", pb_utils.MetricFamily.COUNTER),
+            lambda: pb_utils.MetricFamily("calls_total", "d", pb_utils.MetricFamily.GAUGE),
+        ):
+            try:
+                call()
+            except pb_utils.TritonModelException as exc:
+                errors.append(str(exc))
+
+    thread = threading.Thread(target=misuse, name="instance-m_0_0")
+    thread.start()
+    thread.join()
+    prefix = "Failed to process the request for model 'm_0_0', message: "
+    assert errors == [
+        f"Failed to set metric value: {prefix}TRITONSERVER_METRIC_KIND_COUNTER does not support Set",
+        f"Failed to increment metric value: {prefix}TRITONSERVER_METRIC_KIND_COUNTER can only be incremented "
+        "monotonically by non-negative values.",
+        f"Failed to increment metric value: {prefix}TRITONSERVER_METRIC_KIND_HISTOGRAM does not support Increment",
+        f"Failed to get metric value: {prefix}TRITONSERVER_METRIC_KIND_HISTOGRAM does not support Value",
+        f"Error when creating MetricFamily: {prefix}Invalid metric name",
+        f"Error when creating MetricFamily: {prefix}Family name already exists with different type",
+    ]
+
+
+def test_custom_histograms_are_written_as_triton_writes_them() -> None:
+    family = pb_utils.MetricFamily("latency_x", "l", pb_utils.MetricFamily.HISTOGRAM)
+    series = family.Metric(labels={"z": "1", "a": "2"}, buckets=[0.5, 1.0, 5.0])
+    series.observe(0.7)
+    samples = [(s.name, s.labels, s.value) for s in family._family.collect().samples]
+    assert samples[:3] == [
+        ("latency_x_bucket", {"a": "2", "z": "1", "le": "0.5"}, 0),
+        ("latency_x_bucket", {"a": "2", "z": "1", "le": "1"}, 1),  # label keys in order, le as Triton writes it
+        ("latency_x_bucket", {"a": "2", "z": "1", "le": "5"}, 1),
+    ]
 
 
 def test_get_input_tensor_by_name_takes_any_object_with_the_public_methods() -> None:

@@ -17,12 +17,26 @@ from prometheus_client.metrics_core import Metric
 KINDS = ("counter", "gauge", "histogram")
 
 
+def format_number(value: float) -> str:
+    """A number as Triton writes it in /metrics: integers without a fraction (bucket bounds and
+    counters), NaN and infinities as Prometheus spells them, other floats in their shortest form."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
 class Series:
     """One labelled series: a value, or a histogram's bucket counts, sum and count."""
 
     def __init__(self, family: CustomFamily, labels: dict[str, str], buckets: Sequence[float] | None) -> None:
         self.family = family
-        self.labels = dict(labels)
+        self.labels = dict(sorted(labels.items()))  # written in key order, as Triton writes them
         self.value = 0.0
         self.buckets = sorted(float(b) for b in buckets) if buckets is not None else None
         self.bucket_counts = [0] * (len(self.buckets) + 1) if self.buckets is not None else []
@@ -74,8 +88,7 @@ class CustomFamily:
                 cumulative = 0
                 for bound, count in zip([*series.buckets, math.inf], series.bucket_counts, strict=True):
                     cumulative += count
-                    le = "+Inf" if math.isinf(bound) else repr(bound)
-                    metric.add_sample(f"{self.name}_bucket", {**series.labels, "le": le}, cumulative)
+                    metric.add_sample(f"{self.name}_bucket", {**series.labels, "le": format_number(bound)}, cumulative)
                 metric.add_sample(f"{self.name}_sum", series.labels, series.sum)
                 metric.add_sample(f"{self.name}_count", series.labels, series.count)
         return metric

@@ -325,7 +325,9 @@ class TritonCollector(Collector):
                 family.add_sample(f"{family.name}_count", labels, window.count)
                 family.add_sample(f"{family.name}_sum", labels, window.sums[series])
                 for quantile, value in zip(quantiles, values[series], strict=True):
-                    family.add_sample(family.name, {**labels, "quantile": _format_number(quantile)}, value)
+                    family.add_sample(
+                        family.name, {**labels, "quantile": custom_metrics.format_number(quantile)}, value
+                    )
         yield from (family for family in families if family.samples)
 
 
@@ -336,7 +338,9 @@ def _first_response_histograms(labelled: list[tuple[ModelSample, dict[str, str]]
         if histogram is None:
             continue
         for bound, count in histogram.cumulative():
-            family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_bucket", {**labels, "le": _format_number(bound)}, count)
+            family.add_sample(
+                f"{FIRST_RESPONSE_HISTOGRAM}_bucket", {**labels, "le": custom_metrics.format_number(bound)}, count
+            )
         family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_sum", labels, histogram.sum)
         family.add_sample(f"{FIRST_RESPONSE_HISTOGRAM}_count", labels, histogram.count)
     if family.samples:
@@ -411,20 +415,6 @@ def _gauge(name: str, help_text: str, value: float) -> Metric:
     return family
 
 
-def _format_number(value: float) -> str:
-    """Integers without a fraction (as Triton writes counters), NaN and infinities as Prometheus
-    spells them, other floats in their shortest exact form."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
 def _escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -438,7 +428,7 @@ def encode_text(families: Iterable[Metric]) -> bytes:
         for sample in family.samples:
             labels = ",".join(f'{key}="{_escape_label(value)}"' for key, value in sample.labels.items())
             label_text = f"{{{labels}}}" if labels else ""
-            lines.append(f"{sample.name}{label_text} {_format_number(sample.value)}\n")
+            lines.append(f"{sample.name}{label_text} {custom_metrics.format_number(sample.value)}\n")
     return "".join(lines).encode()
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import types
@@ -1015,6 +1016,25 @@ class Logger:
 # -- custom metrics (exported on the metrics port: observability.custom_metrics) -----------
 
 
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_KIND_NAMES = (
+    "TRITONSERVER_METRIC_KIND_COUNTER",
+    "TRITONSERVER_METRIC_KIND_GAUGE",
+    "TRITONSERVER_METRIC_KIND_HISTOGRAM",
+)
+
+
+def _metric_error(action: str, reason: str) -> TritonModelException:
+    """A metric call's error in Triton's words: ``<action>: Failed to process the request for model
+    '<instance>', message: <reason>`` (the instance is the calling thread's, when it is one)."""
+    thread = threading.current_thread().name
+    if thread.startswith("instance-"):
+        return TritonModelException(
+            f"{action}: Failed to process the request for model '{thread[9:]}', message: {reason}"
+        )
+    return TritonModelException(f"{action}: {reason}")
+
+
 class Metric:
     """One labelled series of a :class:`MetricFamily`."""
 
@@ -1023,26 +1043,32 @@ class Metric:
         self._labels = dict(labels)
         self._series = family._family.add(self._labels, buckets)
 
+    def _unsupported(self, action: str, operation: str) -> TritonModelException:
+        return _metric_error(action, f"{_KIND_NAMES[self._family.kind]} does not support {operation}")
+
     def increment(self, value: float) -> None:
         if self._family.kind == MetricFamily.HISTOGRAM:
-            raise TritonError("Failed to increment metric: histograms can only observe")
+            raise self._unsupported("Failed to increment metric value", "Increment")
         if self._family.kind == MetricFamily.COUNTER and value < 0:
-            raise TritonError("Failed to increment metric: counter values must be non-negative")
+            raise _metric_error(
+                "Failed to increment metric value",
+                "TRITONSERVER_METRIC_KIND_COUNTER can only be incremented monotonically by non-negative values.",
+            )
         self._series.increment(value)
 
     def set(self, value: float) -> None:
         if self._family.kind != MetricFamily.GAUGE:
-            raise TritonError("Failed to set metric value: only gauges can be set")
+            raise self._unsupported("Failed to set metric value", "Set")
         self._series.set(value)
 
     def observe(self, value: float) -> None:
         if self._family.kind != MetricFamily.HISTOGRAM:
-            raise TritonError("Failed to observe metric: only histograms can observe")
+            raise self._unsupported("Failed to observe metric value", "Observe")
         self._series.observe(value)
 
     def value(self) -> float:
         if self._family.kind == MetricFamily.HISTOGRAM:
-            return float(self._series.sum)
+            raise self._unsupported("Failed to get metric value", "Value")
         return self._series.value
 
     def __del__(self) -> None:
@@ -1064,21 +1090,25 @@ class MetricFamily:
     def __init__(self, name: str, description: str, kind: int) -> None:
         if kind not in (self.COUNTER, self.GAUGE, self.HISTOGRAM):
             raise TritonError(f"unknown metric kind {kind}", TritonError.INVALID_ARG)
+        if not isinstance(name, str) or _METRIC_NAME.fullmatch(name) is None:
+            raise _metric_error("Error when creating MetricFamily", "Invalid metric name")
         self.name = name
         self.description = description
         self.kind = kind
         try:
             self._family = _custom_metrics.REGISTRY.family(name, description, _custom_metrics.KINDS[kind])
         except ValueError as exc:
-            raise TritonError(str(exc), TritonError.INVALID_ARG) from exc
+            raise _metric_error(
+                "Error when creating MetricFamily", "Family name already exists with different type"
+            ) from exc
 
     def Metric(self, labels: dict[str, str] | None = None, buckets: list[float] | None = None) -> _MetricSeries:
         if labels is not None and not isinstance(labels, dict):
-            raise TritonError("Failed to create metric. Labels must be a dictionary.", TritonError.INVALID_ARG)
+            raise TritonModelException("Failed to create metric. Labels must be a dictionary.")
         if self.kind == self.HISTOGRAM and buckets is None:
-            raise TritonError("Failed to create metric. Buckets must be a list.", TritonError.INVALID_ARG)
+            raise TritonModelException("Failed to create metric. Missing required buckets.")
         if self.kind != self.HISTOGRAM and buckets is not None:
-            raise TritonError("Failed to create metric. Unexpected buckets found.", TritonError.INVALID_ARG)
+            raise TritonModelException("Failed to create metric. Unexpected buckets found.")
         return Metric(self, labels or {}, buckets)
 
 
