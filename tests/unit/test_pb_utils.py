@@ -485,3 +485,10 @@ def test_errors_of_pb_utils_calls_are_caught_as_tritons_model_exception() -> Non
     with pytest.raises(pb_utils.TritonModelException):
         pb_utils.Tensor("B", np.array([b"x"], dtype=np.object_)).to_dlpack()  # a TritonError here
     assert issubclass(pb_utils.TritonError, pb_utils.TritonModelException)
+
+
+def test_execute_request_parameters_are_written_as_triton_writes_them() -> None:
+    request = pb_utils.InferenceRequest._for_execute(
+        "r", 0, [], set(), "m", 1, 0, 0, {"s": 'é"\\\n\t\x01', "n": 3, "b": True}
+    )
+    assert request.parameters() == '{"s":"é\\"\\\\\\n\\t\\u0001","n":3,"b":true}'  # UTF-8 kept, compact

@@ -677,7 +677,7 @@ class InferenceRequest:
         """The request parameters as a JSON object string."""
         if isinstance(self._parameters, str):
             return self._parameters
-        return json.dumps(self._parameters, separators=(",", ":"))
+        return json.dumps(self._parameters, separators=(",", ":"), ensure_ascii=False)  # UTF-8, as Triton writes it
 
     def trace(self) -> InferenceTrace:
         return self._trace
