@@ -212,8 +212,12 @@ class TritonPythonModel:
 
 
 # Non-decoupled, answering with its requests' response senders (Triton's python backend allows it
-# since 24.x): IN[0] == 0 sends the response then the final flag, else both at once.
+# since 24.x): IN[0] == 0 sends the response then the final flag, 1 both at once, else both from a
+# thread after execute returned.
 SENDER_MODEL = """
+import threading
+import time
+
 import triton_python_backend_utils as pb_utils
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -228,9 +232,16 @@ class TritonPythonModel:
             if x[0] == 0:
                 sender.send(response)
                 sender.send(flags=FINAL)
-            else:
+            elif x[0] == 1:
                 sender.send(response, flags=FINAL)
+            else:  # after execute returned, from another thread
+                threading.Thread(target=later, args=(sender, response)).start()
         return None
+
+
+def later(sender, response):
+    time.sleep(0.05)
+    sender.send(response, flags=FINAL)
 """
 
 # Decoupled, but returns responses from execute instead of None: Triton answers an error.
@@ -350,7 +361,7 @@ def test_a_model_runs_coroutines_on_the_loop_asyncio_gave_its_thread(server: Ser
 
 def test_a_non_decoupled_model_answers_with_its_response_sender(server: ServerProcess) -> None:
     with httpclient.InferenceServerClient(server.url) as client:
-        for value in (0.0, 1.0):  # the response then the final flag; both at once
+        for value in (0.0, 1.0, 2.0):  # the response then the final flag; both at once; both later
             result = client.infer("sender", vector(value))
             np.testing.assert_array_equal(result.as_numpy("OUT"), np.full(4, value + 10, np.float32))
 

@@ -127,7 +127,7 @@ def make_request(request_id: str = "", **kwargs: Any) -> InferenceRequest:
     return InferenceRequest("add_sub", id=request_id, inputs=inputs, **kwargs)
 
 
-def response_of(result: InferenceResponse | TritonError | None) -> InferenceResponse:
+def response_of(result: object) -> InferenceResponse:
     assert isinstance(result, InferenceResponse), result
     return result
 
@@ -570,10 +570,18 @@ def test_pb_utils_non_decoupled_response_sender_keeps_its_one_response() -> None
         sender.send(pb_utils.InferenceResponse([]))
     sender.send(flags=final)
     assert sender._detach() is response
+    refused = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    assert refused._detach() is None  # execute returned the request's response itself
+    with pytest.raises(pb_utils.TritonModelException, match="Response sender has been closed"):
+        refused.send(pb_utils.InferenceResponse([]), flags=final)
+    taken: list[Any] = []
     later = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
-    assert later._detach() is None
-    with pytest.raises(pb_utils.TritonModelException, match="send it before returning"):
-        later.send(pb_utils.InferenceResponse([]), flags=final)
+    late_response = pb_utils.InferenceResponse([])
+    later.send(late_response)  # before execute returned, without the final flag
+    assert later._detach(taken.append) is None
+    assert taken == []
+    later.send(flags=final)  # after: the final flag completes the request
+    assert taken == [late_response]
 
 
 def test_get_response_sender_is_for_requests_given_to_execute() -> None:

@@ -18,6 +18,7 @@ request at that position.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,38 @@ class InstanceSpec:
     group: str = ""
 
 
+class DeferredAnswer:
+    """A request's answer that a backend gives after ``execute`` returned (a non-decoupled Python
+    model that sends its response with the request's response sender later, from any thread).
+
+    The backend ``deliver``s it once; the model's ``when_ready`` callback gets it (at once when it
+    came first). Both may run on any thread, in either order.
+    """
+
+    __slots__ = ("_answer", "_callback", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answer: InferenceResponse | TritonError | None = None
+        self._callback: Callable[[InferenceResponse | TritonError], None] | None = None
+
+    def deliver(self, answer: InferenceResponse | TritonError) -> None:
+        with self._lock:
+            callback = self._callback
+            if callback is None:
+                self._answer = answer
+                return
+        callback(answer)
+
+    def when_ready(self, callback: Callable[[InferenceResponse | TritonError], None]) -> None:
+        with self._lock:
+            answer = self._answer
+            if answer is None:
+                self._callback = callback
+                return
+        callback(answer)
+
+
 class BackendInstance(Protocol):
     """One execution context; at most one ``execute`` runs at a time, on its own thread.
 
@@ -105,7 +138,9 @@ class BackendInstance(Protocol):
     them all of ``execute`` counts as compute infer).
     """
 
-    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
+    def execute(
+        self, requests: Sequence[InferenceRequest]
+    ) -> list[InferenceResponse | TritonError | DeferredAnswer | None]:
         """Run ``requests`` as one batch.
 
         Args:
@@ -116,7 +151,8 @@ class BackendInstance(Protocol):
             One entry per request, in order: its response, or the error that fails it alone.
             A response's outputs may include outputs that were not asked for; the caller
             keeps the ones requested. ``None`` for a request of a decoupled model, whose
-            responses go (now or later, from any thread) to ``request.response_sink``.
+            responses go (now or later, from any thread) to ``request.response_sink``. A
+            ``DeferredAnswer`` for a request answered after ``execute`` returned.
 
         Raises:
             TritonError: the whole execution failed; every request fails with it.

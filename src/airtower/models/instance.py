@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from airtower.backends.base import BackendInstance, BackendModel, InstanceSpec
+from airtower.backends.base import BackendInstance, BackendModel, DeferredAnswer, InstanceSpec
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 Finisher = Callable[[Pending, InferenceResponse], InferenceResponse]
 #: Called on the event loop after each execution with its batch, per-request results and timing;
 #: resolves the requests' futures and records statistics.
-Completer = Callable[[Sequence[Pending], Sequence["InferenceResponse | TritonError | None"], ExecutionTiming], None]
+Completer = Callable[
+    [Sequence[Pending], Sequence["InferenceResponse | TritonError | DeferredAnswer | None"], ExecutionTiming], None
+]
 
 
 class ModelInstance:
@@ -150,9 +152,9 @@ class ModelInstance:
         if len(raw) != len(batch):
             error = InternalError(f"instance {self.spec.name} returned {len(raw)} responses for {len(batch)} requests")
             raw = [error] * len(batch)
-        results: list[InferenceResponse | TritonError | None] = []
+        results: list[InferenceResponse | TritonError | DeferredAnswer | None] = []
         for pending, answer in zip(batch, raw, strict=True):
-            if answer is None or isinstance(answer, TritonError):
+            if answer is None or isinstance(answer, TritonError | DeferredAnswer):
                 results.append(answer)  # None: a decoupled model answers through the request's sink
                 continue
             try:

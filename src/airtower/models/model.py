@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airtower.backends.base import Backend, BackendModel, InstanceSpec, ModelContext
+from airtower.backends.base import Backend, BackendModel, DeferredAnswer, InstanceSpec, ModelContext
 from airtower.core.classification import classified, output_labels
 from airtower.core.model_config import is_decoupled
 from airtower.core.request import InferenceRequest, ResponseSink
@@ -269,7 +269,7 @@ class Model:
     def _complete(
         self,
         batch: Sequence[Pending],
-        results: Sequence[InferenceResponse | TritonError | None],
+        results: Sequence[InferenceResponse | TritonError | DeferredAnswer | None],
         timing: ExecutionTiming,
     ) -> None:
         """On the event loop after an execution: answer its requests (in order when the model
@@ -281,6 +281,9 @@ class Model:
                 self._trace(pending, timing, result)
             if cache is not None and pending.cache_key is not None and isinstance(result, InferenceResponse):
                 cache.insert(pending.cache_key, result)
+            if isinstance(result, DeferredAnswer):  # the backend answers it later, from any thread
+                result.when_ready(functools.partial(self._answer_later, pending))
+                continue
             if result is None:  # a decoupled model answers through the request's sink
                 if pending.request.response_sink is None:  # warmup: nobody listens
                     _settle(pending.request, pending.future, InferenceResponse(self.name, self.version_str, "", []))
@@ -294,6 +297,19 @@ class Model:
             else:
                 _settle(pending.request, pending.future, result)
         self._record(batch, results, timing)
+
+    def _answer_later(self, pending: Pending, answer: InferenceResponse | TritonError) -> None:
+        """A deferred answer arrived (on any thread): settle its request on the event loop."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._settle_late, pending, answer)
+
+    def _settle_late(self, pending: Pending, answer: InferenceResponse | TritonError) -> None:
+        if isinstance(answer, InferenceResponse):
+            try:
+                answer = self._finish(pending, answer)
+            except TritonError as exc:
+                answer = exc
+        _settle(pending.request, pending.future, answer)
 
     def _decoupled_sink(
         self,
@@ -373,7 +389,7 @@ class Model:
             return 0  # only a frontend-sampled request or a traced request's child is traced
         return tracer.trace_id(self.name, request.trace_parent, request.trace_context)
 
-    def _trace(self, pending: Pending, timing: ExecutionTiming, result: InferenceResponse | TritonError | None) -> None:
+    def _trace(self, pending: Pending, timing: ExecutionTiming, result: object) -> None:
         assert self._tracer is not None
         now = time.monotonic_ns()
         timestamps = [
@@ -412,7 +428,7 @@ class Model:
     def _record(
         self,
         batch: Sequence[Pending],
-        results: Sequence[InferenceResponse | TritonError | None],
+        results: Sequence[InferenceResponse | TritonError | DeferredAnswer | None],
         timing: ExecutionTiming,
     ) -> None:
         stats = self.stats

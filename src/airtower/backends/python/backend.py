@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import model_config_pb2
 
-from airtower.backends.base import InstanceSpec, InternalInfer, InternalStream, ModelContext
+from airtower.backends.base import DeferredAnswer, InstanceSpec, InternalInfer, InternalStream, ModelContext
 from airtower.backends.python import triton_python_backend_utils as pb_utils
 from airtower.backends.registry import IMPORT_LOCK
 from airtower.core.model_config import ModelConfig, config_from_json, config_to_json, is_decoupled
@@ -199,7 +199,9 @@ class PythonInstance:
             execute = functools.partial(self._no_execute, model.path)
         self._execute = execute
 
-    def execute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResponse | TritonError | None]:
+    def execute(
+        self, requests: Sequence[InferenceRequest]
+    ) -> list[InferenceResponse | TritonError | DeferredAnswer | None]:
         """Run the model's ``execute`` on ``requests``; see ``backends.base.BackendInstance``."""
         pb_requests = [self._to_pb_request(request) for request in requests]
         self.inputs_ready_ns = time.monotonic_ns()
@@ -267,22 +269,27 @@ class PythonInstance:
 
     def _answered_by_senders(
         self, requests: Sequence[InferenceRequest], pb_requests: list[pb_utils.InferenceRequest], result: Any
-    ) -> list[InferenceResponse | TritonError | None]:
-        """A non-decoupled model's answers when it used response senders: each request's sent response,
-        else the one ``execute`` returned for it (when it returned a list of one per request)."""
+    ) -> list[InferenceResponse | TritonError | DeferredAnswer | None]:
+        """A non-decoupled model's answers when it used response senders: each request's response once
+        its final flag was sent, else the one ``execute`` returned for it (when it returned a list of
+        one per request), else a ``DeferredAnswer`` that the sender's final flag delivers later."""
         returned = result if isinstance(result, list | tuple) and len(result) == len(requests) else None
-        answers: list[InferenceResponse | TritonError | None] = []
+        answers: list[InferenceResponse | TritonError | DeferredAnswer | None] = []
         for index, (request, pb_request) in enumerate(zip(requests, pb_requests, strict=True)):
             sender = pb_request._sender
-            answer = sender._detach() if sender is not None else None
-            if answer is None and returned is not None:
-                answer = returned[index]
-            if answer is None:
+            if returned is not None:
+                answer = sender._detach() if sender is not None else None
+                if answer is None:
+                    answer = returned[index]
+            elif sender is not None:
+                deferred = DeferredAnswer()
+                answer = sender._detach(functools.partial(self._answer_later, request, deferred))
+                if answer is None:
+                    answers.append(deferred)
+                    continue
+            else:
                 answers.append(
-                    self._failure(
-                        "the execute function returned no response for a request and sent none with its "
-                        "response sender (airtower takes a non-decoupled model's response when execute returns)"
-                    )
+                    self._failure("the execute function returned no response and none was sent for a request")
                 )
                 continue
             try:
@@ -290,6 +297,13 @@ class PythonInstance:
             except TritonError as exc:
                 answers.append(exc)
         return answers
+
+    def _answer_later(self, request: InferenceRequest, deferred: DeferredAnswer, answer: Any) -> None:
+        """On the sending thread: the response a final flag completed after ``execute`` returned."""
+        try:
+            deferred.deliver(self._from_pb_response(request, answer))
+        except TritonError as exc:
+            deferred.deliver(exc)
 
     def _sender_for(self, request: InferenceRequest) -> pb_utils.InferenceResponseSender:
         sink = request.response_sink

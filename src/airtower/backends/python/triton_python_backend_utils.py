@@ -429,12 +429,12 @@ class InferenceResponseSender:
     (also after ``execute`` returned), until one is sent with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL``.
 
     A non-decoupled model may use one too (as Triton allows since its 24.x python backend): it sends
-    the request's one response, with the final flag or followed by it, and ``execute`` returns None.
-    In-process that response is taken when ``execute`` returns, so it must be sent before then.
-    Misuse raises ``TritonModelException`` with Triton's messages.
+    the request's one response, with the final flag or followed by it, and ``execute`` returns None;
+    the response is taken when ``execute`` returns, or when the final flag comes after that (from
+    any thread). Misuse raises ``TritonModelException`` with Triton's messages.
     """
 
-    __slots__ = ("_closed", "_decoupled", "_detached", "_is_cancelled", "_lock", "_response", "_send")
+    __slots__ = ("_closed", "_decoupled", "_detached", "_is_cancelled", "_late", "_lock", "_response", "_send")
 
     def __init__(
         self,
@@ -448,6 +448,7 @@ class InferenceResponseSender:
         self._closed = False
         self._detached = False
         self._response: InferenceResponse | None = None  # a non-decoupled model's one response
+        self._late: Callable[[InferenceResponse], None] | None = None  # takes it after execute returned
         self._lock = threading.Lock()
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
@@ -469,28 +470,34 @@ class InferenceResponseSender:
                         "Unable to send response. Non-decoupled model cannot send complete final before "
                         "sending a response."
                     )
-            if self._closed:
+            if self._closed or (self._detached and self._late is None):
                 raise TritonModelException("Unable to send response. Response sender has been closed.")
-            if self._detached:
-                raise TritonModelException(
-                    "Unable to send response. airtower takes a non-decoupled model's response when execute "
-                    "returns: send it before returning."
-                )
             self._closed = final
             if not self._decoupled:
                 if response is not None:
                     self._response = response
-                return
-        self._send(response, final)
+                late = self._late if final else None
+                answer = self._response
+            else:
+                late = answer = None
+        if late is not None and answer is not None:
+            late(answer)  # the request's answer, after execute returned
+        elif self._decoupled:
+            self._send(response, final)
 
     def is_cancelled(self) -> bool:
         return self._is_cancelled() if self._is_cancelled is not None else False
 
-    def _detach(self) -> InferenceResponse | None:
-        """A non-decoupled model's response (None when it sent none); later sends are refused."""
+    def _detach(self, late: Callable[[InferenceResponse], None] | None = None) -> InferenceResponse | None:
+        """When ``execute`` returned: a non-decoupled model's response, once its final flag was sent
+        (None otherwise). Then ``late`` (when given) takes the response the final flag completes
+        later; without it, later sends are refused."""
         with self._lock:
             self._detached = True
-            return self._response
+            if self._closed:
+                return self._response
+            self._late = late
+            return None
 
 
 def _no_send(response: InferenceResponse | None, final: bool) -> None:
