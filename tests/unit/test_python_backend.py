@@ -561,7 +561,7 @@ def test_pb_utils_response_sender_rules() -> None:
 
 def test_pb_utils_non_decoupled_response_sender_keeps_its_one_response() -> None:
     final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-    sender = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    sender = pb_utils._SenderOfOne(None)
     with pytest.raises(pb_utils.TritonModelException, match="cannot send complete final before sending a response"):
         sender.send(flags=final)
     response = pb_utils.InferenceResponse([])
@@ -570,12 +570,12 @@ def test_pb_utils_non_decoupled_response_sender_keeps_its_one_response() -> None
         sender.send(pb_utils.InferenceResponse([]))
     sender.send(flags=final)
     assert sender._detach() is response
-    refused = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    refused = pb_utils._SenderOfOne(None)
     assert refused._detach() is None  # execute returned the request's response itself
     with pytest.raises(pb_utils.TritonModelException, match="Response sender has been closed"):
         refused.send(pb_utils.InferenceResponse([]), flags=final)
     taken: list[Any] = []
-    later = pb_utils.InferenceResponseSender(lambda response, final: None, decoupled=False)
+    later = pb_utils._SenderOfOne(None)
     late_response = pb_utils.InferenceResponse([])
     later.send(late_response)  # before execute returned, without the final flag
     assert later._detach(taken.append) is None

@@ -277,6 +277,7 @@ class PythonInstance:
         answers: list[InferenceResponse | TritonError | DeferredAnswer | None] = []
         for index, (request, pb_request) in enumerate(zip(requests, pb_requests, strict=True)):
             sender = pb_request._sender
+            assert sender is None or isinstance(sender, pb_utils._SenderOfOne)  # a non-decoupled model's
             if returned is not None:
                 answer = sender._detach() if sender is not None else None
                 if answer is None:
@@ -336,19 +337,13 @@ class PythonInstance:
             raise self._failure(
                 f"Expected a 'Tensor' object in the output tensors, found type '{type(tensor).__name__}'."
             )
-        array = tensor._array
-        if not tensor._server:
-            # The model may keep the array and change it for its next response (Triton copies the
-            # response out of the stub); the server's own (an input passed on as it came) does not change.
-            array = array.copy()
         expected = self._model.output_types.get(tensor._name)
         # Like Triton, an array whose dtype differs from the config is sent with its own datatype.
-        if expected is not None and array.dtype == expected[0]:
+        if expected is not None and tensor._array.dtype == expected[0]:
             wire = expected[1]
         else:
             wire = _WIRE_BY_TRITON_TYPE[tensor._triton_type]
-        if wire == "BYTES":
-            array = _to_bytes_array(array)
+        array = _handed_over(tensor, wire)
         return Tensor(tensor._name, wire, array.shape, array)
 
     # -- errors and the event loop ---------------------------------------------------------
@@ -382,13 +377,8 @@ class PythonInstance:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
-                if self._thread_loop and not _loop_running():
-                    try:
-                        current: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
-                    except RuntimeError:  # the model's own code set none (asyncio.run does that)
-                        current = None
-                    if current is loop:
-                        asyncio.set_event_loop(None)
+                if self._thread_loop:
+                    asyncio.set_event_loop(None)
 
 
 def _loop_running() -> bool:
@@ -555,16 +545,11 @@ def _wrap(name: str, array: npt.NDArray[Any], triton_type: int) -> pb_utils.Tens
 
 
 def _from_pb_request(request: pb_utils.InferenceRequest) -> InferenceRequest:
-    """A BLS request as the server's own request. The caller's arrays are copied (it may change them
-    while the request runs, as Triton copies them into shared memory); the server's are not."""
+    """A BLS request as the server's own request (its arrays copied as ``_handed_over`` says)."""
     inputs: dict[str, Tensor] = {}
     for tensor in request.inputs():
-        array = tensor._array
-        if not tensor._server:
-            array = array.copy()
         wire = _WIRE_BY_TRITON_TYPE[tensor.triton_dtype()]
-        if wire == "BYTES":
-            array = _to_bytes_array(array)
+        array = _handed_over(tensor, wire)
         inputs[tensor.name()] = Tensor(tensor.name(), wire, tuple(int(d) for d in array.shape), array)
     parameters = json.loads(request.parameters())
     version = request._model_version
@@ -635,6 +620,18 @@ def python_error_text(exc: BaseException) -> str:
     if any(not frame.filename.startswith("<") for frame in frames):
         text += "\n\nAt:\n" + "".join(f"  {f.filename}({f.lineno}): {f.name}\n" for f in reversed(frames))
     return text
+
+
+def _handed_over(tensor: pb_utils.Tensor, wire: str) -> npt.NDArray[Any]:
+    """The array of a tensor a model hands the server (a response's output, a BLS request's input),
+    as the server keeps it: a copy, since the model may change its array afterwards (Triton copies
+    it out of the stub then), unless it is the server's own tensor passed on untouched. BYTES as
+    ``bytes`` objects; a conversion already makes the copy."""
+    array = tensor._array
+    if wire == "BYTES":
+        converted = _to_bytes_array(array)
+        return converted if converted is not array or tensor._server else converted.copy()
+    return array if tensor._server else array.copy()
 
 
 def _to_bytes_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

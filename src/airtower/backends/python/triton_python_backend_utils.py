@@ -424,84 +424,93 @@ class Tensor:
 # -- requests and responses -----------------------------------------------------------------
 
 
+def _is_final(response: InferenceResponse | None, flags: int) -> bool:
+    """Whether a ``send`` ends the request; refuses the flags and the empty send Triton refuses."""
+    if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
+        raise TritonModelException("Unable to send response. Unsupported flag provided.")
+    if response is None and flags == 0:
+        raise TritonModelException("Inference Response object must be provided when the response flags is set to zero.")
+    return flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+_SENDER_CLOSED = "Unable to send response. Response sender has been closed."
+
+
 class InferenceResponseSender:
     """Sends the responses of one request of a decoupled model, from any thread, at any time
     (also after ``execute`` returned), until one is sent with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL``.
+    Misuse raises ``TritonModelException`` with Triton's messages."""
 
-    A non-decoupled model may use one too (as Triton allows since its 24.x python backend): it sends
-    the request's one response, with the final flag or followed by it, and ``execute`` returns None;
-    the response is taken when ``execute`` returns, or when the final flag comes after that (from
-    any thread). Misuse raises ``TritonModelException`` with Triton's messages.
-    """
-
-    __slots__ = ("_closed", "_decoupled", "_detached", "_is_cancelled", "_late", "_lock", "_response", "_send")
+    __slots__ = ("_closed", "_is_cancelled", "_lock", "_send")
 
     def __init__(
-        self,
-        send: Callable[[InferenceResponse | None, bool], None],
-        is_cancelled: Callable[[], bool] | None = None,
-        decoupled: bool = True,
+        self, send: Callable[[InferenceResponse | None, bool], None], is_cancelled: Callable[[], bool] | None = None
     ) -> None:
         self._send = send
         self._is_cancelled = is_cancelled
-        self._decoupled = decoupled
         self._closed = False
-        self._detached = False
-        self._response: InferenceResponse | None = None  # a non-decoupled model's one response
-        self._late: Callable[[InferenceResponse], None] | None = None  # takes it after execute returned
         self._lock = threading.Lock()
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
-        if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
-            raise TritonModelException("Unable to send response. Unsupported flag provided.")
-        if response is None and flags == 0:
-            raise TritonModelException(
-                "Inference Response object must be provided when the response flags is set to zero."
-            )
-        final = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        final = _is_final(response, flags)
         with self._lock:
-            if not self._decoupled:
-                if response is not None and self._response is not None:
-                    raise TritonModelException(
-                        "Unable to send response. Non-decoupled model cannot send more than one response."
-                    )
-                if final and response is None and self._response is None:
-                    raise TritonModelException(
-                        "Unable to send response. Non-decoupled model cannot send complete final before "
-                        "sending a response."
-                    )
-            if self._closed or (self._detached and self._late is None):
-                raise TritonModelException("Unable to send response. Response sender has been closed.")
+            if self._closed:
+                raise TritonModelException(_SENDER_CLOSED)
             self._closed = final
-            if not self._decoupled:
-                if response is not None:
-                    self._response = response
-                late = self._late if final else None
-                answer = self._response
-            else:
-                late = answer = None
-        if late is not None and answer is not None:
-            late(answer)  # the request's answer, after execute returned
-        elif self._decoupled:
-            self._send(response, final)
+        self._send(response, final)
 
     def is_cancelled(self) -> bool:
         return self._is_cancelled() if self._is_cancelled is not None else False
 
+
+class _SenderOfOne(InferenceResponseSender):
+    """The sender of a request given to a non-decoupled model (Triton's python backend allows it
+    since 24.x): it sends the request's one response, with the final flag or followed by it, and
+    ``execute`` returns None. The response is taken when ``execute`` returns (``_detach``), or when
+    the final flag comes after that, from any thread."""
+
+    __slots__ = ("_detached", "_late", "_response")
+
+    def __init__(self, is_cancelled: Callable[[], bool] | None) -> None:
+        # No ``_send``: it keeps its one response (``send`` is its own).
+        self._is_cancelled = is_cancelled
+        self._closed = False
+        self._lock = threading.Lock()
+        self._detached = False
+        self._response: InferenceResponse | None = None
+        self._late: Callable[[InferenceResponse], None] | None = None  # takes it after execute returned
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        final = _is_final(response, flags)
+        with self._lock:
+            if response is not None and self._response is not None:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send more than one response."
+                )
+            if final and response is None and self._response is None:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send complete final before sending a response."
+                )
+            if self._closed or (self._detached and self._late is None):
+                raise TritonModelException(_SENDER_CLOSED)
+            self._closed = final
+            if response is not None:
+                self._response = response
+            late = self._late if final else None
+            answer = self._response
+        if late is not None and answer is not None:  # (a final flag always follows the response)
+            late(answer)  # the request's answer, after execute returned
+
     def _detach(self, late: Callable[[InferenceResponse], None] | None = None) -> InferenceResponse | None:
-        """When ``execute`` returned: a non-decoupled model's response, once its final flag was sent
-        (None otherwise). Then ``late`` (when given) takes the response the final flag completes
-        later; without it, later sends are refused."""
+        """When ``execute`` returned: the response, once its final flag was sent (None otherwise).
+        Then ``late`` (when given) takes the response the final flag completes later; without it,
+        later sends are refused."""
         with self._lock:
             self._detached = True
             if self._closed:
                 return self._response
             self._late = late
             return None
-
-
-def _no_send(response: InferenceResponse | None, final: bool) -> None:
-    """A non-decoupled sender keeps its response (``InferenceResponseSender._detach``)."""
 
 
 class ResponseIterator:
@@ -573,7 +582,7 @@ class InferenceRequest:
     __slots__ = (
         "_correlation_id",
         "_flags",
-        "_for_execute_",
+        "_given_to_execute",
         "_inputs",
         "_is_cancelled",
         "_model_name",
@@ -623,7 +632,7 @@ class InferenceRequest:
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         self._is_cancelled: Callable[[], bool] | None = None
         self._sender: InferenceResponseSender | None = None
-        self._for_execute_ = False  # a BLS request, not one handed to execute
+        self._given_to_execute = False  # a BLS request
 
     @classmethod
     def _for_execute(
@@ -658,7 +667,7 @@ class InferenceRequest:
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
         request._is_cancelled = is_cancelled
         request._sender = sender
-        request._for_execute_ = True
+        request._given_to_execute = True
         return request
 
     def inputs(self) -> list[Tensor]:
@@ -698,8 +707,8 @@ class InferenceRequest:
 
     def get_response_sender(self) -> InferenceResponseSender:
         """The sender of this request's responses (for a non-decoupled model, its one response)."""
-        if self._sender is None and self._for_execute_:
-            self._sender = InferenceResponseSender(_no_send, self._is_cancelled, decoupled=False)
+        if self._sender is None and self._given_to_execute:
+            self._sender = _SenderOfOne(self._is_cancelled)
         if self._sender is None:
             raise TritonError(
                 "get_response_sender() can only be used by models using the decoupled transaction policy",
@@ -1033,7 +1042,8 @@ _KIND_NAMES = (
 
 def _metric_error(action: str, reason: str) -> TritonModelException:
     """A metric call's error in Triton's words: ``<action>: Failed to process the request for model
-    '<instance>', message: <reason>`` (the instance is the calling thread's, when it is one)."""
+    '<instance>', message: <reason>`` (the instance is the calling thread's, when it is one:
+    ``models/instance.py`` names its threads ``instance-<instance name>``)."""
     thread = threading.current_thread().name
     if thread.startswith("instance-"):
         return TritonModelException(
