@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from airtower import __version__
+from airtower import __version__, shared_loop
 from airtower.core.cuda import DEFAULT_MIN_COMPUTE_CAPABILITY
 from airtower.errors import TritonError
 from airtower.models.response_cache import CacheConfig
@@ -342,8 +342,12 @@ async def serve(options: ServerOptions) -> int:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    shared = shared_loop.of(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        if shared is not None:  # the loop may run on another thread: uvloop's handlers would not fire
+            shared.add_signal_handler(sig, stop.set)
+        else:
+            loop.add_signal_handler(sig, stop.set)
 
     try:
         server = InferenceServer(options)
@@ -428,5 +432,5 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         code = asyncio.run(serve(options))
     else:
-        code = uvloop.run(serve(options))
+        code = shared_loop.SharedLoop(uvloop.new_event_loop()).run(serve(options))
     sys.exit(code)

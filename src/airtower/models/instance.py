@@ -4,6 +4,10 @@ The thread is created with the instance and runs ``create_instance``, every ``ex
 ``close`` of that backend instance, so a backend may keep thread-affine state. Every instance
 of a model version takes its next batch from the model's scheduler as soon as it is free;
 results come back to the event loop with one ``call_soon_threadsafe`` per execution.
+
+A Python model's instance whose executions are quick may instead hold the event loop between
+executions (``shared_loop``): it runs the loop itself while idle and queues its results on it,
+so that nothing wakes another thread.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
+from airtower import shared_loop
 from airtower.backends.base import BackendInstance, BackendModel, DeferredAnswer, InstanceSpec
 from airtower.core.request import InferenceRequest
 from airtower.core.response import InferenceResponse
 from airtower.errors import BackendExecutionError, InternalError, TritonError
 from airtower.observability.stats import ExecutionTiming
 from airtower.scheduling.rate_limiter import RateLimiter, Waiter
-from airtower.scheduling.scheduler import Pending, Scheduler
+from airtower.scheduling.scheduler import LoopSharingScheduler, Pending, Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +115,56 @@ class ModelInstance:
             execute(sample)
         loop.call_soon_threadsafe(_set_result, created, None)
         index = self.index
-        while (batch := take(index)) is not None:
-            execute(batch)
+        shared = shared_loop.of(loop) if getattr(model, "shares_event_loop", False) else None
+        if shared is not None and self._rate_limiter is None and hasattr(scheduler, "take_nowait"):
+            self._serve_sharing(shared, cast("LoopSharingScheduler", scheduler))
+        else:
+            while (batch := take(index)) is not None:
+                execute(batch)
         self._close()
+
+    def _serve_sharing(self, shared: shared_loop.SharedLoop, scheduler: LoopSharingScheduler) -> None:
+        """Execute what ``scheduler`` gives, holding the server's event loop while executions are
+        quick and do not wait for the loop (``shared_loop``): between executions this thread runs
+        the loop, and answers are queued on it without waking another thread."""
+        index = self.index
+        take = scheduler.take
+        take_nowait = scheduler.take_nowait
+        set_wake = scheduler.set_idle_wake
+        run = self._run_batch
+        complete = self._complete
+        holding = False
+        qualifies = True  # the last execution was quick and did not wait for the loop
+        shared.join()
+        try:
+            while True:
+                if holding:
+                    batch = take_nowait(index)
+                    if batch is None:
+                        break
+                    if not batch:
+                        holding = shared.run_idle(set_wake)
+                        continue
+                else:
+                    batch = take(index)
+                    if batch is None:
+                        break
+                    if qualifies:
+                        shared.ask()
+                results, timing = run(batch)
+                qualifies = timing.end_ns - timing.start_ns <= shared_loop.MAX_HOLDING_EXECUTION_NS
+                if shared.waited():
+                    qualifies = False
+                if not qualifies:
+                    shared.release()  # executions like this one would hold up the other connections
+                if shared.post(complete, batch, results, timing):
+                    holding = True
+                else:
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(complete, batch, results, timing)
+                    holding = shared.settle()
+        finally:
+            shared.leave()
 
     def _close(self) -> None:
         assert self._loop is not None
@@ -125,6 +178,12 @@ class ModelInstance:
 
     def _execute(self, batch: Sequence[Pending]) -> None:
         assert self._loop is not None
+        results, timing = self._run_batch(batch)
+        self._loop.call_soon_threadsafe(self._complete, batch, results, timing)
+
+    def _run_batch(
+        self, batch: Sequence[Pending]
+    ) -> tuple[list[InferenceResponse | TritonError | DeferredAnswer | None], ExecutionTiming]:
         assert self._backend is not None
         grant = None
         if self._rate_limiter is not None and self._limits is not None:
@@ -162,7 +221,7 @@ class ModelInstance:
             except TritonError as exc:
                 results.append(exc)
         timing.end_ns = time.monotonic_ns()
-        self._loop.call_soon_threadsafe(self._complete, batch, results, timing)
+        return results, timing
 
 
 def _set_result(future: asyncio.Future[None], value: None) -> None:

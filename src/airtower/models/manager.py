@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airtower import shared_loop
 from airtower.backends.base import ModelContext
 from airtower.backends.registry import get_backend
 from airtower.core.cuda import supported_gpus
@@ -134,6 +135,7 @@ class ModelManager:
             future.add_done_callback(functools.partial(_copy_outcome, result))
             result.add_done_callback(lambda _: loop.call_soon_threadsafe(future.cancel))
 
+        shared_loop.release_if_holder(loop)  # a model thread holding the loop is about to wait for it
         loop.call_soon_threadsafe(start)
         return result
 
@@ -180,6 +182,7 @@ class ModelManager:
         def cancel() -> None:
             loop.call_soon_threadsafe(lambda: [future.cancel() for future in started])
 
+        shared_loop.release_if_holder(loop)
         loop.call_soon_threadsafe(start)
         return cancel
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airtower import shared_loop
 from airtower.backends.base import Backend, BackendModel, DeferredAnswer, InstanceSpec, ModelContext
 from airtower.core.classification import classified, output_labels
 from airtower.core.model_config import is_decoupled
@@ -354,6 +355,7 @@ class Model:
             queued.append((response, final))
             if not state["scheduled"]:
                 state["scheduled"] = True
+                shared_loop.release_if_holder(loop)  # the model streams from execute: let the loop run
                 loop.call_soon_threadsafe(drain)
             if state["first"]:
                 # Let the loop thread send the first response now rather than when the model's send

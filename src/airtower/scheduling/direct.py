@@ -4,7 +4,7 @@ its own batch, executed by whichever instance is free first, in arrival order.""
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from airtower.errors import RequestCancelledError
 from airtower.scheduling.scheduler import Pending, Reject
@@ -23,9 +23,29 @@ class DirectScheduler:
         # One entry per request; ``None`` is a stop marker for one instance thread.
         self._ready: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._reject = reject
+        #: Set while an instance thread runs the event loop with nothing to execute: stops it.
+        self.idle_wake: Callable[[], None] | None = None
 
     def enqueue(self, pending: Pending) -> None:
         self._ready.put(pending)
+        wake = self.idle_wake
+        if wake is not None:
+            wake()
+
+    def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
+        self.idle_wake = wake
+
+    def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
+        """``take`` without blocking: ``()`` when nothing is queued."""
+        get = self._ready.get_nowait
+        try:
+            while (pending := get()) is not None:
+                if not pending.future.done():
+                    return (pending,)
+                self._reject((pending,), RequestCancelledError("request cancelled"))
+        except queue.Empty:
+            return ()
+        return None
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
         get = self._ready.get
@@ -42,6 +62,9 @@ class DirectScheduler:
         # Queued behind every waiting request: each thread finishes what is queued, then exits.
         for _ in range(instances):
             self._ready.put(None)
+        wake = self.idle_wake
+        if wake is not None:
+            wake()
 
     def pending_count(self) -> int:
         return self._ready.qsize()

@@ -107,3 +107,17 @@ class Scheduler(Protocol):
     def pending_count(self) -> int:
         """Requests queued and not yet executing."""
         ...
+
+
+class LoopSharingScheduler(Scheduler, Protocol):
+    """A scheduler whose instance threads may hold the server's event loop (``shared_loop``):
+    such a thread looks for work without blocking and, with none, runs the loop until the
+    scheduler queues some."""
+
+    def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
+        """``take`` without blocking: ``()`` when there is nothing to execute now."""
+        ...
+
+    def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
+        """While set, ``wake`` is called (on the event loop) whenever work is queued."""
+        ...

@@ -125,6 +125,9 @@ class PythonBackend:
 class PythonModel:
     """One loaded version: its module, ``TritonPythonModel`` class and the initialize() args."""
 
+    #: Its instance threads may hold the server's event loop between executions (shared_loop).
+    shares_event_loop = True
+
     def __init__(
         self, config: ModelConfig, ctx: ModelContext, path: Path, module: ModuleType, model_class: type[Any]
     ) -> None:

@@ -1,0 +1,115 @@
+"""A Python model's instance thread may hold the event loop between quick executions
+(``airtower.shared_loop``); the server must still serve everyone else when such a model's
+``execute`` blocks, and shut down cleanly whoever holds the loop.
+
+Each test would hang (and fail on its client timeout) if the loop stayed with a blocked holder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from tests.integration.fixture_models import write_python_model
+from tests.integration.server_process import ServerProcess, start_server
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """\
+    name: "{name}"
+    backend: "python"
+    max_batch_size: 0
+    input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+    output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+    instance_group [ {{ kind: KIND_CPU, count: 1 }} ]
+    """
+
+# Both models find the same event through sys.modules (they share the server's process).
+SHARED_EVENT = """
+import sys
+import threading
+import types
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+GATE = sys.modules.setdefault("_airtower_test_gate", types.SimpleNamespace(event=threading.Event()))
+"""
+
+# IN 0: answers at once (its instance comes to hold the loop); IN 1: waits until "opener" ran.
+GATE_MODEL = (
+    SHARED_EVENT
+    + """
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            if x[0] == 1:
+                x = np.array([1.0 if GATE.event.wait(60) else -1.0], np.float32)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]))
+        return responses
+"""
+)
+
+OPENER_MODEL = (
+    SHARED_EVENT
+    + """
+
+class TritonPythonModel:
+    def execute(self, requests):
+        GATE.event.set()
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+            for r in requests
+        ]
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    repository: Path = tmp_path_factory.mktemp("shared_loop")
+    write_python_model(repository / "gate", CONFIG.format(name="gate"), GATE_MODEL)
+    write_python_model(repository / "opener", CONFIG.format(name="opener"), OPENER_MODEL)
+    process = start_server([repository])
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+def one(value: float) -> list[httpclient.InferInput]:
+    tensor = httpclient.InferInput("IN", [1], "FP32")
+    tensor.set_data_from_numpy(np.array([value], np.float32))
+    return [tensor]
+
+
+def test_a_blocked_execute_does_not_hold_up_other_models(server: ServerProcess) -> None:
+    with httpclient.InferenceServerClient(server.url, concurrency=2, network_timeout=30) as client:
+        for _ in range(50):  # quick executions: the gate's instance takes the event loop over
+            assert client.infer("gate", one(0)).as_numpy("OUT").tolist() == [0.0]
+        blocked = client.async_infer("gate", one(1))
+        # Served while the gate's execute blocks: by the main thread, once it took the loop back.
+        assert client.is_server_ready()
+        assert client.infer("opener", one(5)).as_numpy("OUT").tolist() == [5.0]
+        assert blocked.get_result(timeout=30).as_numpy("OUT").tolist() == [1.0]
+        # And the gate answers quickly again afterwards (it may hold the loop again).
+        for _ in range(20):
+            assert client.infer("gate", one(0)).as_numpy("OUT").tolist() == [0.0]
+
+
+def test_grpc_and_http_are_served_while_an_instance_holds_the_loop(server: ServerProcess) -> None:
+    with (
+        httpclient.InferenceServerClient(server.url, network_timeout=30) as http,
+        grpcclient.InferenceServerClient(server.grpc_url) as grpc,
+    ):
+        for i in range(30):  # alternate protocols: whichever thread runs the loop serves both
+            assert http.infer("gate", one(0)).as_numpy("OUT").tolist() == [0.0]
+            tensor = grpcclient.InferInput("IN", [1], "FP32")
+            tensor.set_data_from_numpy(np.array([i + 2], np.float32))
+            assert grpc.infer("gate", [tensor], client_timeout=30).as_numpy("OUT").tolist() == [float(i + 2)]

@@ -1,0 +1,170 @@
+"""SharedLoop: which thread runs the event loop, and when it changes hands.
+
+Each test runs ``SharedLoop.run`` on a thread of its own (standing in for the main thread) and an
+"instance" thread that asks for the loop, as ``ModelInstance`` does. Nothing here depends on timing
+except the watchdog test, which waits for the steal (it comes ``WATCHDOG_S`` after the holder stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+from airtower import shared_loop
+from airtower.shared_loop import SharedLoop
+
+
+def run_as_main(make: Callable[[SharedLoop], Coroutine[Any, Any, int]]) -> tuple[int, int]:
+    """Run ``make(shared)`` through a SharedLoop on a new thread; returns that thread's ident and
+    the coroutine's result."""
+    out: dict[str, int] = {}
+
+    def main() -> None:
+        shared = SharedLoop(uvloop.new_event_loop())
+        out["main"] = threading.get_ident()
+        out["result"] = shared.run(make(shared))
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    return out["main"], out["result"]
+
+
+def test_an_instance_that_asks_gets_the_loop_runs_it_and_gives_it_back_when_it_leaves() -> None:
+    seen: dict[str, int] = {}
+    wake: list[Callable[[], None]] = []
+    posted = asyncio.Event()
+
+    def instance(shared: SharedLoop) -> None:
+        seen["instance"] = threading.get_ident()
+        shared.join()
+        shared.ask()
+        assert shared.settle()  # handed over at the end of the main thread's iteration
+
+        def on_loop() -> None:
+            seen["posted on"] = threading.get_ident()
+            posted.set()
+
+        assert shared.post(on_loop)
+        # Runs the loop (the coroutine below goes on here) until the "scheduler" wakes it.
+        assert shared.run_idle(lambda w: wake.append(w) if w is not None else None)
+        seen["idle runs"] = len(wake)
+        shared.leave()
+
+    async def main(shared: SharedLoop) -> int:
+        assert shared_loop.of(asyncio.get_running_loop()) is shared
+        thread = threading.Thread(target=instance, args=(shared,))
+        thread.start()
+        await posted.wait()
+        seen["coroutine on"] = threading.get_ident()
+        wake[-1]()  # work queued: the instance's run_idle returns after this iteration
+        await asyncio.to_thread(thread.join)  # the loop is the main thread's again once the instance left
+        return threading.get_ident()
+
+    main_ident, finished_on = run_as_main(main)
+    assert seen["posted on"] == seen["instance"]
+    assert seen["coroutine on"] == seen["instance"]
+    assert seen["idle runs"] == 1
+    assert finished_on == main_ident
+
+
+def test_the_main_thread_takes_the_loop_back_from_a_holder_that_stopped_running_it() -> None:
+    seen: dict[str, object] = {}
+    release = threading.Event()
+    holds = asyncio.Event()
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        shared.ask()
+        assert shared.settle()
+        shared.loop.call_soon_threadsafe(holds.set)  # runs once a thread runs the loop again
+        # "Executes" until the main thread served a callback: it must take the loop to do so.
+        seen["set free"] = release.wait(60)
+        seen["post while stolen"] = shared.post(lambda: None)
+        shared.leave()
+
+    async def main(shared: SharedLoop) -> int:
+        thread = threading.Thread(target=instance, args=(shared,))
+        thread.start()
+        # Once the instance owns the loop (and never runs it), this coroutine goes on only on a
+        # thread that took the loop back from it.
+        await holds.wait()
+        seen["served on"] = threading.get_ident()
+        release.set()
+        await asyncio.to_thread(thread.join)
+        return threading.get_ident()
+
+    main_ident, _ = run_as_main(main)
+    assert seen["served on"] == main_ident
+    assert seen["set free"] is True
+    assert seen["post while stolen"] is False
+
+
+def test_a_holder_about_to_wait_for_the_loop_gives_it_to_the_main_thread() -> None:
+    seen: dict[str, object] = {}
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        shared.ask()
+        assert shared.settle()
+        # As a BLS call does before it waits for its answer: the loop must run elsewhere meanwhile.
+        shared_loop.release_if_holder(shared.loop)
+        seen["owner"] = shared.owner
+        seen["waited"] = shared.waited()
+        seen["waited again"] = shared.waited()
+        answered = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "answer"), shared.loop)
+        seen["answer"] = answered.result(60)
+        shared.leave()
+
+    async def main(shared: SharedLoop) -> int:
+        thread = threading.Thread(target=instance, args=(shared,))
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        return threading.get_ident()
+
+    main_ident, _ = run_as_main(main)
+    assert seen["owner"] == main_ident
+    assert seen["waited"] is True
+    assert seen["waited again"] is False
+    assert seen["answer"] == "answer"
+
+
+def test_only_the_main_thread_hands_the_loop_over() -> None:
+    seen: dict[str, object] = {}
+    first_holds = threading.Event()
+    second_done = threading.Event()
+
+    def first(shared: SharedLoop) -> None:
+        shared.join()
+        shared.ask()
+        assert shared.settle()
+        first_holds.set()
+        assert shared.run_idle(lambda w: None)  # stopped by the coroutine below
+        second_done.wait(60)
+        shared.leave()
+
+    def second(shared: SharedLoop) -> None:
+        shared.join()
+        first_holds.wait(60)
+        shared.ask()  # another instance holds it: no request is made
+        seen["second holds"] = shared.settle()
+        shared.leave()
+        second_done.set()
+
+    async def main(shared: SharedLoop) -> int:
+        threads = [threading.Thread(target=f, args=(shared,)) for f in (first, second)]
+        for thread in threads:
+            thread.start()
+        await asyncio.to_thread(second_done.wait, 60)
+        asyncio.get_running_loop().stop()  # ends the first instance's run_idle
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        return 0
+
+    run_as_main(main)
+    assert seen["second holds"] is False
