@@ -60,3 +60,25 @@ async def test_direct_scheduler_stop_lets_each_instance_exit_after_the_queue() -
     assert scheduler.take() == (pending,)
     assert scheduler.take() is None
     assert scheduler.take() is None
+
+
+async def test_take_nowait_and_the_idle_wake_of_an_instance_holding_the_loop() -> None:
+    loop = asyncio.get_running_loop()
+    rejections = Rejections()
+    scheduler = DirectScheduler(rejections)
+    woken: list[str] = []
+    assert scheduler.can_share_loop()
+    assert scheduler.take_nowait() == ()
+    scheduler.set_idle_wake(lambda: woken.append("wake"))
+    cancelled, pending = make_pending(loop), make_pending(loop)
+    cancelled.future.cancel()
+    scheduler.enqueue(cancelled)
+    scheduler.enqueue(pending)
+    assert woken == ["wake", "wake"]
+    assert scheduler.take_nowait() == (pending,)  # the cancelled one is dropped on the way
+    assert scheduler.take_nowait() == ()
+    scheduler.stop(1)
+    assert woken == ["wake", "wake", "wake"]
+    scheduler.set_idle_wake(None)
+    assert scheduler.take_nowait() is None
+    assert [error.code.value for _, error in rejections.calls] == ["CANCELLED"]

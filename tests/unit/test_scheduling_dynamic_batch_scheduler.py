@@ -222,3 +222,24 @@ async def test_every_request_is_taken_exactly_once_by_concurrent_instances() -> 
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert sorted(map(id, taken)) == sorted(map(id, requests))
+
+
+async def test_without_a_queue_delay_an_instance_holding_the_loop_takes_batches_without_parking() -> None:
+    loop = asyncio.get_running_loop()
+    assert not DynamicBatchScheduler(policy(), Rejections()).can_share_loop()  # a delay: batches come due later
+    scheduler = DynamicBatchScheduler(policy(max_queue_delay_ns=0, preserve_ordering=True), Rejections())
+    assert scheduler.can_share_loop()
+    woken: list[str] = []
+    scheduler.set_idle_wake(lambda: woken.append("wake"))
+    assert scheduler.take_nowait() == ()
+    cancelled, *requests = (pending(loop) for _ in range(4))
+    cancelled.future.cancel()
+    for request in (cancelled, *requests):
+        scheduler.enqueue(request)
+    assert woken == ["wake"] * 4
+    assert scheduler.take_nowait() == requests  # all queued so far, less the cancelled one
+    assert [request.order for request in requests] == [0, 1, 2]
+    assert scheduler.take_nowait() == ()
+    scheduler.stop(1)
+    assert woken == ["wake"] * 5
+    assert scheduler.take_nowait() is None

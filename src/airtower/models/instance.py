@@ -116,8 +116,14 @@ class ModelInstance:
         loop.call_soon_threadsafe(_set_result, created, None)
         index = self.index
         shared = shared_loop.of(loop) if getattr(model, "shares_event_loop", False) else None
-        if shared is not None and self._rate_limiter is None and hasattr(scheduler, "take_nowait"):
-            self._serve_sharing(shared, cast("LoopSharingScheduler", scheduler))
+        sharing = cast("LoopSharingScheduler", scheduler)
+        if (
+            shared is not None
+            and self._rate_limiter is None
+            and hasattr(scheduler, "can_share_loop")
+            and sharing.can_share_loop()
+        ):
+            self._serve_sharing(shared, sharing)
         else:
             while (batch := take(index)) is not None:
                 execute(batch)

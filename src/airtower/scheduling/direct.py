@@ -32,6 +32,9 @@ class DirectScheduler:
         if wake is not None:
             wake()
 
+    def can_share_loop(self) -> bool:
+        return True
+
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
         self.idle_wake = wake
 

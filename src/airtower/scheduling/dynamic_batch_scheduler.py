@@ -50,11 +50,24 @@ class DynamicBatchScheduler:
         self._next_order = 0
         self._wake_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None  # cached: asking asyncio costs a getpid() call
+        #: Set while an instance thread runs the event loop with nothing to execute: stops it.
+        self.idle_wake: Callable[[], None] | None = None
+
+    def can_share_loop(self) -> bool:
+        """Without a queue delay a batch is formed whenever requests are queued, so an instance
+        holding the loop never has to wait for a time (``take_nowait`` is then complete)."""
+        return self.policy.max_queue_delay_ns == 0
+
+    def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
+        self.idle_wake = wake
 
     def enqueue(self, pending: Pending) -> None:
         """Queue ``pending`` (on the event loop). A parked instance is woken once per loop
         iteration, after every request read in that iteration was queued, so that they can form
         one batch (one wake-up and one execution instead of one per request)."""
+        wake = self.idle_wake
+        if wake is not None:
+            wake()  # the holder of the loop takes the batch once this iteration has queued it all
         with self._lock:
             self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
             if self._wake_scheduled or not self._parked:
@@ -71,6 +84,29 @@ class DynamicBatchScheduler:
             waker = self._parked.popleft() if self._parked else None
         if waker is not None:
             waker.put(None)
+
+    def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
+        """``take`` without parking: ``()`` when no batch is ready now."""
+        while True:
+            with self._lock:
+                now = time.monotonic_ns()
+                if self._flushing:
+                    now += self.policy.max_queue_delay_ns
+                decision = self._queue.next_batch(now)
+                batch = self._live(decision.batch)
+                if batch:
+                    if self.policy.preserve_ordering:
+                        for pending in batch:
+                            pending.order = self._next_order
+                            self._next_order += 1
+                elif not decision.batch and not decision.rejected and self._stopping and not len(self._queue):
+                    return None
+            if decision.rejected:
+                self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
+            if batch:
+                return batch
+            if not decision.batch and not decision.rejected:
+                return ()
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
         waker: queue.SimpleQueue[None] | None = getattr(self._wakers, "queue", None)
@@ -131,6 +167,9 @@ class DynamicBatchScheduler:
             parked, self._parked = list(self._parked), deque()
         for waker in parked:
             waker.put(None)
+        wake = self.idle_wake
+        if wake is not None:
+            wake()
 
     def pending_count(self) -> int:
         with self._lock:

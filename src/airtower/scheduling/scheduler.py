@@ -114,6 +114,11 @@ class LoopSharingScheduler(Scheduler, Protocol):
     such a thread looks for work without blocking and, with none, runs the loop until the
     scheduler queues some."""
 
+    def can_share_loop(self) -> bool:
+        """Whether ``take_nowait`` is complete for this scheduler's configuration (no batch that
+        is due only at a later time)."""
+        ...
+
     def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
         """``take`` without blocking: ``()`` when there is nothing to execute now."""
         ...
