@@ -76,6 +76,7 @@ class SharedLoop:
         self._wanted = 0  # an instance thread that asked for the loop
         self._stopped_since = 0.0  # when the (instance) owner last stopped running it; 0 while it runs it
         self._runs = 0  # iterations run by instance owners (the watchdog tells busy from idle)
+        self._idle = False  # the (instance) owner runs the loop with nothing to execute
         self._finished = False
         self._instances: set[int] = set()  # instance threads that may hold the loop
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
@@ -162,6 +163,7 @@ class SharedLoop:
         owns it."""
         with self._cond:
             self._runs += 1
+            self._idle = False
             target = self._main if self._finished else self._wanted
             self._wanted = 0
             if target and target != self.owner:
@@ -187,11 +189,14 @@ class SharedLoop:
         self._waited.discard(me)
 
     def ask(self) -> None:
-        """The calling instance thread, about to execute, wants the loop: the main thread hands
-        it over at the end of its current iteration. Another instance thread keeps it."""
+        """The calling instance thread, about to execute, wants the loop: the thread running it
+        hands it over at the end of its current iteration. An instance thread that is executing
+        (or about to) keeps it; one that runs it idle gives it up."""
         me = threading.get_ident()
         with self._cond:
-            if self.owner != self._main or self._wanted or self._finished:
+            if self._wanted or self._finished or self.owner == me:
+                return
+            if self.owner != self._main and not self._idle:
                 return
             self._wanted = me
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -225,6 +230,7 @@ class SharedLoop:
             if self.owner != threading.get_ident():
                 return False
             self._stopped_since = 0.0  # running it: the main thread does not take it
+            self._idle = True
         loop = self.loop
         wake_slot(loop.stop)
         try:
