@@ -45,6 +45,9 @@ T = TypeVar("T")
 WATCHDOG_S = 0.004
 #: While the holder runs the loop idle, the main thread looks less often, up to this.
 IDLE_CHECK_MAX_S = 0.032
+#: An instance holding the loop gives it to another model's instance that asks only once it has run
+#: the loop idle this long (models taking turns would otherwise hand it back and forth each request).
+IDLE_HANDOVER_S = 0.01
 #: An instance whose execution took longer than this does not hold the loop.
 MAX_HOLDING_EXECUTION_NS = 500_000
 
@@ -76,7 +79,7 @@ class SharedLoop:
         self._wanted = 0  # an instance thread that asked for the loop
         self._stopped_since = 0.0  # when the (instance) owner last stopped running it; 0 while it runs it
         self._runs = 0  # iterations run by instance owners (the watchdog tells busy from idle)
-        self._idle = False  # the (instance) owner runs the loop with nothing to execute
+        self._idle_since = 0.0  # when the (instance) owner started running the loop with nothing to execute
         self._finished = False
         self._instances: set[int] = set()  # instance threads that may hold the loop
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
@@ -163,7 +166,7 @@ class SharedLoop:
         owns it."""
         with self._cond:
             self._runs += 1
-            self._idle = False
+            self._idle_since = 0.0
             target = self._main if self._finished else self._wanted
             self._wanted = 0
             if target and target != self.owner:
@@ -190,13 +193,15 @@ class SharedLoop:
 
     def ask(self) -> None:
         """The calling instance thread, about to execute, wants the loop: the thread running it
-        hands it over at the end of its current iteration. An instance thread that is executing
-        (or about to) keeps it; one that runs it idle gives it up."""
+        hands it over at the end of its current iteration. An instance thread keeps it unless it
+        has run it idle for ``IDLE_HANDOVER_S``."""
         me = threading.get_ident()
         with self._cond:
             if self._wanted or self._finished or self.owner == me:
                 return
-            if self.owner != self._main and not self._idle:
+            if self.owner != self._main and not (
+                self._idle_since and time.monotonic() - self._idle_since >= IDLE_HANDOVER_S
+            ):
                 return
             self._wanted = me
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -230,7 +235,7 @@ class SharedLoop:
             if self.owner != threading.get_ident():
                 return False
             self._stopped_since = 0.0  # running it: the main thread does not take it
-            self._idle = True
+            self._idle_since = time.monotonic()
         loop = self.loop
         wake_slot(loop.stop)
         try:

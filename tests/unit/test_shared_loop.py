@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,11 +38,12 @@ def run_as_main(make: Callable[[SharedLoop], Coroutine[Any, Any, int]]) -> tuple
 
 def acquire(shared: SharedLoop) -> bool:
     """Ask for the loop until it is handed over (a request not granted within ``WATCHDOG_S`` is
-    withdrawn, which a loaded machine may cause)."""
-    for _ in range(1000):
+    withdrawn, which a loaded machine may cause; an idle holder gives it up after ``IDLE_HANDOVER_S``)."""
+    for _ in range(5000):
         shared.ask()
         if shared.settle():
             return True
+        time.sleep(0.001)
     return False
 
 
@@ -141,7 +143,7 @@ def test_a_holder_about_to_wait_for_the_loop_gives_it_to_the_main_thread() -> No
     assert seen["answer"] == "answer"
 
 
-def test_an_executing_holder_keeps_the_loop_and_an_idle_one_hands_it_over() -> None:
+def test_a_busy_holder_keeps_the_loop_and_an_idle_one_hands_it_over() -> None:
     seen: dict[str, object] = {}
     first_holds = threading.Event()
     first_idle = threading.Event()
