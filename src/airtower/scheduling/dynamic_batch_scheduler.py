@@ -87,31 +87,16 @@ class DynamicBatchScheduler:
 
     def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
         """``take`` without parking: ``()`` when no batch is ready now."""
-        while True:
-            with self._lock:
-                now = time.monotonic_ns()
-                if self._flushing:
-                    now += self.policy.max_queue_delay_ns
-                decision = self._queue.next_batch(now)
-                batch = self._live(decision.batch)
-                if batch:
-                    if self.policy.preserve_ordering:
-                        for pending in batch:
-                            pending.order = self._next_order
-                            self._next_order += 1
-                elif not decision.batch and not decision.rejected and self._stopping and not len(self._queue):
-                    return None
-            if decision.rejected:
-                self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
-            if batch:
-                return batch
-            if not decision.batch and not decision.rejected:
-                return ()
+        return self._take(None)
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
         waker: queue.SimpleQueue[None] | None = getattr(self._wakers, "queue", None)
         if waker is None:
             waker = self._wakers.queue = queue.SimpleQueue()
+        return self._take(waker)
+
+    def _take(self, waker: queue.SimpleQueue[None] | None) -> Sequence[Pending] | None:
+        """The next batch; with no batch ready, ``()`` without ``waker``, else park on it and look again."""
         while True:
             with self._lock:
                 now = time.monotonic_ns()
@@ -128,13 +113,16 @@ class DynamicBatchScheduler:
                 elif not decision.batch and not decision.rejected:
                     if self._stopping and not len(self._queue):
                         return None
-                    self._parked.append(waker)
+                    if waker is not None:
+                        self._parked.append(waker)
             if decision.rejected:
                 self._reject(decision.rejected, QueueTimeoutError(REQUEST_TIMEOUT_MESSAGE))
             if batch:
                 return batch
             if decision.batch or decision.rejected:
                 continue  # only cancelled or timed-out requests were taken: look again
+            if waker is None:
+                return ()
             timeout = None if decision.wake_at_ns is None else max(decision.wake_at_ns - now, 0) / 1e9
             try:
                 waker.get(timeout=timeout)
