@@ -81,6 +81,7 @@ class SharedLoop:
         self._runs = 0  # iterations run by instance owners (the watchdog tells busy from idle)
         self._idle_since = 0.0  # when the (instance) owner started running the loop with nothing to execute
         self._finished = False
+        self._main_parked = False  # the main thread waits without a timeout (the holder was idle)
         self._instances: set[int] = set()  # instance threads that may hold the loop
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
         self._signal_callbacks: dict[int, Callable[[], object]] = {}
@@ -135,13 +136,21 @@ class SharedLoop:
 
     def _wait_until_owner(self) -> None:
         """Wait (on the main thread) until the loop is handed back, taking it from a holder that
-        stopped running it ``WATCHDOG_S`` ago."""
+        stopped running it ``WATCHDOG_S`` ago. While the holder runs the loop and nothing happens,
+        the checks grow sparser; once they reach ``IDLE_CHECK_MAX_S`` the main thread sleeps until
+        the holder's loop next returns (``_after_run`` wakes it), so an idle server does not wake."""
         me = self._main
         timeout = WATCHDOG_S
         runs = -1
         with self._cond:
             while self.owner != me:
-                self._cond.wait(timeout)  # signal handlers run here too
+                if timeout >= IDLE_CHECK_MAX_S and not self._stopped_since and self._runs == runs:
+                    self._main_parked = True
+                    self._cond.wait()  # signal handlers run here too
+                    self._main_parked = False
+                    timeout = WATCHDOG_S
+                else:
+                    self._cond.wait(timeout)  # signal handlers run here too
                 if self.owner == me:
                     break
                 since = self._stopped_since
@@ -167,6 +176,9 @@ class SharedLoop:
         with self._cond:
             self._runs += 1
             self._idle_since = 0.0
+            if self._main_parked:  # the main thread slept through the idle time: it watches again
+                self._main_parked = False
+                self._cond.notify_all()
             target = self._main if self._finished else self._wanted
             self._wanted = 0
             if target and target != self.owner:

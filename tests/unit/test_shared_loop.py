@@ -182,3 +182,46 @@ def test_a_busy_holder_keeps_the_loop_and_an_idle_one_hands_it_over() -> None:
         "first holds after idle": False,
         "second holds once first is idle": True,
     }
+
+
+def test_after_an_idle_spell_the_main_thread_sleeps_and_still_takes_the_loop_from_a_long_execution() -> None:
+    seen: dict[str, object] = {}
+    release = threading.Event()
+    holds = asyncio.Event()
+    wake: list[Callable[[], None]] = []
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        assert acquire(shared)
+        shared.loop.call_soon_threadsafe(holds.set)
+        # Idle until the coroutine below stops it, once the main thread has stopped looking.
+        seen["holds after idle"] = shared.run_idle(lambda w: wake.append(w) if w is not None else None)
+        # Then "executes" until the coroutine runs again: only on the main thread, once it took the loop.
+        seen["set free"] = release.wait(60)
+        seen["post while stolen"] = shared.post(lambda: None)
+        shared.leave()
+
+    async def main(shared: SharedLoop) -> int:
+        thread = threading.Thread(target=instance, args=(shared,))
+        thread.start()
+        await holds.wait()
+        for _ in range(6000):  # the main thread's checks grow sparser, then stop (within ~0.1 s)
+            if shared._main_parked:
+                break
+            await asyncio.sleep(0.001)
+        seen["main parked"] = shared._main_parked
+        seen["idle on"] = threading.get_ident()
+        wake[-1]()  # the instance's run_idle returns at the end of this iteration
+        await asyncio.sleep(0.01)  # in a later iteration: on the main thread, once it took the loop back
+        seen["served on"] = threading.get_ident()
+        release.set()
+        await asyncio.to_thread(thread.join)
+        return 0
+
+    main_ident, _ = run_as_main(main)
+    assert seen["main parked"] is True
+    assert seen["idle on"] != main_ident
+    assert seen["holds after idle"] is True
+    assert seen["served on"] == main_ident
+    assert seen["set free"] is True
+    assert seen["post while stolen"] is False
