@@ -65,7 +65,8 @@ def release_if_holder(loop: asyncio.AbstractEventLoop | None) -> None:
     gets it; a pending request for it is withdrawn. Either way the thread's instance stops
     holding the loop (``waited``)."""
     shared = of(loop)
-    if shared is not None and asyncio._get_running_loop() is not loop:
+    # Only instance threads hold the loop (other threads, and the thread running it, go on at once).
+    if shared is not None and threading.get_ident() in shared._instances and asyncio._get_running_loop() is not loop:
         shared.release(waited=True)
 
 
@@ -270,7 +271,7 @@ class SharedLoop:
         withdraws its request for it."""
         me = threading.get_ident()
         with self._cond:
-            if waited and me in self._instances:
+            if waited:
                 self._waited.add(me)
             if self._wanted == me:
                 self._wanted = 0

@@ -115,19 +115,23 @@ class ModelInstance:
             execute(sample)
         loop.call_soon_threadsafe(_set_result, created, None)
         index = self.index
-        shared = shared_loop.of(loop) if getattr(model, "shares_event_loop", False) else None
-        sharing = cast("LoopSharingScheduler", scheduler)
-        if (
-            shared is not None
-            and self._rate_limiter is None
-            and hasattr(scheduler, "can_share_loop")
-            and sharing.can_share_loop()
-        ):
-            self._serve_sharing(shared, sharing)
+        shared = self._loop_to_share(model, scheduler)
+        if shared is not None:
+            self._serve_sharing(shared, cast("LoopSharingScheduler", scheduler))
         else:
             while (batch := take(index)) is not None:
                 execute(batch)
         self._close()
+
+    def _loop_to_share(self, model: BackendModel, scheduler: Scheduler) -> shared_loop.SharedLoop | None:
+        """The server's SharedLoop, when this instance may hold it: a backend that runs Python on
+        its thread (``shares_event_loop``), no rate limiter (its waits would stall the loop), and a
+        scheduler that can give work without blocking."""
+        if not getattr(model, "shares_event_loop", False) or self._rate_limiter is not None:
+            return None
+        if not hasattr(scheduler, "can_share_loop") or not cast("LoopSharingScheduler", scheduler).can_share_loop():
+            return None
+        return shared_loop.of(self._loop)
 
     def _serve_sharing(self, shared: shared_loop.SharedLoop, scheduler: LoopSharingScheduler) -> None:
         """Execute what ``scheduler`` gives, holding the server's event loop while executions are
@@ -139,6 +143,7 @@ class ModelInstance:
         set_wake = scheduler.set_idle_wake
         run = self._run_batch
         complete = self._complete
+        loop = shared.loop
         holding = False
         qualifies = True  # the last execution was quick and did not wait for the loop
         shared.join()
@@ -158,16 +163,14 @@ class ModelInstance:
                     if qualifies:
                         shared.ask()
                 results, timing = run(batch)
-                qualifies = timing.end_ns - timing.start_ns <= shared_loop.MAX_HOLDING_EXECUTION_NS
-                if shared.waited():
-                    qualifies = False
+                quick = timing.end_ns - timing.start_ns <= shared_loop.MAX_HOLDING_EXECUTION_NS
+                qualifies = not shared.waited() and quick
                 if not qualifies:
                     shared.release()  # executions like this one would hold up the other connections
                 if shared.post(complete, batch, results, timing):
                     holding = True
                 else:
-                    assert self._loop is not None
-                    self._loop.call_soon_threadsafe(complete, batch, results, timing)
+                    loop.call_soon_threadsafe(complete, batch, results, timing)
                     holding = shared.settle()
         finally:
             shared.leave()

@@ -24,34 +24,31 @@ class DirectScheduler:
         self._ready: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._reject = reject
         #: Set while an instance thread runs the event loop with nothing to execute: stops it.
-        self.idle_wake: Callable[[], None] | None = None
+        self._idle_wake: Callable[[], None] | None = None
 
     def enqueue(self, pending: Pending) -> None:
         self._ready.put(pending)
-        wake = self.idle_wake
-        if wake is not None:
-            wake()
+        if self._idle_wake is not None:
+            self._idle_wake()
 
     def can_share_loop(self) -> bool:
         return True
 
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
-        self.idle_wake = wake
+        self._idle_wake = wake
 
     def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
         """``take`` without blocking: ``()`` when nothing is queued."""
-        get = self._ready.get_nowait
         try:
-            while (pending := get()) is not None:
-                if not pending.future.done():
-                    return (pending,)
-                self._reject((pending,), RequestCancelledError("request cancelled"))
+            return self._first_live(self._ready.get_nowait)
         except queue.Empty:
             return ()
-        return None
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
-        get = self._ready.get
+        return self._first_live(self._ready.get)
+
+    def _first_live(self, get: Callable[[], Pending | None]) -> Sequence[Pending] | None:
+        """The next request ``get`` gives whose client is still there; ``None`` at a stop marker."""
         while (pending := get()) is not None:
             if not pending.future.done():
                 return (pending,)
@@ -65,9 +62,8 @@ class DirectScheduler:
         # Queued behind every waiting request: each thread finishes what is queued, then exits.
         for _ in range(instances):
             self._ready.put(None)
-        wake = self.idle_wake
-        if wake is not None:
-            wake()
+        if self._idle_wake is not None:
+            self._idle_wake()
 
     def pending_count(self) -> int:
         return self._ready.qsize()

@@ -51,7 +51,7 @@ class DynamicBatchScheduler:
         self._wake_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None  # cached: asking asyncio costs a getpid() call
         #: Set while an instance thread runs the event loop with nothing to execute: stops it.
-        self.idle_wake: Callable[[], None] | None = None
+        self._idle_wake: Callable[[], None] | None = None
 
     def can_share_loop(self) -> bool:
         """Without a queue delay a batch is formed whenever requests are queued, so an instance
@@ -59,15 +59,14 @@ class DynamicBatchScheduler:
         return self.policy.max_queue_delay_ns == 0
 
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
-        self.idle_wake = wake
+        self._idle_wake = wake
 
     def enqueue(self, pending: Pending) -> None:
         """Queue ``pending`` (on the event loop). A parked instance is woken once per loop
         iteration, after every request read in that iteration was queued, so that they can form
         one batch (one wake-up and one execution instead of one per request)."""
-        wake = self.idle_wake
-        if wake is not None:
-            wake()  # the holder of the loop takes the batch once this iteration has queued it all
+        if self._idle_wake is not None:
+            self._idle_wake()  # the holder of the loop takes the batch once this iteration has queued it all
         with self._lock:
             self._queue.enqueue(pending, pending.enqueue_ns, request_id=pending.request.id)
             if self._wake_scheduled or not self._parked:
@@ -155,9 +154,8 @@ class DynamicBatchScheduler:
             parked, self._parked = list(self._parked), deque()
         for waker in parked:
             waker.put(None)
-        wake = self.idle_wake
-        if wake is not None:
-            wake()
+        if self._idle_wake is not None:
+            self._idle_wake()
 
     def pending_count(self) -> int:
         with self._lock:
