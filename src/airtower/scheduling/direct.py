@@ -39,9 +39,11 @@ class DirectScheduler:
 
     def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
         """``take`` without blocking: ``()`` when nothing is queued."""
+        if self._ready.empty():  # the usual case, without raising queue.Empty through native frames
+            return ()
         try:
             return self._first_live(self._ready.get_nowait)
-        except queue.Empty:
+        except queue.Empty:  # only cancelled requests were queued, or another instance took the request
             return ()
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
