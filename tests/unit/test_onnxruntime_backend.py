@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from tritonclient.grpc import model_config_pb2
 
 from airtower.backends.base import InstanceSpec, ModelContext
 from airtower.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeInstance, SessionSettings
@@ -344,6 +345,14 @@ def test_onnxruntime_backend_gpu_instance_without_cuda_is_a_clear_error(tmp_path
 
     with pytest.raises(UnavailableError, match=r"model 'add_sub'.*KIND_GPU.*onnxruntime-gpu"):
         model.create_instance(InstanceSpec(name="add_sub_0", kind="KIND_GPU", device_id=0))
+
+
+def test_onnxruntime_backend_prefers_the_kind_its_onnxruntime_was_built_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # onnxruntime_backend's preferred instance group: GPU in a CUDA build, else CPU (even on a GPU machine).
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert OnnxRuntimeBackend().preferred_instance_kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert OnnxRuntimeBackend().preferred_instance_kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
 
 
 def test_onnxruntime_backend_rejects_config_datatype_that_model_does_not_provide(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tritonclient.grpc import model_config_pb2 as pb
 
 from airtower.backends.base import ModelContext
 from airtower.core.model_config import ModelConfig, config_to_json
@@ -27,6 +28,7 @@ class FakeBackend:
     def __init__(self, name: str, complete: Callable[[ModelConfig], None] | None = None) -> None:
         self.name = name
         self.complete = complete
+        self.preferred_instance_kind: int | None = None
         self.contexts: list[ModelContext] = []
 
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
@@ -112,6 +114,25 @@ def test_load_model_config_auto_kind_becomes_gpu_when_gpus_exist(
     config = load_model_config(make_model(tmp_path, "m", PY), gpus=(0, 1))
     [group] = config_to_json(config)["instance_group"]
     assert (group["kind"], group["gpus"]) == ("KIND_GPU", [0, 1])
+
+
+def test_load_model_config_default_group_is_the_backends_preferred_kind(
+    tmp_path: Path, backends: dict[str, FakeBackend]
+) -> None:
+    # As Triton with a CPU build of onnxruntime_backend on a GPU machine: models that name no group
+    # run where the backend can, and explicit KIND_AUTO groups still go to the GPU.
+    backends["python"].preferred_instance_kind = pb.ModelInstanceGroup.KIND_CPU
+    [group] = config_to_json(load_model_config(make_model(tmp_path, "cpu", PY), gpus=(0,)))["instance_group"]
+    assert (group["name"], group["kind"], group["gpus"]) == ("cpu", "KIND_CPU", [])
+    text = PY + "instance_group [ { kind: KIND_AUTO } ]"
+    [group] = config_to_json(load_model_config(make_model(tmp_path, "auto", text), gpus=(0,)))["instance_group"]
+    assert (group["kind"], group["gpus"]) == ("KIND_GPU", [0])
+    # A preferred KIND_GPU applies only where there is a GPU.
+    backends["python"].preferred_instance_kind = pb.ModelInstanceGroup.KIND_GPU
+    [group] = config_to_json(load_model_config(make_model(tmp_path, "gpu", PY), gpus=(1,)))["instance_group"]
+    assert (group["kind"], group["gpus"]) == ("KIND_GPU", [1])
+    [group] = config_to_json(load_model_config(make_model(tmp_path, "nogpu", PY)))["instance_group"]
+    assert group["kind"] == "KIND_CPU"
 
 
 def test_load_model_config_kind_gpu_without_gpus_is_an_error(tmp_path: Path, backends: dict[str, FakeBackend]) -> None:

@@ -186,6 +186,11 @@ class Backend(Protocol):
     #: The backend name used in config.pbtxt (``backend: "onnxruntime"``).
     name: str
 
+    #: The instance kind (``ModelInstanceGroup.KIND_*``) a model gets when its configuration names
+    #: no instance group, or None to let the server choose (GPU when there is one), as a Triton
+    #: backend's preferred instance group (``TRITONBACKEND_BackendAttributeAddPreferredInstanceGroup``).
+    preferred_instance_kind: int | None
+
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Complete ``config`` in place from the model file (inputs, outputs, max_batch_size).
 

@@ -578,6 +578,14 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
+    @property
+    def preferred_instance_kind(self) -> int:
+        """KIND_GPU where this onnxruntime has the CUDA provider, else KIND_CPU: onnxruntime_backend
+        prefers the kind it was built for, so a CPU build serves on the CPU on a GPU machine too."""
+        if _CUDA_PROVIDER in ort.get_available_providers():
+            return int(model_config_pb2.ModelInstanceGroup.KIND_GPU)
+        return int(model_config_pb2.ModelInstanceGroup.KIND_CPU)
+
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Fill inputs, outputs and max_batch_size from the ONNX file, as onnxruntime_backend does.
 

@@ -21,6 +21,7 @@ UNAVAILABLE with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -36,7 +37,7 @@ from airtower.core.model_config import (
     parse_config_text,
     parse_default_max_batch_size,
 )
-from airtower.errors import ModelConfigError
+from airtower.errors import ModelConfigError, TritonError
 from airtower.repository.layout import ModelLocation, available_versions
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,11 @@ def complete_model_config(
         )
         get_backend(config.backend).auto_complete_config(config, ctx)
         normalize_model_config(config)
-    normalize_instance_groups(config, gpus)
+    preferred = None
+    if config.backend and not config.instance_group and not config.HasField("ensemble_scheduling"):
+        with contextlib.suppress(TritonError):  # a backend airtower lacks: loading the model says so
+            preferred = get_backend(config.backend).preferred_instance_kind
+    normalize_instance_groups(config, gpus, preferred)
     validate_instance_groups(config, gpus, min_compute_capability)
     validate_io(config)
 
@@ -290,16 +295,21 @@ def normalize_model_config(config: ModelConfig) -> None:
             optimization.output_pinned_memory.enable = True
 
 
-def normalize_instance_groups(config: ModelConfig, gpus: Collection[int] = ()) -> None:
+def normalize_instance_groups(
+    config: ModelConfig, gpus: Collection[int] = (), preferred_kind: int | None = None
+) -> None:
     """Default instance groups, names, kinds, counts and GPUs (core NormalizeInstanceGroup).
 
-    Without groups the model gets one named ``<model>``; unnamed groups become ``<model>_<index>``.
+    Without groups the model gets one named ``<model>``, of the backend's ``preferred_kind`` (a
+    preferred KIND_GPU only where there is a GPU); unnamed groups become ``<model>_<index>``.
     KIND_AUTO becomes KIND_GPU when every listed GPU exists (and there is one), else KIND_CPU.
     """
     if config.HasField("ensemble_scheduling"):
         return
     if not config.instance_group:
-        config.instance_group.add(name=config.name)
+        group = config.instance_group.add(name=config.name)
+        if preferred_kind is not None and (preferred_kind != pb.ModelInstanceGroup.KIND_GPU or gpus):
+            group.kind = preferred_kind
     for index, group in enumerate(config.instance_group):
         if not group.name:
             group.name = f"{config.name}_{index}"

@@ -84,6 +84,7 @@ class PythonBackend:
     """The ``python`` backend (Triton python_backend compatible), in-process."""
 
     name = "python"
+    preferred_instance_kind: int | None = None  # as python_backend: the server's default (GPU when there is one)
 
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Run ``TritonPythonModel.auto_complete_config`` (when defined) on ``config``, in place."""
