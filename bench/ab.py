@@ -8,7 +8,8 @@ temporary git worktree and served with its own ``src`` first on ``PYTHONPATH`` (
 environment), the working tree as installed. For each concurrency the two servers are measured in
 turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
 prints each side's median throughput and p99 and the median ratio (working tree / base). The
-models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``). Both sides run
+models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``) and bench/batching.py's
+MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic batching). Both sides run
 compiled, as ``make compile`` builds them (the base is built in its worktree when it has the build);
 ``--pure`` runs both from source instead.
 """
@@ -24,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import batching
 from run import make_repository
 from servers import REF, ROOT, free_port, stop, wait_ready
 
@@ -73,7 +75,9 @@ def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Pa
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the git revision to compare with (e.g. HEAD~1, main)")
-    parser.add_argument("--model", default="add_sub", choices=("add_sub", "add_sub_batched", "add_sub_dynamic"))
+    parser.add_argument(
+        "--model", default="add_sub", choices=("add_sub", "add_sub_batched", "add_sub_dynamic", "mlp", "mlp_batched")
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="perf_analyzer measurement window")
@@ -90,7 +94,10 @@ def main() -> int:
             if not args.pure:
                 build(base / "src")
                 build(ROOT / "src")
-            repository = make_repository(workdir)
+            if args.model.startswith("mlp"):
+                repository = batching.make_repository(workdir, ["mlp"], [0])
+            else:
+                repository = make_repository(workdir)
             sides = {"base": base / "src", "tree": None}
             results: dict[tuple[str, int], list[tuple[float, float]]] = {}
             for round_index in range(args.rounds):

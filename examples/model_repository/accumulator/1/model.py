@@ -24,5 +24,7 @@ class TritonPythonModel:
                 self.totals.pop(sequence, None)
             else:
                 self.totals[sequence] = total
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("TOTAL", np.array([[total]], np.int32))]))
+            # TOTAL is INT32: it wraps around as int32 arithmetic does (perf_analyzer sends random values).
+            wrapped = np.array([[total]], np.int64).astype(np.int32)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("TOTAL", wrapped)]))
         return responses
