@@ -8,8 +8,9 @@ temporary git worktree and served with its own ``src`` first on ``PYTHONPATH`` (
 environment), the working tree as installed. For each concurrency the two servers are measured in
 turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
 prints each side's median throughput and p99 and the median ratio (working tree / base). The
-models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``) and bench/batching.py's
-MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic batching). Both sides run
+models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``, ``accumulator``)
+and bench/batching.py's MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic
+batching). Both sides run
 compiled, as ``make compile`` builds them (the base is built in its worktree when it has the build);
 ``--pure`` runs both from source instead.
 """
@@ -26,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 import batching
-from run import make_repository
+from run import SEQUENCE_MODELS, make_repository, model_arguments
 from servers import REF, ROOT, free_port, stop, wait_ready
 
 
@@ -63,7 +64,8 @@ def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Pa
     done = subprocess.run(
         [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", f"127.0.0.1:{port}", "-i", "http",
          "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(int(seconds * 1000)),
-         "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(report)],
+         "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(report),
+         *model_arguments(model)],
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
@@ -76,7 +78,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the git revision to compare with (e.g. HEAD~1, main)")
     parser.add_argument(
-        "--model", default="add_sub", choices=("add_sub", "add_sub_batched", "add_sub_dynamic", "mlp", "mlp_batched")
+        "--model",
+        default="add_sub",
+        choices=("add_sub", "add_sub_batched", "add_sub_dynamic", *SEQUENCE_MODELS, "mlp", "mlp_batched"),
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=3)

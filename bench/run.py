@@ -4,7 +4,9 @@
 
 Both servers load the same model repository (the example `add_sub` Python model, two FP32
 inputs of 16 elements, max_batch_size 0; `add_sub_batched`, the same model with
-max_batch_size 8; and `add_sub_dynamic`, max_batch_size 8 with the dynamic batcher). For each
+max_batch_size 8; `add_sub_dynamic`, max_batch_size 8 with the dynamic batcher; and the example
+`accumulator`, a stateful model behind the sequence batcher, which perf_analyzer drives with
+sequences of ``SEQUENCE_LENGTH`` requests, each sequence pinned to one of its c streams). For each
 concurrency the two servers are measured in turn, alternating which goes first, ``--rounds``
 times. Each measurement records perf_analyzer's throughput and p99 and the
 server's own CPU time per inference (process CPU time, including Triton's Python stub
@@ -30,12 +32,24 @@ from pathlib import Path
 
 from servers import EXAMPLES, REF, ROOT, cpu_seconds, median_of, start, stop
 
+#: Requests per sequence for the models behind the sequence batcher.
+SEQUENCE_LENGTH = 10
+SEQUENCE_MODELS = ("accumulator",)
+
+
+def model_arguments(model: str) -> list[str]:
+    """perf_analyzer's arguments that ``model`` needs (sequences for a stateful model)."""
+    return ["--sequence-length", str(SEQUENCE_LENGTH)] if model in SEQUENCE_MODELS else []
+
 
 def make_repository(directory: Path) -> Path:
     """The add_sub model three times: as shipped (max_batch_size 0), with max_batch_size 8, and
-    with max_batch_size 8 and the dynamic batcher (``dynamic_batching { }``, Triton's defaults)."""
+    with max_batch_size 8 and the dynamic batcher (``dynamic_batching { }``, Triton's defaults);
+    and the accumulator as shipped."""
     repository = directory / "bench_repository"
     shutil.copytree(EXAMPLES / "add_sub", repository / "add_sub")
+    for name in SEQUENCE_MODELS:
+        shutil.copytree(EXAMPLES / name, repository / name)
     for name, extra in (("add_sub_batched", ""), ("add_sub_dynamic", "dynamic_batching { }\n")):
         copy = repository / name
         shutil.copytree(EXAMPLES / "add_sub", copy)
@@ -60,7 +74,8 @@ def measure(
     out = workdir / f"pa-{time.monotonic_ns()}.csv"
     args = [str(REF / "bin" / "perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
             "--concurrency-range", str(concurrency), "--measurement-interval", str(int(seconds * 1000)),
-            "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(out)]  # fmt: skip
+            "--percentile", "99", "--stability-percentage", "50", "--max-trials", "20", "-f", str(out),
+            *model_arguments(model)]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"perf_analyzer failed on {url}:\n{done.stdout}\n{done.stderr}")
@@ -81,7 +96,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window")
     parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    parser.add_argument("--models", nargs="+", default=["add_sub", "add_sub_batched", "add_sub_dynamic"])
+    parser.add_argument(
+        "--models", nargs="+", default=["add_sub", "add_sub_batched", "add_sub_dynamic", *SEQUENCE_MODELS]
+    )
     args = parser.parse_args()
     if not (REF / "bin" / "perf_analyzer").exists():
         print(f"no reference Triton in {REF}: run `make reference` first", file=sys.stderr)

@@ -240,21 +240,24 @@ class SharedLoop:
             self.loop.call_soon(callback, *args)
             return True
 
-    def run_idle(self, wake_slot: Callable[[Callable[[], None] | None], None]) -> bool:
+    def run_idle(self, wake_slot: Callable[[Callable[[], None] | None], None], due_ns: int | None = None) -> bool:
         """Run the loop until it is stopped: by the caller's scheduler, which calls the function
-        given to ``wake_slot`` when it queues work, or by another thread asking for the loop.
-        Returns whether the caller still owns it."""
+        given to ``wake_slot`` when it queues work, at ``due_ns`` (``time.monotonic_ns``) when
+        given, or by another thread asking for the loop. Returns whether the caller still owns it."""
         with self._cond:
             if self.owner != threading.get_ident():
                 return False
             self._stopped_since = 0.0  # running it: the main thread does not take it
             self._idle_since = time.monotonic()
         loop = self.loop
+        timer = None if due_ns is None else loop.call_later(max(due_ns - time.monotonic_ns(), 0) / 1e9, loop.stop)
         wake_slot(loop.stop)
         try:
             loop.run_forever()
         finally:
             wake_slot(None)
+            if timer is not None:
+                timer.cancel()
         return self._after_run()
 
     def waited(self) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +9,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from airtower.errors import InvalidArgumentError, ModelConfigError
-from airtower.scheduling.sequence_batch_scheduler import implicit_states
+from airtower.core.request import InferenceRequest
+from airtower.core.response import InferenceResponse
+from airtower.errors import InvalidArgumentError, ModelConfigError, TritonError
+from airtower.scheduling.scheduler import Pending
+from airtower.scheduling.sequence_batch_scheduler import SEQUENCE_START, SequenceBatchScheduler, implicit_states
 from airtower.scheduling.sequence_batcher import Queued, SequenceTable
 
 SECOND = 10**9
@@ -166,3 +171,51 @@ def test_implicit_state_initial_values(tmp_path: Path) -> None:
     (tmp_path / "initial_state" / "s.bin").write_bytes(b"\0")
     with pytest.raises(ModelConfigError, match="failed to read initial state 'f'"):
         implicit_states(config, tmp_path)
+
+
+SHELL_CONFIG = """
+name: "acc"
+backend: "python"
+max_batch_size: 1
+sequence_batching { max_sequence_idle_microseconds: 2000 }
+"""
+
+
+def test_an_instance_holding_the_loop_takes_without_waiting_and_wakes_for_an_idle_slot() -> None:
+    loop = asyncio.new_event_loop()  # for the requests' futures
+    rejected: list[TritonError] = []
+    config = text_format.Parse(SHELL_CONFIG, ModelConfig())
+    scheduler = SequenceBatchScheduler(config, 1, lambda batch, error: rejected.append(error))
+
+    def pending(sequence_id: int) -> Pending:
+        request = InferenceRequest("acc", correlation_id=sequence_id, flags=SEQUENCE_START)
+        future: asyncio.Future[InferenceResponse] = loop.create_future()
+        return Pending(request, future, 1, time.monotonic_ns())
+
+    assert scheduler.can_share_loop()
+    assert scheduler.take_nowait() == ()
+    assert scheduler.next_due_ns() is None  # nothing waits for a slot
+    woken: list[str] = []
+    scheduler.set_idle_wake(lambda: woken.append("wake"))
+    first, second = pending(1), pending(2)
+    scheduler.enqueue(first)
+    assert woken == ["wake"]
+    assert scheduler.take_nowait() == [first]
+    scheduler.enqueue(second)  # one slot, held by sequence 1: it waits until 1 is idle
+    assert scheduler.take_nowait() == ()
+    due = scheduler.next_due_ns()
+    assert due is not None
+    while time.monotonic_ns() < due:  # the scheduler's own clock
+        time.sleep(max(due - time.monotonic_ns(), 0) / 1e9)
+    assert scheduler.take_nowait() == [second]
+    scheduler.stop(1)
+    assert woken == ["wake", "wake", "wake"]
+    assert scheduler.take_nowait() is None
+    assert rejected == []
+    loop.close()
+
+
+def test_the_oldest_strategy_with_a_queue_delay_does_not_share_the_loop() -> None:
+    text = SHELL_CONFIG.replace("{ max_sequence", "{ oldest { max_queue_delay_microseconds: 100 } max_sequence")
+    scheduler = SequenceBatchScheduler(text_format.Parse(text, ModelConfig()), 1, lambda batch, error: None)
+    assert not scheduler.can_share_loop()

@@ -141,6 +141,7 @@ class ModelInstance:
         take = scheduler.take
         take_nowait = scheduler.take_nowait
         set_wake = scheduler.set_idle_wake
+        next_due = scheduler.next_due_ns
         run = self._run_batch
         complete = self._complete
         loop = shared.loop
@@ -154,7 +155,7 @@ class ModelInstance:
                     if batch is None:
                         break
                     if not batch:
-                        holding = shared.run_idle(set_wake)
+                        holding = shared.run_idle(set_wake, next_due(index))
                         continue
                 else:
                     batch = take(index)

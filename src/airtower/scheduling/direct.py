@@ -37,6 +37,9 @@ class DirectScheduler:
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
         self._idle_wake = wake
 
+    def next_due_ns(self, instance: int = 0) -> int | None:
+        return None  # nothing runs later than it is queued
+
     def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
         """``take`` without blocking: ``()`` when nothing is queued."""
         if self._ready.empty():  # the usual case, without raising queue.Empty through native frames

@@ -61,6 +61,9 @@ class DynamicBatchScheduler:
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
         self._idle_wake = wake
 
+    def next_due_ns(self, instance: int = 0) -> int | None:
+        return None  # shared only without a queue delay: batches are due when queued
+
     def enqueue(self, pending: Pending) -> None:
         """Queue ``pending`` (on the event loop). A parked instance is woken once per loop
         iteration, after every request read in that iteration was queued, so that they can form

@@ -126,3 +126,8 @@ class LoopSharingScheduler(Scheduler, Protocol):
     def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
         """While set, ``wake`` is called (on the event loop) whenever work is queued."""
         ...
+
+    def next_due_ns(self, instance: int = 0) -> int | None:
+        """When (``time.monotonic_ns``) ``take_nowait`` may have work although nothing more is
+        queued; None: only when something is."""
+        ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,8 +148,25 @@ class SequenceBatchScheduler:
         self._reject = reject
         self._changed = threading.Condition(threading.Lock())
         self._stopping = False
+        #: Set while an instance thread runs the event loop with nothing to execute: stops it.
+        self._idle_wake: Callable[[], None] | None = None
+
+    def can_share_loop(self) -> bool:
+        """Without a queue delay (``oldest`` may hold batches back) every batch is due at once;
+        a sequence's idle expiry is the one later event (``next_due_ns``)."""
+        return self._table.delay_ns == 0
+
+    def set_idle_wake(self, wake: Callable[[], None] | None) -> None:
+        self._idle_wake = wake
+
+    def next_due_ns(self, instance: int = 0) -> int | None:
+        """When an idle sequence frees a slot for one waiting (``take_nowait`` may then have work)."""
+        with self._changed:
+            return self._table.next_idle_ns()
 
     def enqueue(self, pending: Pending) -> None:
+        if self._idle_wake is not None:
+            self._idle_wake()  # the holder of the loop looks once this iteration has queued its requests
         request = pending.request
         flags = request.flags
         with self._changed:
@@ -164,6 +181,13 @@ class SequenceBatchScheduler:
             self._changed.notify_all()  # the sequence's instance may be any of the waiting threads
 
     def take(self, instance: int = 0) -> Sequence[Pending] | None:
+        return self._take(instance, True)
+
+    def take_nowait(self, instance: int = 0) -> Sequence[Pending] | None:
+        """``take`` without blocking: ``()`` when nothing is due now."""
+        return self._take(instance, False)
+
+    def _take(self, instance: int, wait: bool) -> Sequence[Pending] | None:
         with self._changed:
             while True:
                 now = time.monotonic_ns()
@@ -185,6 +209,8 @@ class SequenceBatchScheduler:
                         return None
                     self._table.delay_ns = 0  # exiting: a batch held back for the queue delay runs now
                     continue
+                if not wait:
+                    return ()
                 wakes = [at for at in (self._table.next_idle_ns(), self._table.hold_until_ns) if at is not None]
                 self._changed.wait(max(min(wakes) - now, 0) / 1e9 if wakes else None)
 
@@ -195,6 +221,8 @@ class SequenceBatchScheduler:
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
+        if self._idle_wake is not None:
+            self._idle_wake()
 
     def pending_count(self) -> int:
         with self._changed:
