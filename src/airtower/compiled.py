@@ -46,6 +46,8 @@ MODULES: tuple[str, ...] = (
     "scheduling.direct",
     "scheduling.dynamic_batcher",
     "scheduling.dynamic_batch_scheduler",
+    "scheduling.sequence_batcher",
+    "scheduling.sequence_batch_scheduler",
     "backends.python.backend",
     "observability.stats",
     "core.request",

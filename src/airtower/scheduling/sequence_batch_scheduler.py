@@ -142,9 +142,16 @@ class SequenceBatchScheduler:
             config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size, preferred, delay_ns
         )
         self._controls = control_inputs(config)
+        self._batched = config.max_batch_size > 0
+        # The false and true value of each flag control, made once: read-only, shared by every request.
+        self._flag_arrays: dict[str, tuple[Any, Any]] = {
+            control.name + control.kind: (self._control_array(control, control.false_value),
+                                          self._control_array(control, control.true_value))
+            for control in self._controls
+            if control.kind != "CORRID"
+        }  # fmt: skip
         self.states = implicit_states(config, model_dir)
         self._saved: dict[Hashable, dict[str, Tensor]] = {}  # correlation ID → state input → tensor
-        self._batched = config.max_batch_size > 0
         self._reject = reject
         self._changed = threading.Condition(threading.Lock())
         self._stopping = False
@@ -228,18 +235,21 @@ class SequenceBatchScheduler:
         with self._changed:
             return len(self._table)
 
+    def _control_array(self, control: ControlInput, value: Any) -> Any:
+        dtype = np.object_ if control.datatype == "BYTES" else NUMPY_DTYPE_BY_WIRE[control.datatype]
+        array = np.full((1, 1) if self._batched else (1,), value, dtype=dtype)
+        array.flags.writeable = False
+        return array
+
     def _add_controls(self, pending: Pending, start: bool, end: bool) -> None:
         request = pending.request
-        shape = (1, 1) if self._batched else (1,)
         for control in self._controls:
             if control.kind == "CORRID":
-                value = _correlation_value(request.correlation_id, control.datatype)
+                array = self._control_array(control, _correlation_value(request.correlation_id, control.datatype))
             else:
-                on = {"START": start, "END": end, "READY": True}[control.kind]
-                value = control.true_value if on else control.false_value
-            dtype = np.object_ if control.datatype == "BYTES" else NUMPY_DTYPE_BY_WIRE[control.datatype]
-            array = np.full(shape, value, dtype=dtype)
-            request.inputs[control.name] = Tensor(control.name, control.datatype, shape, array)
+                on = start if control.kind == "START" else end if control.kind == "END" else True  # READY
+                array = self._flag_arrays[control.name + control.kind][1 if on else 0]
+            request.inputs[control.name] = Tensor(control.name, control.datatype, array.shape, array)
         if self.states:
             saved = None if start else self._saved.get(request.correlation_id)
             for state in self.states:

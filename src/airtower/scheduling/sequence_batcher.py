@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from airtower.errors import InvalidArgumentError
@@ -30,23 +29,24 @@ from airtower.errors import InvalidArgumentError
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
 class Queued(Generic[T]):
     """A request of a sequence, with its sequence flags."""
 
-    item: T
-    start: bool
-    end: bool
-    enqueue_ns: int
+    # Written out, not a dataclass: mypyc (which compiles this module) cannot build generic dataclasses.
+    def __init__(self, item: T, start: bool, end: bool, enqueue_ns: int) -> None:
+        self.item = item
+        self.start = start
+        self.end = end
+        self.enqueue_ns = enqueue_ns
 
 
-@dataclass(slots=True)
 class _Sequence(Generic[T]):
-    correlation_id: Hashable
-    instance: int | None = None  # None: waiting in the backlog for a slot
-    queue: deque[Queued[T]] = field(default_factory=deque)
-    last_ns: int = 0
-    ending: bool = False  # its END request was queued
+    def __init__(self, correlation_id: Hashable) -> None:
+        self.correlation_id = correlation_id
+        self.instance: int | None = None  # None: waiting in the backlog for a slot
+        self.queue: deque[Queued[T]] = deque()
+        self.last_ns = 0
+        self.ending = False  # its END request was queued
 
 
 class SequenceTable(Generic[T]):
