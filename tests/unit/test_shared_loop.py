@@ -225,3 +225,29 @@ def test_after_an_idle_spell_the_main_thread_sleeps_and_still_takes_the_loop_fro
     assert seen["served on"] == main_ident
     assert seen["set free"] is True
     assert seen["post while stolen"] is False
+
+
+def test_an_idle_holder_stops_running_the_loop_when_its_scheduler_has_work_due() -> None:
+    # A scheduler with work due later and nothing queued (a sequence waiting for an idle one's slot)
+    # names the time: the holder's idle loop stops then, without a wake-up from anyone.
+    seen: dict[str, object] = {}
+    done = asyncio.Event()
+
+    def instance(shared: SharedLoop, loop: asyncio.AbstractEventLoop) -> None:
+        shared.join()
+        assert acquire(shared)
+        due = time.monotonic_ns() + 20_000_000
+        seen["kept"] = shared.run_idle(lambda wake: None, due)  # nobody calls the wake
+        seen["late_enough"] = time.monotonic_ns() >= due - 2_000_000  # the loop's clock rounds to 1 ms
+        shared.leave()
+        loop.call_soon_threadsafe(done.set)
+
+    async def main(shared: SharedLoop) -> int:
+        thread = threading.Thread(target=instance, args=(shared, asyncio.get_running_loop()))
+        thread.start()
+        await done.wait()
+        await asyncio.to_thread(thread.join)
+        return 0
+
+    run_as_main(main)
+    assert seen == {"kept": True, "late_enough": True}
