@@ -84,7 +84,8 @@ class PythonBackend:
     """The ``python`` backend (Triton python_backend compatible), in-process."""
 
     name = "python"
-    preferred_instance_kind: int | None = None  # as python_backend: the server's default (GPU when there is one)
+    # python_backend's GPU build prefers KIND_GPU where there is a GPU: the server's default (KIND_AUTO).
+    preferred_instance_kind: int | None = None
 
     def auto_complete_config(self, config: ModelConfig, ctx: ModelContext) -> None:
         """Run ``TritonPythonModel.auto_complete_config`` (when defined) on ``config``, in place."""
