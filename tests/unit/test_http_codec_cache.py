@@ -51,6 +51,29 @@ def test_request_decoder_replays_cached_header_with_new_tensors() -> None:
     assert decoder.decode("m", "", HEADER, payload(0))[0].parameters == {"custom": 3}
 
 
+def test_request_decoder_keeps_repeating_headers_and_not_a_sequence_s_first_or_last() -> None:
+    decoder = InferRequestDecoder(capacity=2)
+
+    def header(sequence_id: int, **flags: bool) -> bytes:
+        parameters: dict[str, object] = {"sequence_id": sequence_id, "binary_data_output": True, **flags}
+        inputs = [{"name": "A", "shape": [4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]
+        return json.dumps({"parameters": parameters, "inputs": inputs}).encode()
+
+    data = memoryview(np.arange(4, dtype=np.float32).tobytes())
+    for sequence_id in (1, 2):
+        first, _ = decoder.decode("m", "", header(sequence_id, sequence_start=True), data)
+        middle, _ = decoder.decode("m", "", header(sequence_id), data)
+        last, _ = decoder.decode("m", "", header(sequence_id, sequence_end=True), data)
+        assert (first.flags, middle.flags, last.flags) == (1, 0, 2)
+        assert first.correlation_id == middle.correlation_id == last.correlation_id == sequence_id
+    assert [key[2] for key in decoder._templates] == [header(1), header(2)]
+    decoder.decode("m", "", header(3), data)  # full: the oldest goes
+    assert [key[2] for key in decoder._templates] == [header(2), header(3)]
+    replayed, _ = decoder.decode("m", "", header(3), data)
+    assert replayed.correlation_id == 3
+    np.testing.assert_array_equal(replayed.inputs["A"].data, np.arange(4, dtype=np.float32))
+
+
 def test_request_decoder_reports_size_errors_like_the_full_path() -> None:
     decoder = InferRequestDecoder()
     decoder.decode("m", "", HEADER, payload(0))

@@ -247,16 +247,18 @@ class InferRequestDecoder:
             model_name, model_version, header, binary, self._shared_memory
         )
         # Every input binary: no JSON "data" member anywhere (an input *named* data is simply not
-        # cached), and no shared memory.
+        # cached), and no shared memory. A sequence's START or END request is not cached: its header
+        # (with that sequence's id and flag) does not come again, while the requests between repeat.
         if (
             len(header) <= self.MAX_HEADER
             and binary
+            and not request.flags
             and b'"data"' not in header
             and b"shared_memory" not in header
             and decoded_whole(request)
         ):
             if len(self._templates) >= self._capacity:
-                self._templates.clear()
+                del self._templates[next(iter(self._templates))]  # the oldest
             self._templates[key] = _HeaderTemplate(
                 request.id,
                 dict(request.parameters),
