@@ -231,21 +231,18 @@ def test_an_idle_holder_stops_running_the_loop_when_its_scheduler_has_work_due()
     # A scheduler with work due later and nothing queued (a sequence waiting for an idle one's slot)
     # names the time: the holder's idle loop stops then, without a wake-up from anyone.
     seen: dict[str, object] = {}
-    done = asyncio.Event()
 
-    def instance(shared: SharedLoop, loop: asyncio.AbstractEventLoop) -> None:
+    def instance(shared: SharedLoop) -> None:
         shared.join()
         assert acquire(shared)
         due = time.monotonic_ns() + 20_000_000
         seen["kept"] = shared.run_idle(lambda wake: None, due)  # nobody calls the wake
         seen["late_enough"] = time.monotonic_ns() >= due - 2_000_000  # the loop's clock rounds to 1 ms
         shared.leave()
-        loop.call_soon_threadsafe(done.set)
 
     async def main(shared: SharedLoop) -> int:
-        thread = threading.Thread(target=instance, args=(shared, asyncio.get_running_loop()))
+        thread = threading.Thread(target=instance, args=(shared,))
         thread.start()
-        await done.wait()
         await asyncio.to_thread(thread.join)
         return 0
 

@@ -168,7 +168,7 @@ def complete_model_config(
         get_backend(config.backend).auto_complete_config(config, ctx)
         normalize_model_config(config)
     preferred = None
-    if config.backend and not config.instance_group and not config.HasField("ensemble_scheduling"):
+    if config.backend:
         with contextlib.suppress(TritonError):  # a backend airtower lacks: loading the model says so
             preferred = get_backend(config.backend).preferred_instance_kind
     normalize_instance_groups(config, gpus, preferred)

@@ -141,15 +141,19 @@ class SequenceBatchScheduler:
         self._table: SequenceTable[Pending] = SequenceTable(
             config.name, max(instances, 1), slots, idle_us * 1000, config.max_batch_size, preferred, delay_ns
         )
-        self._controls = control_inputs(config)
         self._batched = config.max_batch_size > 0
-        # The false and true value of each flag control, made once: read-only, shared by every request.
-        self._flag_arrays: dict[str, tuple[Any, Any]] = {
-            control.name + control.kind: (self._control_array(control, control.false_value),
-                                          self._control_array(control, control.true_value))
-            for control in self._controls
-            if control.kind != "CORRID"
-        }  # fmt: skip
+        # Each control with its false and true tensor data, made once (read-only, shared by every
+        # request); a CORRID control's data is made per request, from the request's correlation ID.
+        self._controls: list[tuple[ControlInput, Any, Any]] = [
+            (control, None, None)
+            if control.kind == "CORRID"
+            else (
+                control,
+                self._control_array(control, control.false_value),
+                self._control_array(control, control.true_value),
+            )
+            for control in control_inputs(config)
+        ]
         self.states = implicit_states(config, model_dir)
         self._saved: dict[Hashable, dict[str, Tensor]] = {}  # correlation ID → state input → tensor
         self._reject = reject
@@ -243,12 +247,12 @@ class SequenceBatchScheduler:
 
     def _add_controls(self, pending: Pending, start: bool, end: bool) -> None:
         request = pending.request
-        for control in self._controls:
-            if control.kind == "CORRID":
+        for control, off, on in self._controls:
+            if on is None:  # CORRID
                 array = self._control_array(control, _correlation_value(request.correlation_id, control.datatype))
             else:
-                on = start if control.kind == "START" else end if control.kind == "END" else True  # READY
-                array = self._flag_arrays[control.name + control.kind][1 if on else 0]
+                kind = control.kind
+                array = on if (start if kind == "START" else end if kind == "END" else True) else off  # READY: on
             request.inputs[control.name] = Tensor(control.name, control.datatype, array.shape, array)
         if self.states:
             saved = None if start else self._saved.get(request.correlation_id)
