@@ -36,6 +36,19 @@ def run_as_main(make: Callable[[SharedLoop], Coroutine[Any, Any, int]]) -> tuple
     return out["main"], out["result"]
 
 
+def run_instance(instance: Callable[[SharedLoop], None]) -> int:
+    """Run ``instance(shared)`` on an instance thread while the main thread awaits its end; returns
+    the main thread's ident."""
+
+    async def main(shared: SharedLoop) -> int:
+        thread = threading.Thread(target=instance, args=(shared,))
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        return 0
+
+    return run_as_main(main)[0]
+
+
 def acquire(shared: SharedLoop) -> bool:
     """Ask for the loop until it is handed over (a request not granted within ``WATCHDOG_S`` is
     withdrawn, which a loaded machine may cause; an idle holder gives it up after ``IDLE_HANDOVER_S``)."""
@@ -130,13 +143,7 @@ def test_a_holder_about_to_wait_for_the_loop_gives_it_to_the_main_thread() -> No
         seen["answer"] = answered.result(60)
         shared.leave()
 
-    async def main(shared: SharedLoop) -> int:
-        thread = threading.Thread(target=instance, args=(shared,))
-        thread.start()
-        await asyncio.to_thread(thread.join)
-        return threading.get_ident()
-
-    main_ident, _ = run_as_main(main)
+    main_ident = run_instance(instance)
     assert seen["owner"] == main_ident
     assert seen["waited"] is True
     assert seen["waited again"] is False
@@ -240,11 +247,5 @@ def test_an_idle_holder_stops_running_the_loop_when_its_scheduler_has_work_due()
         seen["late_enough"] = time.monotonic_ns() >= due - 2_000_000  # the loop's clock rounds to 1 ms
         shared.leave()
 
-    async def main(shared: SharedLoop) -> int:
-        thread = threading.Thread(target=instance, args=(shared,))
-        thread.start()
-        await asyncio.to_thread(thread.join)
-        return 0
-
-    run_as_main(main)
+    run_instance(instance)
     assert seen == {"kept": True, "late_enough": True}
