@@ -44,18 +44,22 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 180
     raise RuntimeError("server not ready in time")
 
 
-def start(name: str, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    """Start ``airtower`` or ``triton`` (the reference) on ``repository``, wait until it is ready;
-    returns the process and its HTTP and gRPC ports. Its output goes to ``log``."""
+def start(name: str, repository: Path, log: Path, src: Path | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Start ``airtower`` (from ``src`` first on PYTHONPATH, when given: another revision's tree) or
+    ``triton`` (the reference) on ``repository``, wait until it is ready; returns the process and its
+    HTTP and gRPC ports. Its output goes to ``log``."""
     http, grpc, metrics = free_port(), free_port(), free_port()
-    if name == "airtower":
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
+    if name != "triton":
         args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
                 "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
                 "--grpc-port", str(grpc), "--allow-metrics=false"]  # fmt: skip
     else:
         args = [str(REF / "bin" / "tritonserver"), f"--model-repository={repository}", f"--http-port={http}",
                 f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--allow-metrics=false"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         wait_ready(http, process)
     except BaseException:

@@ -20,6 +20,10 @@ Python stub processes included). For each N and concurrency the two servers are 
 alternates between rounds), ``--rounds`` times; the medians are kept and the ratios printed (airtower / Triton).
 The reference comes from TRITON_REF (default /tmp/triton-ref). Results go to bench/results/streaming.json.
 Target (issue 5): airtower >= 1.5x Triton's responses/s.
+
+``--base REV`` also serves airtower at another git revision (checked out into a temporary worktree and
+compiled there, as bench/ab.py does) as the server ``base``, to judge a change in one run:
+``--servers airtower --base HEAD`` prints the working tree's ratios to HEAD's.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ab import build
 from servers import REF, ROOT, cpu_seconds, median_of, own_cpu_seconds, start, stop
 
 MODEL = "streamer"
@@ -298,13 +303,23 @@ def sweep(
                 f"p99 {m['ttfr_p99_us'] / 1000:6.2f}ms cpu {m['server_cpu_us_per_response']:4.0f}us/response"
                 for name, m in medians.items()
             )
-            if len(servers) == 2:
-                pairs = zip(runs["airtower"], runs["triton"], strict=True)
-                row["ratio"] = statistics.median(a["responses_per_s"] / t["responses_per_s"] for a, t in pairs)
-                line += f" | responses/s x{row['ratio']:.2f}"
+            for other in ("triton", "base"):
+                if other in runs and "airtower" in runs:
+                    pairs = zip(runs["airtower"], runs[other], strict=True)
+                    ratio = statistics.median(a["responses_per_s"] / t["responses_per_s"] for a, t in pairs)
+                    row["ratio" if other == "triton" else "ratio_to_base"] = ratio
+                    line += f" | responses/s x{ratio:.2f} ({other})"
             rows.append(row)
             print(line, flush=True)
     return rows
+
+
+def checkout(revision: str, where: Path) -> Path:
+    """``revision`` in a git worktree at ``where``, compiled as ``make compile`` builds it; its ``src``."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), revision], check=True,
+                   capture_output=True)  # fmt: skip
+    build(where / "src")
+    return where / "src"
 
 
 def main() -> int:
@@ -320,6 +335,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="the Python client's warm-up")
     parser.add_argument("--sender", choices=["execute", "thread"], default="execute")
     parser.add_argument("--servers", nargs="+", choices=["airtower", "triton"], default=["airtower", "triton"])
+    parser.add_argument("--base", help="also serve airtower at this git revision (server 'base')")
     args = parser.parse_args()
     if not (REF / "bin" / "perf_analyzer").exists():
         print(f"no reference Triton in {REF}: run `make reference` first", file=sys.stderr)
@@ -329,16 +345,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-streaming-") as tmp:
         workdir = Path(tmp)
         repository = make_repository(workdir, args.sender)
+        names: dict[str, Path | None] = dict.fromkeys(args.servers)
+        if args.base:
+            names["base"] = checkout(args.base, workdir / "base")
         try:
             servers: dict[str, tuple[dict[str, str], int]] = {}
-            for name in args.servers:
-                process, http, grpc = start(name, repository, workdir / f"{name}.log")
+            for name, src in names.items():
+                process, http, grpc = start(name, repository, workdir / f"{name}.log", src)
                 processes.append(process)
                 servers[name] = ({"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}"}, process.pid)
             for client in args.clients:
                 rows += sweep(client, servers, args, workdir)
         except BaseException:
-            for name in args.servers:  # the logs go with the temporary directory: show their ends
+            for name in names:  # the logs go with the temporary directory: show their ends
                 log = workdir / f"{name}.log"
                 if log.exists():
                     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -347,7 +366,10 @@ def main() -> int:
         finally:
             for process in processes:
                 stop(process)
-    if len(args.servers) == 2:
+            if args.base:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(workdir / "base")],
+                               capture_output=True)  # fmt: skip
+    if "triton" in names and "airtower" in names:
         print_table(rows)
         met = all(row["ratio"] >= 1.5 for row in rows)
         print(f"\ntarget (airtower >= 1.5x Triton's responses/s everywhere): {'met' if met else 'NOT met'}")

@@ -86,6 +86,7 @@ class SharedLoop:
         self._instances: set[int] = set()  # instance threads that may hold the loop
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
         self._signal_callbacks: dict[int, Callable[[], object]] = {}
+        self._briefly_ns = 0  # when an owner's ``run_briefly`` last ended (time.monotonic_ns)
 
     # -- the main thread ----------------------------------------------------------------
 
@@ -239,6 +240,48 @@ class SharedLoop:
                 return False
             self.loop.call_soon(callback, *args)
             return True
+
+    def hold_for_send(self) -> bool:
+        """Called by a decoupled model's send: whether the calling thread holds the loop, stopped,
+        and may run it (an instance thread inside ``execute``; a hand-over it asked for is awaited,
+        as at ``settle``). Then the response is queued with ``post`` and ``run_briefly`` writes it
+        from this thread. Otherwise the caller posts with ``call_soon_threadsafe``: a request for the
+        loop is withdrawn, and an instance thread running an ``async def execute``'s own loop,
+        which cannot run this one, gives it back and stops holding it (``waited``)."""
+        me = threading.get_ident()
+        if me not in self._instances:
+            return False
+        running = asyncio._get_running_loop()
+        if running is not None:
+            if running is not self.loop:
+                self.release(waited=True)
+            return False
+        with self._cond:
+            if self._wanted == me:
+                self._cond.wait_for(lambda: self._wanted != me, WATCHDOG_S)
+                if self._wanted == me:
+                    self._wanted = 0
+            return self.owner == me
+
+    def run_briefly(self) -> bool:
+        """The owner, inside an execution, runs what is ready on the loop (two iterations: a callback
+        may queue a write for the next one, as the gRPC frontend's ``cork`` does), without waiting
+        for I/O, and keeps the loop stopped. Returns whether the caller still owns it."""
+        with self._cond:
+            if self.owner != threading.get_ident():
+                return False
+            self._stopped_since = 0.0
+        loop = self.loop
+        loop.call_soon(loop.call_soon, loop.stop)
+        loop.run_forever()
+        self._briefly_ns = time.monotonic_ns()
+        return self._after_run()
+
+    def stopped_briefly(self, start_ns: int, end_ns: int) -> bool:
+        """Whether an execution from ``start_ns`` to ``end_ns`` (``time.monotonic_ns``) kept the loop
+        stopped for at most ``MAX_HOLDING_EXECUTION_NS``: all along, or since it last ran it
+        (``run_briefly``: a decoupled model's first response)."""
+        return end_ns - max(start_ns, self._briefly_ns) <= MAX_HOLDING_EXECUTION_NS
 
     def run_idle(self, wake_slot: Callable[[Callable[[], None] | None], None], due_ns: int | None = None) -> bool:
         """Run the loop until it is stopped: by the caller's scheduler, which calls the function

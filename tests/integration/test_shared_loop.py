@@ -7,8 +7,10 @@ Each test would hang (and fail on its client timeout) if the loop stayed with a 
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,7 +40,9 @@ import types
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-GATE = sys.modules.setdefault("_airtower_test_gate", types.SimpleNamespace(event=threading.Event()))
+GATE = sys.modules.setdefault(
+    "_airtower_test_gate", types.SimpleNamespace(event=threading.Event(), stream=threading.Event())
+)
 """
 
 # IN 0: answers at once (its instance comes to hold the loop); IN 1: waits until "opener" ran.
@@ -64,11 +68,41 @@ OPENER_MODEL = (
 
 class TritonPythonModel:
     def execute(self, requests):
-        GATE.event.set()
+        for r in requests:  # IN 6 opens the streamer's gate, anything else the gate model's
+            opened = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()[0] == 6
+            (GATE.stream if opened else GATE.event).set()
         return [
             pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
             for r in requests
         ]
+"""
+)
+
+# Decoupled. IN 0: 8 responses at once (a quick execution: its instance holds the loop and writes the
+# first itself); IN -1: 40 responses over several milliseconds (a long one: it gives the loop back);
+# IN 1: a first response, then one more once "opener" ran with IN 6.
+STREAMER_MODEL = (
+    SHARED_EVENT
+    + """
+import time
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0]
+            sender = request.get_response_sender()
+            if x == 1:
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.zeros(1, np.float32))]))
+                opened = 1.0 if GATE.stream.wait(60) else -1.0
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([opened], np.float32))]))
+            else:
+                for index in range(8 if x == 0 else 40):
+                    if x < 0:
+                        time.sleep(0.0002)
+                    sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([index], np.float32))]))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
 """
 )
 
@@ -78,6 +112,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repository: Path = tmp_path_factory.mktemp("shared_loop")
     write_python_model(repository / "gate", CONFIG.format(name="gate"), GATE_MODEL)
     write_python_model(repository / "opener", CONFIG.format(name="opener"), OPENER_MODEL)
+    streamer_config = CONFIG.format(name="streamer") + "model_transaction_policy { decoupled: true }\n"
+    write_python_model(repository / "streamer", streamer_config, STREAMER_MODEL)
     process = start_server([repository])
     yield process
     assert process.stop() == 0, process.output()
@@ -113,3 +149,52 @@ def test_grpc_and_http_are_served_while_an_instance_holds_the_loop(server: Serve
             tensor = grpcclient.InferInput("IN", [1], "FP32")
             tensor.set_data_from_numpy(np.array([i + 2], np.float32))
             assert grpc.infer("gate", [tensor], client_timeout=30).as_numpy("OUT").tolist() == [float(i + 2)]
+
+
+def test_a_decoupled_model_holding_the_loop_streams_in_order_and_does_not_hold_up_others(
+    server: ServerProcess,
+) -> None:
+    answers: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    grpc.start_stream(callback=lambda result, error: answers.put((result, error)))
+
+    def stream(value: float) -> list[float]:
+        """The OUT values of one request's responses, up to its (empty) final response."""
+        tensor = grpcclient.InferInput("IN", [1], "FP32")
+        tensor.set_data_from_numpy(np.array([value], np.float32))
+        grpc.async_stream_infer("streamer", [tensor], enable_empty_final_response=True)
+        values: list[float] = []
+        while True:
+            result, error = answers.get(timeout=30)
+            assert error is None, error
+            response = result.get_response()
+            if response.outputs:
+                values.append(float(result.as_numpy("OUT")[0]))
+            if response.parameters["triton_final_response"].bool_param:
+                return values
+
+    try:
+        with httpclient.InferenceServerClient(server.url, network_timeout=30) as http:
+            for _ in range(3):
+                for _ in range(20):  # quick streams: the instance comes to hold the loop
+                    assert stream(0) == [float(i) for i in range(8)]
+                assert stream(-1) == [float(i) for i in range(40)]  # a long one gives it back
+            # The first response comes while execute still runs; then execute blocks, and the
+            # other connections are served meanwhile (by the main thread, which takes the loop).
+            tensor = grpcclient.InferInput("IN", [1], "FP32")
+            tensor.set_data_from_numpy(np.array([1], np.float32))
+            grpc.async_stream_infer("streamer", [tensor], enable_empty_final_response=True)
+            result, error = answers.get(timeout=30)
+            assert error is None, error
+            assert result.as_numpy("OUT").tolist() == [0.0]
+            assert http.infer("opener", one(6)).as_numpy("OUT").tolist() == [6.0]
+            result, error = answers.get(timeout=30)
+            assert error is None, error
+            assert result.as_numpy("OUT").tolist() == [1.0]
+            result, error = answers.get(timeout=30)
+            assert error is None
+            assert result.get_response().parameters["triton_final_response"].bool_param
+            assert stream(0) == [float(i) for i in range(8)]
+    finally:
+        grpc.stop_stream()
+        grpc.close()

@@ -249,3 +249,83 @@ def test_an_idle_holder_stops_running_the_loop_when_its_scheduler_has_work_due()
 
     run_instance(instance)
     assert seen == {"kept": True, "late_enough": True}
+
+
+def test_a_holder_that_sends_from_its_execution_writes_on_its_own_thread_and_keeps_the_loop() -> None:
+    # A decoupled model's first response: the instance thread holding the loop runs what is ready,
+    # including what a callback queues for the next iteration (the gRPC frontend's corked write).
+    seen: dict[str, object] = {}
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        assert acquire(shared)
+        start = time.monotonic_ns()
+        seen["holds"] = shared.hold_for_send()
+
+        def deliver() -> None:
+            seen["delivered on"] = threading.get_ident()
+            shared.loop.call_soon(lambda: seen.setdefault("flushed on", threading.get_ident()))
+
+        assert shared.post(deliver)
+        seen["kept"] = shared.run_briefly()
+        seen["owner"] = shared.owner
+        # The time the loop ran does not count against the execution; the time since does.
+        seen["quick"] = shared.stopped_briefly(start, time.monotonic_ns())
+        seen["slow"] = shared.stopped_briefly(start, time.monotonic_ns() + shared_loop.MAX_HOLDING_EXECUTION_NS * 2)
+        seen["instance"] = threading.get_ident()
+        shared.leave()
+
+    run_instance(instance)
+    assert seen["delivered on"] == seen["flushed on"] == seen["instance"] == seen["owner"]
+    assert seen["holds"] is True
+    assert seen["kept"] is True
+    assert seen["quick"] is True
+    assert seen["slow"] is False
+
+
+def test_hold_for_send_waits_for_a_hand_over_it_asked_for() -> None:
+    seen: dict[str, object] = {}
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        shared.ask()  # as an instance does before it executes; the main thread hands over at its iteration's end
+        seen["holds"] = shared.hold_for_send()
+        seen["is owner"] = shared.owner == threading.get_ident()
+        shared.leave()
+
+    run_instance(instance)
+    assert seen == {"holds": True, "is owner": True}
+
+
+def test_threads_that_cannot_run_the_loop_do_not_hold_it_for_sending() -> None:
+    seen: dict[str, object] = {}
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        assert acquire(shared)
+
+        async def execute() -> bool:  # an ``async def execute``, on its own loop on this thread
+            return shared.hold_for_send()
+
+        seen["from its own loop"] = asyncio.run(execute())
+        seen["owner after"] = shared.owner
+        seen["waited"] = shared.waited()
+        shared.leave()
+
+    def other(shared: SharedLoop) -> None:  # a model's own sender thread: never an instance
+        seen["from another thread"] = shared.hold_for_send()
+
+    async def main(shared: SharedLoop) -> int:
+        for target in (instance, other):
+            thread = threading.Thread(target=target, args=(shared,))
+            thread.start()
+            await asyncio.to_thread(thread.join)
+        return threading.get_ident()
+
+    main_ident, _ = run_as_main(main)
+    assert seen == {
+        "from its own loop": False,
+        "owner after": main_ident,
+        "waited": True,
+        "from another thread": False,
+    }

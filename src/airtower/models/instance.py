@@ -164,8 +164,7 @@ class ModelInstance:
                     if qualifies:
                         shared.ask()
                 results, timing = run(batch)
-                quick = timing.end_ns - timing.start_ns <= shared_loop.MAX_HOLDING_EXECUTION_NS
-                qualifies = not shared.waited() and quick
+                qualifies = not shared.waited() and shared.stopped_briefly(timing.start_ns, timing.end_ns)
                 if not qualifies:
                     shared.release()  # executions like this one would hold up the other connections
                 if shared.post(complete, batch, results, timing):

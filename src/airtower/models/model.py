@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A decoupled model's instance thread that holds the event loop (``shared_loop``) writes its first
+#: response at once and the later ones of the same execution at most this often.
+FLUSH_INTERVAL_NS = 100_000
+
 
 class ModelState(enum.Enum):
     """Triton's model version states, as the repository index reports them."""
@@ -351,11 +355,33 @@ class Model:
                 self.stats.record_response(index, outcome, arrived - previous, time.monotonic_ns() - arrived)
                 progress[0], progress[1] = index + 1, arrived
 
+        shared = shared_loop.of(loop)
+        flushes = [0, 0, 0]  # when this thread first wrote, the time it spent writing, when it last wrote
+
         def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
             queued.append((response, final))
+            if shared is not None and shared.hold_for_send() and (state["scheduled"] or shared.post(drain)):
+                # This instance thread holds the loop, stopped for this execution: it writes the first
+                # response itself, at once, and later ones every FLUSH_INTERVAL_NS (the rest when the
+                # execution ends and it runs the loop again). A model that goes on sending for longer
+                # than a quick execution lasts (its own time, not the loop's) gives the loop back.
+                state["scheduled"] = True
+                now = time.monotonic_ns()
+                if state["first"]:
+                    state["first"] = False
+                    flushes[0] = now
+                elif now - flushes[0] - flushes[1] > shared_loop.MAX_HOLDING_EXECUTION_NS:
+                    # a long stream: the main thread writes the rest, and this model stops holding
+                    shared.release(waited=True)
+                    return
+                elif now - flushes[2] < FLUSH_INTERVAL_NS:
+                    return
+                shared.run_briefly()
+                flushes[2] = time.monotonic_ns()
+                flushes[1] += flushes[2] - now
+                return
             if not state["scheduled"]:
                 state["scheduled"] = True
-                shared_loop.release_if_holder(loop)  # the model streams from execute: let the loop run
                 loop.call_soon_threadsafe(drain)
             if state["first"]:
                 # Let the loop thread send the first response now rather than when the model's send
