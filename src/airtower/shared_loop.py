@@ -18,9 +18,11 @@ changes hands under ``_cond``:
   iteration ends (``run_forever`` returns, ``_after_run``), and the instance finds it at
   ``settle``.
 - An instance gives it back (``release``) when it exits, when its execution was slow or waited
-  for the loop (a BLS call, a decoupled response: ``release_if_holder``), so that models which do
-  not qualify run as before: the loop on the main thread, results posted with
-  ``call_soon_threadsafe``.
+  for the loop (a BLS call: ``release_if_holder``), so that models which do not qualify run as
+  before: the loop on the main thread, results posted with ``call_soon_threadsafe``.
+- A decoupled model's sends from inside ``execute`` on a holding instance thread are queued on the
+  loop it holds (``hold_for_send``, ``post``) and written by that thread (``run_briefly`` runs the
+  loop for what is ready, then it stays stopped): a stream's first response without a hand-over.
 - The main thread takes it back (a steal) when the holder has not run it for ``WATCHDOG_S``: an
   ``execute`` that runs long, or blocks, never holds up the other connections for longer.
 
@@ -87,6 +89,8 @@ class SharedLoop:
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
         self._signal_callbacks: dict[int, Callable[[], object]] = {}
         self._briefly_ns = 0  # when an owner's ``run_briefly`` last ended (time.monotonic_ns)
+        self._long_stops: set[int] = set()  # instance threads that kept the loop stopped too long before a run
+        self._handed_back: set[int] = set()  # instance threads that gave it back mid-execution (``hand_back``)
 
     # -- the main thread ----------------------------------------------------------------
 
@@ -267,9 +271,12 @@ class SharedLoop:
         """The owner, inside an execution, runs what is ready on the loop (two iterations: a callback
         may queue a write for the next one, as the gRPC frontend's ``cork`` does), without waiting
         for I/O, and keeps the loop stopped. Returns whether the caller still owns it."""
+        me = threading.get_ident()
         with self._cond:
-            if self.owner != threading.get_ident():
+            if self.owner != me:
                 return False
+            if self._stopped_since and time.monotonic() - self._stopped_since > MAX_HOLDING_EXECUTION_NS / 1e9:
+                self._long_stops.add(me)  # the execution does not count as quick
             self._stopped_since = 0.0
         loop = self.loop
         loop.call_soon(loop.call_soon, loop.stop)
@@ -277,10 +284,29 @@ class SharedLoop:
         self._briefly_ns = time.monotonic_ns()
         return self._after_run()
 
+    def hand_back(self) -> None:
+        """The owner, inside an execution that goes on streaming without long pauses, gives the loop
+        to the main thread (which writes what was queued on it); the execution still counts as quick
+        (``stopped_briefly``), so the instance takes the loop again for its next one."""
+        me = threading.get_ident()
+        if self.owner == me:
+            self._handed_back.add(me)
+            self.release()
+
     def stopped_briefly(self, start_ns: int, end_ns: int) -> bool:
-        """Whether an execution from ``start_ns`` to ``end_ns`` (``time.monotonic_ns``) kept the loop
-        stopped for at most ``MAX_HOLDING_EXECUTION_NS``: all along, or since it last ran it
-        (``run_briefly``: a decoupled model's first response)."""
+        """Whether the calling instance thread's execution from ``start_ns`` to ``end_ns``
+        (``time.monotonic_ns``) kept the loop stopped for at most ``MAX_HOLDING_EXECUTION_NS`` at a
+        stretch: all along, or when it ran the loop (``run_briefly``: a decoupled model's sends)
+        each stretch before and since, or until it handed the loop back."""
+        if self._long_stops or self._handed_back:
+            me = threading.get_ident()
+            if me in self._long_stops:
+                self._long_stops.discard(me)
+                self._handed_back.discard(me)
+                return False
+            if me in self._handed_back:
+                self._handed_back.discard(me)
+                return True
         return end_ns - max(start_ns, self._briefly_ns) <= MAX_HOLDING_EXECUTION_NS
 
     def run_idle(self, wake_slot: Callable[[Callable[[], None] | None], None], due_ns: int | None = None) -> bool:

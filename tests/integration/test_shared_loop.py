@@ -79,8 +79,9 @@ class TritonPythonModel:
 )
 
 # Decoupled. IN 0: 8 responses at once (a quick execution: its instance holds the loop and writes the
-# first itself); IN -1: 40 responses over several milliseconds (a long one: it gives the loop back);
-# IN 1: a first response, then one more once "opener" ran with IN 6.
+# first itself); IN -1: 40 responses over several milliseconds (a long stream: it hands the loop back);
+# IN -2: 4 responses 2 ms apart (long pauses: it stops holding the loop); IN 1: a first response, then
+# one more once "opener" ran with IN 6.
 STREAMER_MODEL = (
     SHARED_EVENT
     + """
@@ -97,9 +98,9 @@ class TritonPythonModel:
                 opened = 1.0 if GATE.stream.wait(60) else -1.0
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([opened], np.float32))]))
             else:
-                for index in range(8 if x == 0 else 40):
+                for index in range(8 if x == 0 else 40 if x == -1 else 4):
                     if x < 0:
-                        time.sleep(0.0002)
+                        time.sleep(0.0002 if x == -1 else 0.002)
                     sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([index], np.float32))]))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
@@ -178,7 +179,9 @@ def test_a_decoupled_model_holding_the_loop_streams_in_order_and_does_not_hold_u
             for _ in range(3):
                 for _ in range(20):  # quick streams: the instance comes to hold the loop
                     assert stream(0) == [float(i) for i in range(8)]
-                assert stream(-1) == [float(i) for i in range(40)]  # a long one gives it back
+                assert stream(-1) == [float(i) for i in range(40)]  # a long one hands it back
+                assert stream(0) == [float(i) for i in range(8)]
+                assert stream(-2) == [float(i) for i in range(4)]  # pauses: it stops holding it
             # The first response comes while execute still runs; then execute blocks, and the
             # other connections are served meanwhile (by the main thread, which takes the loop).
             tensor = grpcclient.InferInput("IN", [1], "FP32")

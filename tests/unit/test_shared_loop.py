@@ -329,3 +329,34 @@ def test_threads_that_cannot_run_the_loop_do_not_hold_it_for_sending() -> None:
         "waited": True,
         "from another thread": False,
     }
+
+
+def test_an_execution_that_kept_the_loop_stopped_long_is_not_quick_and_one_that_handed_it_back_is() -> None:
+    seen: dict[str, object] = {}
+    late = shared_loop.MAX_HOLDING_EXECUTION_NS * 4
+
+    def instance(shared: SharedLoop) -> None:
+        shared.join()
+        assert acquire(shared)
+        # A first send after a long computation: the loop was stopped all that time before it ran.
+        start = time.monotonic_ns()
+        time.sleep(shared_loop.MAX_HOLDING_EXECUTION_NS * 2 / 1e9)
+        shared.run_briefly()
+        seen["long stop"] = shared.stopped_briefly(start, time.monotonic_ns())
+        # A stream that goes on sending gives the loop to the main thread mid-execution: however long
+        # the execution then lasts, it held the loop up only until then.
+        start = time.monotonic_ns()
+        shared.run_briefly()
+        shared.hand_back()
+        seen["owner after"] = shared.owner
+        seen["handed back"] = shared.stopped_briefly(start, start + late)
+        seen["next, not handed back"] = shared.stopped_briefly(start, start + late)
+        shared.leave()
+
+    main_ident = run_instance(instance)
+    assert seen == {
+        "long stop": False,
+        "owner after": main_ident,
+        "handed back": True,
+        "next, not handed back": False,
+    }

@@ -370,9 +370,13 @@ class Model:
                 if state["first"]:
                     state["first"] = False
                     flushes[0] = now
-                elif now - flushes[0] - flushes[1] > shared_loop.MAX_HOLDING_EXECUTION_NS:
-                    # a long stream: the main thread writes the rest, and this model stops holding
+                elif now - flushes[2] > shared_loop.MAX_HOLDING_EXECUTION_NS:
+                    # a long pause between sends held the other connections up: stop holding the loop
                     shared.release(waited=True)
+                    return
+                elif now - flushes[0] - flushes[1] > shared_loop.MAX_HOLDING_EXECUTION_NS:
+                    # a long stream: the main thread writes the rest; the next one starts here again
+                    shared.hand_back()
                     return
                 elif now - flushes[2] < FLUSH_INTERVAL_NS:
                     return
