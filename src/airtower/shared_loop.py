@@ -21,7 +21,7 @@ changes hands under ``_cond``:
   for the loop (a BLS call: ``release_if_holder``), so that models which do not qualify run as
   before: the loop on the main thread, results posted with ``call_soon_threadsafe``.
 - A decoupled model's sends from inside ``execute`` on a holding instance thread are queued on the
-  loop it holds (``hold_for_send``, ``post``) and written by that thread (``run_briefly`` runs the
+  loop it holds (``sending``, ``post``) and written by that thread (``run_briefly`` runs the
   loop for what is ready, then it stays stopped): a stream's first response without a hand-over.
 - The main thread takes it back (a steal) when the holder has not run it for ``WATCHDOG_S``: an
   ``execute`` that runs long, or blocks, never holds up the other connections for longer.
@@ -88,9 +88,9 @@ class SharedLoop:
         self._instances: set[int] = set()  # instance threads that may hold the loop
         self._waited: set[int] = set()  # those that waited for the loop since they last looked
         self._signal_callbacks: dict[int, Callable[[], object]] = {}
-        self._briefly_ns = 0  # when an owner's ``run_briefly`` last ended (time.monotonic_ns)
-        self._long_stops: set[int] = set()  # instance threads that kept the loop stopped too long before a run
-        self._handed_back: set[int] = set()  # instance threads that gave it back mid-execution (``hand_back``)
+        #: Instance threads whose execution sent responses itself (a decoupled model): the first and
+        #: last send (time.monotonic_ns) and whether a pause between two sends was long.
+        self._sends: dict[int, list[int]] = {}
 
     # -- the main thread ----------------------------------------------------------------
 
@@ -245,13 +245,15 @@ class SharedLoop:
             self.loop.call_soon(callback, *args)
             return True
 
-    def hold_for_send(self) -> bool:
-        """Called by a decoupled model's send: whether the calling thread holds the loop, stopped,
-        and may run it (an instance thread inside ``execute``; a hand-over it asked for is awaited,
-        as at ``settle``). Then the response is queued with ``post`` and ``run_briefly`` writes it
-        from this thread. Otherwise the caller posts with ``call_soon_threadsafe``: a request for the
-        loop is withdrawn, and an instance thread running an ``async def execute``'s own loop,
-        which cannot run this one, gives it back and stops holding it (``waited``)."""
+    def sending(self) -> bool:
+        """Called at each send of a decoupled model. On an instance thread inside ``execute`` the send
+        is noted (``stopped_briefly`` judges a streaming execution by its pauses, not its length),
+        and the result says whether the thread holds the loop, stopped, and may run it (a hand-over
+        it asked for is awaited, as at ``settle``): then the response is queued with ``post`` and
+        ``run_briefly`` writes it from this thread. Otherwise the caller posts with
+        ``call_soon_threadsafe``: a request for the loop is withdrawn, and an instance thread running
+        an ``async def execute``'s own loop, which cannot run this one, gives it back and stops
+        holding it (``waited``)."""
         me = threading.get_ident()
         if me not in self._instances:
             return False
@@ -260,6 +262,16 @@ class SharedLoop:
             if running is not self.loop:
                 self.release(waited=True)
             return False
+        now = time.monotonic_ns()
+        sends = self._sends.get(me)
+        if sends is None:
+            self._sends[me] = [now, now, 0]
+        else:
+            if now - sends[1] > MAX_HOLDING_EXECUTION_NS:
+                sends[2] = 1
+            sends[1] = now
+        if self.owner == me:
+            return True
         with self._cond:
             if self._wanted == me:
                 self._cond.wait_for(lambda: self._wanted != me, WATCHDOG_S)
@@ -271,43 +283,30 @@ class SharedLoop:
         """The owner, inside an execution, runs what is ready on the loop (two iterations: a callback
         may queue a write for the next one, as the gRPC frontend's ``cork`` does), without waiting
         for I/O, and keeps the loop stopped. Returns whether the caller still owns it."""
-        me = threading.get_ident()
         with self._cond:
-            if self.owner != me:
+            if self.owner != threading.get_ident():
                 return False
-            if self._stopped_since and time.monotonic() - self._stopped_since > MAX_HOLDING_EXECUTION_NS / 1e9:
-                self._long_stops.add(me)  # the execution does not count as quick
             self._stopped_since = 0.0
         loop = self.loop
         loop.call_soon(loop.call_soon, loop.stop)
         loop.run_forever()
-        self._briefly_ns = time.monotonic_ns()
         return self._after_run()
-
-    def hand_back(self) -> None:
-        """The owner, inside an execution that goes on streaming without long pauses, gives the loop
-        to the main thread (which writes what was queued on it); the execution still counts as quick
-        (``stopped_briefly``), so the instance takes the loop again for its next one."""
-        me = threading.get_ident()
-        if self.owner == me:
-            self._handed_back.add(me)
-            self.release()
 
     def stopped_briefly(self, start_ns: int, end_ns: int) -> bool:
         """Whether the calling instance thread's execution from ``start_ns`` to ``end_ns``
-        (``time.monotonic_ns``) kept the loop stopped for at most ``MAX_HOLDING_EXECUTION_NS`` at a
-        stretch: all along, or when it ran the loop (``run_briefly``: a decoupled model's sends)
-        each stretch before and since, or until it handed the loop back."""
-        if self._long_stops or self._handed_back:
-            me = threading.get_ident()
-            if me in self._long_stops:
-                self._long_stops.discard(me)
-                self._handed_back.discard(me)
-                return False
-            if me in self._handed_back:
-                self._handed_back.discard(me)
-                return True
-        return end_ns - max(start_ns, self._briefly_ns) <= MAX_HOLDING_EXECUTION_NS
+        (``time.monotonic_ns``) would keep the loop stopped for at most ``MAX_HOLDING_EXECUTION_NS``
+        at a stretch: its whole length, or, for one that sent responses itself (a holder writes them
+        as it goes, ``run_briefly``), the time before its first send, between two sends and after
+        its last."""
+        sends = self._sends.pop(threading.get_ident(), None) if self._sends else None
+        if sends is not None and sends[0] >= start_ns:
+            first, last, long_pause = sends
+            return (
+                not long_pause
+                and first - start_ns <= MAX_HOLDING_EXECUTION_NS
+                and end_ns - last <= MAX_HOLDING_EXECUTION_NS
+            )
+        return end_ns - start_ns <= MAX_HOLDING_EXECUTION_NS
 
     def run_idle(self, wake_slot: Callable[[Callable[[], None] | None], None], due_ns: int | None = None) -> bool:
         """Run the loop until it is stopped: by the caller's scheduler, which calls the function

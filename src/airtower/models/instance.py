@@ -171,6 +171,8 @@ class ModelInstance:
                     holding = True
                 else:
                     loop.call_soon_threadsafe(complete, batch, results, timing)
+                    if qualifies:
+                        shared.ask()  # (when not asked yet: a stream that handed the loop back takes it again)
                     holding = shared.settle()
         finally:
             shared.leave()

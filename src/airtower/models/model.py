@@ -360,23 +360,22 @@ class Model:
 
         def sink(response: InferenceResponse | TritonError | None, final: bool) -> None:
             queued.append((response, final))
-            if shared is not None and shared.hold_for_send() and (state["scheduled"] or shared.post(drain)):
+            if shared is not None and shared.sending() and (state["scheduled"] or shared.post(drain)):
                 # This instance thread holds the loop, stopped for this execution: it writes the first
                 # response itself, at once, and later ones every FLUSH_INTERVAL_NS (the rest when the
-                # execution ends and it runs the loop again). A model that goes on sending for longer
-                # than a quick execution lasts (its own time, not the loop's) gives the loop back.
+                # execution ends and it runs the loop again). A stream that goes on for longer than a
+                # quick execution lasts (its own time, not the loop's) hands the loop to the main
+                # thread, which writes the rest; after a long pause between sends, at once.
                 state["scheduled"] = True
                 now = time.monotonic_ns()
                 if state["first"]:
                     state["first"] = False
                     flushes[0] = now
-                elif now - flushes[2] > shared_loop.MAX_HOLDING_EXECUTION_NS:
-                    # a long pause between sends held the other connections up: stop holding the loop
-                    shared.release(waited=True)
-                    return
-                elif now - flushes[0] - flushes[1] > shared_loop.MAX_HOLDING_EXECUTION_NS:
-                    # a long stream: the main thread writes the rest; the next one starts here again
-                    shared.hand_back()
+                elif (
+                    now - flushes[2] > shared_loop.MAX_HOLDING_EXECUTION_NS
+                    or now - flushes[0] - flushes[1] > shared_loop.MAX_HOLDING_EXECUTION_NS
+                ):
+                    shared.release()
                     return
                 elif now - flushes[2] < FLUSH_INTERVAL_NS:
                     return
