@@ -270,14 +270,7 @@ class SharedLoop:
             if now - sends[1] > MAX_HOLDING_EXECUTION_NS:
                 sends[2] = 1
             sends[1] = now
-        if self.owner == me:
-            return True
-        with self._cond:
-            if self._wanted == me:
-                self._cond.wait_for(lambda: self._wanted != me, WATCHDOG_S)
-                if self._wanted == me:
-                    self._wanted = 0
-            return self.owner == me
+        return self.owner == me or self.settle()
 
     def run_briefly(self) -> bool:
         """The owner, inside an execution, runs what is ready on the loop (two iterations: a callback

@@ -364,8 +364,8 @@ class Model:
                 # This instance thread holds the loop, stopped for this execution: it writes the first
                 # response itself, at once, and later ones every FLUSH_INTERVAL_NS (the rest when the
                 # execution ends and it runs the loop again). A stream that goes on for longer than a
-                # quick execution lasts (its own time, not the loop's) hands the loop to the main
-                # thread, which writes the rest; after a long pause between sends, at once.
+                # quick execution lasts (its own time, not the loop's), or that paused that long since
+                # this thread last ran the loop, hands the loop to the main thread, which writes the rest.
                 state["scheduled"] = True
                 now = time.monotonic_ns()
                 if state["first"]:
