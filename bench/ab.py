@@ -28,34 +28,22 @@ from pathlib import Path
 
 import batching
 from run import SEQUENCE_MODELS, make_repository, model_arguments
-from servers import REF, ROOT, free_port, stop, wait_ready
+from servers import REF, ROOT, build, env_with_src, free_port, stop, wait_ready, worktree
 
 
 def serve(src: Path | None, repository: Path, model: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """airtower from ``src`` (None: the working tree) serving ``model``; returns it and its HTTP port."""
     port = free_port()
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
     args = [sys.executable, "-m", "airtower", "serve", "--model-repository", str(repository),
             "--http-address", "127.0.0.1", "--http-port", str(port), "--allow-grpc=false", "--allow-metrics=false",
             "--model-control-mode", "explicit", "--load-model", model]  # fmt: skip
-    process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, env=env_with_src(src), stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         wait_ready(port, process)
     except BaseException:
         stop(process)
         raise
     return process, port
-
-
-def build(src: Path) -> None:
-    """Compile ``src``'s request path as ``make compile`` does, when that revision has one."""
-    if not (src / "airtower" / "compiled.py").exists():
-        return
-    env = dict(os.environ, PYTHONPATH=str(src))
-    code = "import sys, airtower.compiled as c; sys.exit(c.main(['--strict']))"
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def measure(port: int, model: str, concurrency: int, seconds: float, workdir: Path) -> tuple[float, float]:
@@ -91,18 +79,15 @@ def main() -> int:
         os.environ["AIRTOWER_PURE_PYTHON"] = "1"
     with tempfile.TemporaryDirectory(prefix="airtower-ab-") as temp:
         workdir = Path(temp)
-        base = workdir / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True,
-                       capture_output=True)  # fmt: skip
-        try:
+        with worktree(args.base, workdir / "base") as base_src:
             if not args.pure:
-                build(base / "src")
+                build(base_src)
                 build(ROOT / "src")
             if args.model.startswith("mlp"):
                 repository = batching.make_repository(workdir, ["mlp"], [0])
             else:
                 repository = make_repository(workdir)
-            sides = {"base": base / "src", "tree": None}
+            sides = {"base": base_src, "tree": None}
             results: dict[tuple[str, int], list[tuple[float, float]]] = {}
             for round_index in range(args.rounds):
                 for concurrency in args.concurrency:
@@ -125,8 +110,6 @@ def main() -> int:
                     f"p99 {statistics.median(r[1] for r in tree_runs):6.0f}us | "
                     f"throughput x{statistics.median(ratios):.3f}"
                 )
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
     return 0
 
 

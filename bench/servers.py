@@ -1,5 +1,5 @@
 """What every benchmark script shares: paths, starting and stopping airtower and the reference
-Triton on free loopback ports, and CPU time readings.
+Triton on free loopback ports, another revision of airtower to compare with, and CPU time readings.
 
 The scripts run as ``.venv/bin/python bench/<script>.py``, so this module is imported from their
 own folder.
@@ -13,8 +13,11 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +52,7 @@ def start(name: str, repository: Path, log: Path, src: Path | None = None) -> tu
     ``triton`` (the reference) on ``repository``, wait until it is ready; returns the process and its
     HTTP and gRPC ports. Its output goes to ``log``."""
     http, grpc, metrics = free_port(), free_port(), free_port()
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
+    env = env_with_src(src)
     if name != "triton":
         args = [str(ROOT / ".venv" / "bin" / "airtower"), "serve", "--model-repository", str(repository),
                 "--http-address", "127.0.0.1", "--http-port", str(http), "--grpc-address", "127.0.0.1",
@@ -66,6 +67,34 @@ def start(name: str, repository: Path, log: Path, src: Path | None = None) -> tu
         stop(process)
         raise
     return process, http, grpc
+
+
+def env_with_src(src: Path | None) -> dict[str, str]:
+    """This process's environment, with ``src`` (another revision's tree) first on PYTHONPATH when given."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
+    return env
+
+
+@contextmanager
+def worktree(revision: str, where: Path) -> Iterator[Path]:
+    """``revision`` checked out in a temporary git worktree at ``where`` (removed afterwards); yields its ``src``."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), revision], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield where / "src"
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], capture_output=True)
+
+
+def build(src: Path) -> None:
+    """Compile ``src``'s request path as ``make compile`` does, when that revision has one."""
+    if not (src / "airtower" / "compiled.py").exists():
+        return
+    code = "import sys, airtower.compiled as c; sys.exit(c.main(['--strict']))"
+    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(src)), check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

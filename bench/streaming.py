@@ -29,6 +29,7 @@ compiled there, as bench/ab.py does) as the server ``base``, to judge a change i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import re
@@ -45,8 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ab import build
-from servers import REF, ROOT, cpu_seconds, median_of, own_cpu_seconds, start, stop
+from servers import REF, ROOT, build, cpu_seconds, median_of, own_cpu_seconds, start, stop, worktree
 
 MODEL = "streamer"
 #: A request in perf_analyzer's --profile-export-file: its timestamp and its first response's (ns).
@@ -314,14 +314,6 @@ def sweep(
     return rows
 
 
-def checkout(revision: str, where: Path) -> Path:
-    """``revision`` in a git worktree at ``where``, compiled as ``make compile`` builds it; its ``src``."""
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), revision], check=True,
-                   capture_output=True)  # fmt: skip
-    build(where / "src")
-    return where / "src"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--responses", type=int, nargs="+", default=[16, 64], help="responses per request (N)")
@@ -342,12 +334,13 @@ def main() -> int:
         return 2
     rows: list[dict[str, Any]] = []
     processes: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="airtower-streaming-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="airtower-streaming-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         repository = make_repository(workdir, args.sender)
         names: dict[str, Path | None] = dict.fromkeys(args.servers)
         if args.base:
-            names["base"] = checkout(args.base, workdir / "base")
+            names["base"] = stack.enter_context(worktree(args.base, workdir / "base"))
+            build(names["base"])
         try:
             servers: dict[str, tuple[dict[str, str], int]] = {}
             for name, src in names.items():
@@ -366,9 +359,6 @@ def main() -> int:
         finally:
             for process in processes:
                 stop(process)
-            if args.base:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(workdir / "base")],
-                               capture_output=True)  # fmt: skip
     if "triton" in names and "airtower" in names:
         print_table(rows)
         met = all(row["ratio"] >= 1.5 for row in rows)
