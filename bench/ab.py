@@ -9,8 +9,8 @@ environment), the working tree as installed. For each concurrency the two server
 turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
 prints each side's median throughput and p99 and the median ratio (working tree / base). The
 models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``, ``accumulator``)
-and bench/batching.py's MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic
-batching). Both sides run
+bench/batching.py's MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic
+batching; ``--mlp-widths`` changes it) and the example ONNX model ``add_sub_onnx``. Both sides run
 compiled, as ``make compile`` builds them (the base is built in its worktree when it has the build);
 ``--pure`` runs both from source instead.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,8 +69,17 @@ def main() -> int:
     parser.add_argument(
         "--model",
         default="add_sub",
-        choices=("add_sub", "add_sub_batched", "add_sub_dynamic", *SEQUENCE_MODELS, "mlp", "mlp_batched"),
+        choices=(
+            "add_sub",
+            "add_sub_batched",
+            "add_sub_dynamic",
+            *SEQUENCE_MODELS,
+            "mlp",
+            "mlp_batched",
+            "add_sub_onnx",
+        ),
     )
+    parser.add_argument("--mlp-widths", type=int, nargs="+", default=list(batching.MLP_WIDTHS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="perf_analyzer measurement window")
@@ -84,7 +94,10 @@ def main() -> int:
                 build(base_src)
                 build(ROOT / "src")
             if args.model.startswith("mlp"):
-                repository = batching.make_repository(workdir, ["mlp"], [0])
+                repository = batching.make_repository(workdir, ["mlp"], [0], tuple(args.mlp_widths))
+            elif args.model == "add_sub_onnx":
+                repository = workdir / "onnx_repository"
+                shutil.copytree(ROOT / "examples" / "model_repository" / args.model, repository / args.model)
             else:
                 repository = make_repository(workdir)
             sides = {"base": base_src, "tree": None}
