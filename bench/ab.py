@@ -8,7 +8,7 @@ temporary git worktree and served with its own ``src`` first on ``PYTHONPATH`` (
 environment), the working tree as installed. For each concurrency the two servers are measured in
 turn with perf_analyzer over HTTP, alternating which goes first, ``--rounds`` times; the script
 prints each side's median throughput and p99 and the median ratio (working tree / base). The
-models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``, ``accumulator``)
+models are bench/run.py's (``add_sub``, ``add_sub_batched``, ``add_sub_dynamic``, ``accumulator``),
 bench/batching.py's MLP (``mlp``: one request per execution, ``mlp_batched``: dynamic
 batching; ``--mlp-widths`` changes it) and the example ONNX model ``add_sub_onnx``. Both sides run
 compiled, as ``make compile`` builds them (the base is built in its worktree when it has the build);
