@@ -337,20 +337,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airtower-streaming-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         repository = make_repository(workdir, args.sender)
-        names: dict[str, Path | None] = dict.fromkeys(args.servers)
+        sources: dict[str, Path | None] = dict.fromkeys(args.servers)  # server → its src (None: this tree)
         if args.base:
-            names["base"] = stack.enter_context(worktree(args.base, workdir / "base"))
-            build(names["base"])
+            sources["base"] = stack.enter_context(worktree(args.base, workdir / "base"))
+            build(sources["base"])
         try:
             servers: dict[str, tuple[dict[str, str], int]] = {}
-            for name, src in names.items():
+            for name, src in sources.items():
                 process, http, grpc = start(name, repository, workdir / f"{name}.log", src)
                 processes.append(process)
                 servers[name] = ({"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}"}, process.pid)
             for client in args.clients:
                 rows += sweep(client, servers, args, workdir)
         except BaseException:
-            for name in names:  # the logs go with the temporary directory: show their ends
+            for name in sources:  # the logs go with the temporary directory: show their ends
                 log = workdir / f"{name}.log"
                 if log.exists():
                     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -359,7 +359,7 @@ def main() -> int:
         finally:
             for process in processes:
                 stop(process)
-    if "triton" in names and "airtower" in names:
+    if "triton" in sources and "airtower" in sources:
         print_table(rows)
         met = all(row["ratio"] >= 1.5 for row in rows)
         print(f"\ntarget (airtower >= 1.5x Triton's responses/s everywhere): {'met' if met else 'NOT met'}")

@@ -62,10 +62,9 @@ def of(loop: asyncio.AbstractEventLoop | None) -> SharedLoop | None:
 
 
 def release_if_holder(loop: asyncio.AbstractEventLoop | None) -> None:
-    """Called on a thread about to wait for ``loop`` (a BLS request) or to post to it from inside
-    an ``execute`` (a decoupled response): if the thread holds the loop, stopped, the main thread
-    gets it; a pending request for it is withdrawn. Either way the thread's instance stops
-    holding the loop (``waited``)."""
+    """Called on a thread about to wait for ``loop`` (a BLS request): if the thread holds the loop,
+    stopped, the main thread gets it; a pending request for it is withdrawn. Either way the thread's
+    instance stops holding the loop (``waited``). (A decoupled model's sends go through ``sending``.)"""
     shared = of(loop)
     # Only instance threads hold the loop (other threads, and the thread running it, go on at once).
     if shared is not None and threading.get_ident() in shared._instances and asyncio._get_running_loop() is not loop:
